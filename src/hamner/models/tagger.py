@@ -1,0 +1,130 @@
+"""The text path: encoder -> first-sub-token word vectors (+ shape channel) -> linear -> CRF."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hamner.data.encoding import WordEncoder
+from hamner.data.shape import SHAPES
+from hamner.errors import ConfigError
+from hamner.models.config import TaggerConfig
+from hamner.models.crf import CRF
+from hamner.models.encoder import resolve_encoder_path
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "hamner_config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+class TextTagger(nn.Module):
+    """Word-level BIO tagger over a Hugging Face encoder; the base the multimodal model extends."""
+
+    def __init__(self, config: TaggerConfig, encoder: nn.Module, tokenizer: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.word_encoder = WordEncoder(tokenizer, config.max_length)
+        hidden = int(encoder.config.hidden_size)
+        self.shape_emb = nn.Embedding(len(SHAPES), config.shape_dim, padding_idx=0) if config.use_shape else None
+        width = hidden + (config.shape_dim if config.use_shape else 0)
+        self.dropout = nn.Dropout(config.dropout)
+        self.emission = nn.Linear(width, len(config.labels))
+        self.crf = CRF(len(config.labels))
+
+    # ----- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: TaggerConfig) -> TextTagger:
+        """A new tagger whose encoder carries pretrained weights from ``config.encoder``."""
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_encoder_path(config.encoder)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        encoder = _drop_pooler(AutoModel.from_pretrained(path))
+        return cls(config, encoder, tokenizer)
+
+    def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write config, labels, encoder config, tokenizer files and safetensors weights."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model_class": type(self).__name__,
+            "tagger": self.config.to_dict(),
+            **(extra or {}),
+        }
+        (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        self.encoder.config.save_pretrained(out / "encoder")
+        self.tokenizer.save_pretrained(out / "tokenizer")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+        return out
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> TextTagger:
+        """Rebuild a tagger from ``save_pretrained`` output alone (no pretrained encoder needed)."""
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        d = Path(directory)
+        cfg_file = d / CONFIG_FILE
+        if not cfg_file.exists():
+            raise ConfigError(f"{d} is not a hamner checkpoint: {CONFIG_FILE} is missing")
+        meta = json.loads(cfg_file.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ConfigError(f"{cfg_file}: format_version {meta.get('format_version')} is not {FORMAT_VERSION}")
+        config = TaggerConfig.from_dict(meta["tagger"])
+        enc_cfg = AutoConfig.from_pretrained(d / "encoder")
+        encoder = _drop_pooler(AutoModel.from_config(enc_cfg))
+        tokenizer = AutoTokenizer.from_pretrained(d / "tokenizer")
+        model = cls(config, encoder, tokenizer)
+        state = load_file(str(d / WEIGHTS_FILE), device=map_location)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ConfigError(f"{d / WEIGHTS_FILE}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        return model
+
+    # ----- forward --------------------------------------------------------------------------------
+    def word_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Word vectors from the first sub-token of each word, with the shape channel appended."""
+        out = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        states = out.last_hidden_state  # shape: (batch, subtokens, hidden)
+        idx = batch["first_sub"].unsqueeze(-1).expand(-1, -1, states.size(-1))  # shape: (batch, words, hidden)
+        words = torch.gather(states, 1, idx)  # shape: (batch, words, hidden)
+        if self.shape_emb is not None:
+            words = torch.cat([words, self.shape_emb(batch["shape_ids"])], dim=-1)  # shape: (batch, words, width)
+        return words
+
+    def emissions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        h = self.dropout(self.word_features(batch))
+        return self.emission(h)  # shape: (batch, words, labels)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        em = self.emissions(batch)
+        out = {"emissions": em}
+        if "tags" in batch:
+            out["loss"] = self.crf.nll(em, batch["tags"], batch["word_mask"])
+        return out
+
+    @torch.no_grad()
+    def predict_tags(self, batch: dict[str, torch.Tensor], lengths: list[int]) -> list[list[str]]:
+        """BIO tags for every word; words past the encoder limit get ``O`` (they still count in scoring)."""
+        em = self.emissions(batch)
+        paths = self.crf.decode(em, batch["word_mask"])
+        labels = self.config.labels
+        return [[labels[t] for t in path] + ["O"] * (n - len(path)) for path, n in zip(paths, lengths)]
+
+
+def _drop_pooler(encoder: nn.Module) -> nn.Module:
+    """Remove the sentence pooler: unused by a tagger, and unused parameters break DDP."""
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder

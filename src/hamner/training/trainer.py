@@ -1,0 +1,333 @@
+"""The training loop: AdamW with per-part learning rates, warm-up and linear decay, clipping,
+dev selection, one test evaluation with the best checkpoint, resumable, single process or DDP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from hamner.data.conll import Post
+from hamner.data.datasets import load_split
+from hamner.data.encoding import EncodedPost, collate
+from hamner.errors import ConfigError
+from hamner.evaluation.metrics import EntityReport, entity_scores
+from hamner.models.tagger import TextTagger
+from hamner.training.config import ExperimentConfig
+from hamner.training.env import git_revision, machine_description, package_versions, peak_memory_mb
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "last/state.pt"
+RECORD_BATCHES_ENV = "HAMNER_RECORD_BATCHES"  # debug/test hook: a folder where each rank lists its batches
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_pref: str) -> tuple[DistInfo, torch.device]:
+    """Read torchrun's environment; gloo on CPUs, NCCL on GPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    info = DistInfo(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if device_pref == "auto":
+        use_cuda = torch.cuda.is_available()
+    else:
+        use_cuda = device_pref.startswith("cuda")
+        if use_cuda and not torch.cuda.is_available():
+            raise ConfigError(f"train.device={device_pref} but CUDA is not available")
+    if use_cuda:
+        index = info.local_rank if world > 1 or ":" not in device_pref else int(device_pref.split(":")[1])
+        device = torch.device("cuda", index)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return info, device
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def linear_warmup_decay(total_steps: int, warmup_steps: int):  # type: ignore[no-untyped-def]
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def build_optimizer(model: TextTagger, cfg: ExperimentConfig) -> torch.optim.AdamW:
+    """Three parameter groups: encoder, new layers (head), CRF transitions; no decay on bias/norms."""
+    t = cfg.train
+    groups: dict[str, list[nn.Parameter]] = {k: [] for k in ("enc", "enc_nd", "head", "head_nd", "crf")}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or p.dim() == 1
+        if name.startswith("crf."):
+            groups["crf"].append(p)
+        elif name.startswith("encoder."):
+            groups["enc_nd" if no_decay else "enc"].append(p)
+        else:
+            groups["head_nd" if no_decay else "head"].append(p)
+    spec = [
+        ("encoder", groups["enc"], t.lr_encoder, t.weight_decay),
+        ("encoder_no_decay", groups["enc_nd"], t.lr_encoder, 0.0),
+        ("head", groups["head"], t.lr_head, t.weight_decay),
+        ("head_no_decay", groups["head_nd"], t.lr_head, 0.0),
+        ("crf", groups["crf"], t.lr_crf, 0.0),
+    ]
+    return torch.optim.AdamW(
+        [{"name": n, "params": ps, "lr": lr, "weight_decay": wd} for n, ps, lr, wd in spec if ps]
+    )
+
+
+def encode_posts(model: TextTagger, posts: list[Post]) -> list[EncodedPost]:
+    index = {t: i for i, t in enumerate(model.config.labels)}
+    out = []
+    for p in posts:
+        unknown = [t for t in p.tags if t not in index]
+        if unknown:
+            raise ConfigError(f"{p.source}: tag {unknown[0]!r} is not in the model's labels {model.config.labels}")
+        out.append(model.word_encoder.encode(p.words, [index[t] for t in p.tags]))
+    return out
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(
+    model: TextTagger, posts: list[Post], device: torch.device, batch_size: int = 64, progress: bool = False, desc: str = "predict"
+) -> list[list[str]]:
+    """Predicted BIO tags for every word of every post (same lengths as the posts)."""
+    model.eval()
+    encoded = [model.word_encoder.encode(p.words) for p in posts]
+    order = sorted(range(len(posts)), key=lambda i: len(encoded[i].input_ids))  # less padding
+    out: list[list[str]] = [[] for _ in posts]
+    pad = model.tokenizer.pad_token_id or 0
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+        idx = order[start : start + batch_size]
+        batch = _to(collate([encoded[i] for i in idx], pad), device)
+        tags = model.predict_tags(batch, [len(posts[i].words) for i in idx])
+        for i, t in zip(idx, tags):
+            out[i] = t
+    return out
+
+
+def evaluate(model: TextTagger, posts: list[Post], device: torch.device, batch_size: int = 64, progress: bool = False, desc: str = "eval") -> EntityReport:
+    """Entity-level scores against the untruncated gold tags of ``posts``."""
+    pred = predict(model, posts, device, batch_size, progress, desc)
+    return entity_scores([p.tags for p in posts], pred)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def run_training(cfg: ExperimentConfig, resume: bool = False, command: str | None = None) -> dict[str, Any]:
+    """Train, select on dev, evaluate test once; returns the final metrics (rank 0) or {}."""
+    dist, device = init_distributed(cfg.train.device)
+    if cfg.train.num_threads > 0:
+        torch.set_num_threads(cfg.train.num_threads)
+    cfg.model.tokenizer_style = cfg.data.dataset if cfg.data.dataset in ("twitter2015", "twitter2017") else cfg.model.tokenizer_style
+    run_dir = cfg.run_dir()
+    state_path = run_dir / STATE_FILE
+    if dist.main:
+        if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+            raise ConfigError(f"run directory {run_dir} is not empty; pass --resume to continue it or choose another train.output_dir/run_name")
+        if resume and not state_path.exists() and (run_dir / "final.json").exists():
+            log.info("%s is already complete", run_dir)
+            return dict(json.loads((run_dir / "final.json").read_text()))
+        run_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(cfg.train.seed)
+    show = cfg.train.progress and dist.main
+
+    # data
+    root = cfg.data.root
+    train_posts = load_split(cfg.data.dataset, "train", root, cfg.data.type_map)[: cfg.data.max_train_posts]
+    dev_posts = load_split(cfg.data.dataset, "valid", root, cfg.data.type_map)[: cfg.data.max_eval_posts]
+    if dist.main:
+        log.info("%s: %d train, %d dev posts", cfg.data.dataset, len(train_posts), len(dev_posts))
+
+    model = TextTagger.from_config(cfg.model).to(device)
+    train_enc = encode_posts(model, train_posts)
+    sampler = DistributedSampler(train_enc, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.train.seed)  # type: ignore[arg-type]
+    pad = model.tokenizer.pad_token_id or 0
+    loader = DataLoader(
+        list(range(len(train_enc))), batch_size=cfg.train.batch_size, sampler=sampler,
+        collate_fn=lambda idx: (idx, collate([train_enc[i] for i in idx], pad)),
+    )
+    optimizer = build_optimizer(model, cfg)
+    total_steps = cfg.train.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_warmup_decay(total_steps, int(round(cfg.train.warmup_ratio * total_steps)))
+    )
+    start_epoch, best_f1, best_epoch = 0, -1.0, -1
+    if resume and state_path.exists():
+        if dist.world > 1:
+            torch.distributed.barrier()
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        start_epoch, best_f1, best_epoch = state["epoch"] + 1, state["best_f1"], state["best_epoch"]
+        if dist.main:
+            log.info("resuming %s after epoch %d (best dev F1 %.4f at epoch %d)", run_dir, start_epoch, best_f1, best_epoch)
+    elif dist.main:
+        meta = {
+            "command": command or " ".join(sys.argv),
+            "seed": cfg.train.seed,
+            "git": git_revision(),
+            "packages": package_versions(),
+            "machine": machine_description(device),
+            "world_size": dist.world,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    net: nn.Module = model
+    if dist.world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    record_dir = os.environ.get(RECORD_BATCHES_ENV)
+    seen: list[list[int]] = []
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        sampler.set_epoch(epoch)
+        net.train()
+        t0 = time.perf_counter()
+        total, steps = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not show, dynamic_ncols=True)
+        for idx, batch in bar:
+            if record_dir:
+                seen.append([int(i) for i in idx])
+            loss = net(_to(batch, device))["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach())
+            steps += 1
+            bar.set_postfix(loss=f"{total / steps:.3f}")
+        train_seconds = time.perf_counter() - t0
+        if record_dir:
+            Path(record_dir).mkdir(parents=True, exist_ok=True)
+            (Path(record_dir) / f"rank{dist.rank}.json").write_text(json.dumps(seen))
+        if dist.main:
+            report = evaluate(model, dev_posts, device, cfg.train.eval_batch_size, show, "dev")
+            f1 = report.micro.f1
+            improved = f1 > best_f1
+            if improved:
+                best_f1, best_epoch = f1, epoch
+                tmp = run_dir / "best.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                model.save_pretrained(tmp, extra={"trained_on": cfg.data.dataset, "epoch": epoch + 1, "dev_f1": f1})
+                shutil.rmtree(run_dir / "best", ignore_errors=True)
+                os.replace(tmp, run_dir / "best")
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": total / max(1, steps),
+                "lr_encoder": optimizer.param_groups[0]["lr"],
+                "dev": report.to_dict(),
+                "dev_f1": f1,
+                "best": improved,
+                "epoch_seconds": train_seconds,
+                "peak_mem_mb": peak_memory_mb(device),
+            }
+            with (run_dir / "metrics.jsonl").open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            log.info("epoch %d: loss %.4f, dev F1 %.4f%s (%.0f s)", epoch + 1, record["train_loss"], f1, " *" if improved else "", train_seconds)
+            _atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": _rng_state(),
+                    "epoch": epoch,
+                    "best_f1": best_f1,
+                    "best_epoch": best_epoch,
+                },
+                state_path,
+            )
+        if dist.world > 1:
+            torch.distributed.barrier()
+
+    result: dict[str, Any] = {}
+    if dist.main:
+        result = finish(cfg, run_dir, device, best_epoch, best_f1)
+    if dist.world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return result
+
+
+def finish(cfg: ExperimentConfig, run_dir: Path, device: torch.device, best_epoch: int, best_f1: float) -> dict[str, Any]:
+    """Evaluate the test split once, with the checkpoint chosen on dev; write final.json."""
+    best = TextTagger.from_pretrained(run_dir / "best").to(device)
+    test_posts = load_split(cfg.data.dataset, "test", cfg.data.root, cfg.data.type_map)[: cfg.data.max_eval_posts]
+    report = evaluate(best, test_posts, device, cfg.train.eval_batch_size, cfg.train.progress, "test")
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    epoch_seconds = [r["epoch_seconds"] for r in records]
+    final = {
+        "dataset": cfg.data.dataset,
+        "config": cfg.name,
+        "seed": cfg.train.seed,
+        "best_epoch": best_epoch + 1,
+        "dev_f1": best_f1,
+        "test": report.to_dict(),
+        "test_f1": report.micro.f1,
+        "epoch_minutes": (sum(epoch_seconds) / len(epoch_seconds) / 60) if epoch_seconds else math.nan,
+        "peak_mem_mb": max(r["peak_mem_mb"] for r in records) if records else math.nan,
+        "run": json.loads((run_dir / "run.json").read_text()),
+    }
+    (run_dir / "final.json").write_text(json.dumps(final, indent=2) + "\n")
+    (run_dir / STATE_FILE).unlink(missing_ok=True)  # optimizer state is large; the run is complete
+    log.info("test (checkpoint of epoch %d): F1 %.4f\n%s", best_epoch + 1, report.micro.f1, report.table())
+    return final
