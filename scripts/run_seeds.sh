@@ -1,9 +1,27 @@
 #!/usr/bin/env bash
-# Train one config on one dataset for several seeds, one after another; rerunning resumes.
-# Usage: scripts/run_seeds.sh DATASET CONFIG "SEEDS" [extra hamner train args...]
-#   e.g. scripts/run_seeds.sh twitter2017 configs/text-only.yaml "1 2 3" --set train.num_threads=1
+# Train configs x datasets x seeds, PARALLEL runs at a time (each with THREADS torch threads);
+# rerunning resumes unfinished runs and skips finished ones. Longest jobs (Twitter-2015) go first.
+# Usage: scripts/run_seeds.sh CONFIG [CONFIG...]   env: SEEDS="1 2 3" DATASETS="twitter2015 twitter2017"
+#        PARALLEL=2 THREADS=1 OUT=runs HAMNER_DATA_ROOT=../shared/data; extra --set via EXTRA="k=v ..."
 set -euo pipefail
-dataset=$1; config=$2; seeds=$3; shift 3
-for seed in $seeds; do
-  hamner train --config "$config" --resume --set data.dataset="$dataset" --set train.seed="$seed" "$@"
+SEEDS=${SEEDS:-"1 2 3"}
+DATASETS=${DATASETS:-"twitter2015 twitter2017"}
+PARALLEL=${PARALLEL:-2}
+THREADS=${THREADS:-1}
+OUT=${OUT:-runs}
+mkdir -p "$OUT/logs"
+jobs=()
+for config in "$@"; do
+  for dataset in $DATASETS; do
+    for seed in $SEEDS; do jobs+=("$config $dataset $seed"); done
+  done
 done
+printf '%s\n' "${jobs[@]}" | xargs -P "$PARALLEL" -L 1 bash -c '
+  config=$0; dataset=$1; seed=$2; name=$(basename "$config" .yaml)
+  extra=(); for kv in ${EXTRA:-}; do extra+=(--set "$kv"); done
+  OMP_NUM_THREADS='"$THREADS"' hamner train --config "$config" --resume \
+    --set data.dataset="$dataset" --set train.seed="$seed" --set train.num_threads='"$THREADS"' \
+    --set train.output_dir='"$OUT"' --set train.progress=false "${extra[@]}" \
+    > '"$OUT"'/logs/"$dataset-$name-seed$seed".log 2>&1 \
+    && echo "done: $dataset $name seed $seed" || echo "FAILED: $dataset $name seed $seed (see '"$OUT"'/logs)"
+'

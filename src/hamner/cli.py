@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
 import sys
+from pathlib import Path
+from typing import Any
 
-from hamner.errors import HamnerError
+from hamner.errors import ConfigError, DataFormatError, HamnerError
 
 log = logging.getLogger("hamner")
 
@@ -33,9 +36,96 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
     cfg = load_config(args.config, overrides)
-    final = run_training(cfg, resume=args.resume, command="hamner " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    command = "hamner " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    final = run_training(cfg, resume=args.resume, command=command, stop_after_epoch=args.stop_after_epoch)
     if final:
         print(f"test F1 {final['test_f1']:.4f} (best dev epoch {final['best_epoch']}); run: {cfg.run_dir()}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from hamner.data.datasets import load_split
+    from hamner.models.tagger import TextTagger
+    from hamner.training.trainer import evaluate
+
+    model = TextTagger.from_pretrained(args.model)
+    meta = json.loads((Path(args.model) / "hamner_config.json").read_text())
+    dataset = args.dataset or meta.get("trained_on")
+    if not dataset:
+        raise ConfigError(f"{args.model} does not say which dataset it was trained on; pass --dataset")
+    posts = load_split(dataset, args.split, args.data_root)
+    device = torch.device(args.device)
+    report = evaluate(model, posts, device, args.batch_size, progress=True, desc=args.split)
+    if args.json:
+        print(json.dumps({"dataset": dataset, "split": args.split, **report.to_dict()}, indent=2))
+    else:
+        print(f"{dataset} {args.split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
+        print(report.table())
+    return 0
+
+
+def _read_tag_inputs(path: str, fmt: str) -> list[dict[str, Any]]:
+    """Posts from plain text (one per line) or JSONL (``text`` + optional ``image``/``caption``/``id``)."""
+    import json
+
+    name = "<stdin>" if path == "-" else path
+    records: list[dict[str, Any]] = []
+    with contextlib.nullcontext(sys.stdin) if path == "-" else open(path, encoding="utf-8") as stream:
+        for lineno, line in enumerate(stream, start=1):
+            line = line.rstrip("\n").rstrip("\r")
+            if fmt == "jsonl" or (fmt == "auto" and line.lstrip().startswith("{")):
+                if not line.strip():
+                    raise DataFormatError(name, lineno, "empty line in JSONL input (expected a JSON object)")
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataFormatError(name, lineno, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                    raise DataFormatError(name, lineno, 'expected a JSON object with a string field "text"')
+                unknown = sorted(set(rec) - {"id", "text", "image", "caption"})
+                if unknown:
+                    raise DataFormatError(name, lineno, f"unknown fields {unknown}; allowed: id, text, image, caption")
+                for key in ("image", "caption"):
+                    if rec.get(key) is not None and not isinstance(rec[key], str):
+                        raise DataFormatError(name, lineno, f'field "{key}" must be a string')
+            else:
+                rec = {"text": line}
+            if not rec["text"].strip():
+                log.warning("%s:%d: empty post; it is written with no entities", name, lineno)
+            rec.setdefault("id", lineno)
+            records.append(rec)
+    return records
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    import json
+
+    from hamner.inference.tagger import Tagger
+
+    records = _read_tag_inputs(args.input, args.format)
+    tagger = Tagger.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
+    tagged = tagger.tag_many(
+        [r["text"] for r in records], [r.get("image") for r in records], [r.get("caption") for r in records]
+    )
+    with contextlib.nullcontext(sys.stdout) if args.output == "-" else open(args.output, "w", encoding="utf-8") as out:
+        for rec, post in zip(records, tagged, strict=True):
+            out.write(json.dumps({"id": rec["id"], **post.to_dict(with_tokens=args.tokens)}, ensure_ascii=False) + "\n")
+    return 0
+
+
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from hamner.data.download import DEFAULT_BASE_URL, download_dataset
+
+    dest = args.dest or os.environ.get("HAMNER_DATA_ROOT")
+    if not dest:
+        raise ConfigError("pass --dest DIR or set HAMNER_DATA_ROOT: where to write <dataset>/<file>")
+    paths = download_dataset(args.dataset, dest, base_url=args.base_url or DEFAULT_BASE_URL, force=args.force)
+    for p in paths:
+        print(p)
     return 0
 
 
@@ -49,7 +139,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.seed=2")
     p.add_argument("--data-root", help="folder with twitter2015/ and twitter2017/ (default: $HAMNER_DATA_ROOT)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished epoch")
+    p.add_argument("--stop-after-epoch", type=int, metavar="N", help="stop after epoch N, resumable with --resume")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint on a dataset split (per-type table)")
+    p.add_argument("--model", required=True, help="checkpoint directory (save_pretrained output, e.g. RUN/best)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "dev", "test"])
+    p.add_argument("--dataset", help="twitter2015 or twitter2017 (default: the one the model was trained on)")
+    p.add_argument("--data-root", help="folder with twitter2015/ and twitter2017/ (default: $HAMNER_DATA_ROOT)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tag", help="tag raw posts: one per line, or JSONL with text and optional image/caption")
+    p.add_argument("--model", required=True, help="checkpoint directory")
+    p.add_argument("input", nargs="?", default="-", help="input file (default: standard input)")
+    p.add_argument("-o", "--output", default="-", help="output JSONL file (default: standard output)")
+    p.add_argument(
+        "--format", choices=["auto", "text", "jsonl"], default="auto", help="auto: lines starting with { are JSON"
+    )
+    p.add_argument("--tokens", action="store_true", help="also write the words with offsets and their BIO tags")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser("data", help="dataset utilities")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    d = data_sub.add_parser("download", help="fetch the public text splits and captions, verified by SHA-256")
+    d.add_argument("dataset", choices=["twitter2015", "twitter2017"])
+    d.add_argument("--dest", help="data root to write into (default: $HAMNER_DATA_ROOT)")
+    d.add_argument("--base-url", help="mirror of raw.githubusercontent.com (owner/repo/commit/path layout)")
+    d.add_argument("--force", action="store_true", help="download again even if a verified copy is present")
+    d.set_defaults(func=cmd_data_download)
     return parser
 
 
@@ -59,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args))
-    except HamnerError as exc:
+    except (HamnerError, FileNotFoundError, IsADirectoryError) as exc:
         print(f"hamner {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -83,7 +83,7 @@ def read_conll(path: str | Path, type_map: Mapping[str, str] | None = None) -> l
         if line.startswith("IMGID:") and "\t" not in line:
             if imgid is not None or words:
                 raise DataFormatError(name, lineno, "IMGID line inside a post (missing blank line before it)")
-            imgid = line[len("IMGID:"):]
+            imgid = line[len("IMGID:") :]
             if not imgid:
                 raise DataFormatError(name, lineno, "empty IMGID")
             if imgid in seen_ids:
@@ -93,9 +93,7 @@ def read_conll(path: str | Path, type_map: Mapping[str, str] | None = None) -> l
             continue
         parts = line.split("\t")
         if len(parts) != 2:
-            raise DataFormatError(
-                name, lineno, f"expected 'token<TAB>tag', found {len(parts) - 1} TABs in {line!r}"
-            )
+            raise DataFormatError(name, lineno, f"expected 'token<TAB>tag', found {len(parts) - 1} TABs in {line!r}")
         token, tag = parts
         if token == "":
             raise DataFormatError(name, lineno, "empty token")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hamner.data.shape import shape_id
+from hamner.data.shape import shape_id, word_shape
 
 
 @dataclass
@@ -27,9 +27,10 @@ class WordEncoder:
     datasets) become the unknown token, so that every word keeps a vector and a tag.
     """
 
-    def __init__(self, tokenizer, max_length: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tokenizer, max_length: int, url_placeholder: str | None = None) -> None:  # type: ignore[no-untyped-def]
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.url_placeholder = url_placeholder
         self._cache: dict[str, list[int]] = {}
         if tokenizer.unk_token_id is None:
             raise ValueError("the tokenizer has no unknown token; cannot represent empty words")
@@ -44,7 +45,8 @@ class WordEncoder:
     def word_ids(self, word: str) -> list[int]:
         ids = self._cache.get(word)
         if ids is None:
-            ids = self.tokenizer(word, add_special_tokens=False)["input_ids"] or [self.tokenizer.unk_token_id]
+            text = self.url_placeholder if self.url_placeholder and word_shape(word) == "url" else word
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] or [self.tokenizer.unk_token_id]
             self._cache[word] = ids
         return ids
 

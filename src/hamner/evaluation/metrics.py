@@ -47,7 +47,11 @@ class EntityReport:
     mode: str = "conlleval"
 
     def to_dict(self) -> dict[str, object]:
-        return {"mode": self.mode, "micro": asdict(self.micro), "per_type": {k: asdict(v) for k, v in self.per_type.items()}}
+        return {
+            "mode": self.mode,
+            "micro": asdict(self.micro),
+            "per_type": {k: asdict(v) for k, v in self.per_type.items()},
+        }
 
     def table(self) -> str:
         """A fixed-width per-type table for humans (never parse it: use the fields)."""
@@ -71,7 +75,7 @@ def entity_scores(
     tp: Counter[str] = Counter()
     n_pred: Counter[str] = Counter()
     n_gold: Counter[str] = Counter()
-    for i, (g, p) in enumerate(zip(gold, pred)):
+    for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
         if len(g) != len(p):
             raise ValueError(f"sequence {i}: gold has {len(g)} tags, prediction {len(p)}")
         gs: set[Span] = set(reader(list(g)))

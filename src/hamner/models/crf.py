@@ -46,6 +46,6 @@ class CRF(nn.Module):
         keep = mask[:, 0].bool()
         if keep.any():
             idx = keep.nonzero().flatten().tolist()
-            for i, path in zip(idx, self.crf.decode(emissions[keep], mask=mask[keep].bool())):
+            for i, path in zip(idx, self.crf.decode(emissions[keep], mask=mask[keep].bool()), strict=True):
                 out[i] = path
         return out

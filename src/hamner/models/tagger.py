@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
 
-from hamner.data.encoding import WordEncoder
+from hamner.data.encoding import WordEncoder, collate
 from hamner.data.shape import SHAPES
 from hamner.errors import ConfigError
 from hamner.models.config import TaggerConfig
@@ -33,7 +35,7 @@ class TextTagger(nn.Module):
         self.config = config
         self.encoder = encoder
         self.tokenizer = tokenizer
-        self.word_encoder = WordEncoder(tokenizer, config.max_length)
+        self.word_encoder = WordEncoder(tokenizer, config.max_length, config.url_placeholder)
         hidden = int(encoder.config.hidden_size)
         self.shape_emb = nn.Embedding(len(SHAPES), config.shape_dim, padding_idx=0) if config.use_shape else None
         width = hidden + (config.shape_dim if config.use_shape else 0)
@@ -87,9 +89,11 @@ class TextTagger(nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(d / "tokenizer")
         model = cls(config, encoder, tokenizer)
         state = load_file(str(d / WEIGHTS_FILE), device=map_location)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=True)
         if missing or unexpected:
-            raise ConfigError(f"{d / WEIGHTS_FILE}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+            raise ConfigError(
+                f"{d / WEIGHTS_FILE}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
         return model
 
     # ----- forward --------------------------------------------------------------------------------
@@ -120,7 +124,27 @@ class TextTagger(nn.Module):
         em = self.emissions(batch)
         paths = self.crf.decode(em, batch["word_mask"])
         labels = self.config.labels
-        return [[labels[t] for t in path] + ["O"] * (n - len(path)) for path, n in zip(paths, lengths)]
+        return [[labels[t] for t in path] + ["O"] * (n - len(path)) for path, n in zip(paths, lengths, strict=True)]
+
+    @torch.no_grad()
+    def predict(
+        self, word_lists: Sequence[Sequence[str]], batch_size: int = 64, progress: bool = False, desc: str = "predict"
+    ) -> list[list[str]]:
+        """BIO tags for every word of every post (same lengths as the inputs), in input order."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        encoded = [self.word_encoder.encode(words) for words in word_lists]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))  # less padding
+        out: list[list[str]] = [[] for _ in encoded]
+        pad = self.tokenizer.pad_token_id or 0
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+            idx = order[start : start + batch_size]
+            batch = {k: v.to(device) for k, v in collate([encoded[i] for i in idx], pad).items()}
+            for i, tags in zip(idx, self.predict_tags(batch, [len(word_lists[i]) for i in idx]), strict=True):
+                out[i] = tags
+        self.train(was_training)
+        return out
 
 
 def _drop_pooler(encoder: nn.Module) -> nn.Module:

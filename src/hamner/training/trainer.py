@@ -19,12 +19,13 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hamner.data.conll import Post
 from hamner.data.datasets import load_split
 from hamner.data.encoding import EncodedPost, collate
+from hamner.data.sampler import BucketBatchSampler
 from hamner.errors import ConfigError
 from hamner.evaluation.metrics import EntityReport, entity_scores
 from hamner.models.tagger import TextTagger
@@ -106,9 +107,7 @@ def build_optimizer(model: TextTagger, cfg: ExperimentConfig) -> torch.optim.Ada
         ("head_no_decay", groups["head_nd"], t.lr_head, 0.0),
         ("crf", groups["crf"], t.lr_crf, 0.0),
     ]
-    return torch.optim.AdamW(
-        [{"name": n, "params": ps, "lr": lr, "weight_decay": wd} for n, ps, lr, wd in spec if ps]
-    )
+    return torch.optim.AdamW([{"name": n, "params": ps, "lr": lr, "weight_decay": wd} for n, ps, lr, wd in spec if ps])
 
 
 def encode_posts(model: TextTagger, posts: list[Post]) -> list[EncodedPost]:
@@ -126,28 +125,17 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-@torch.no_grad()
-def predict(
-    model: TextTagger, posts: list[Post], device: torch.device, batch_size: int = 64, progress: bool = False, desc: str = "predict"
-) -> list[list[str]]:
-    """Predicted BIO tags for every word of every post (same lengths as the posts)."""
-    model.eval()
-    encoded = [model.word_encoder.encode(p.words) for p in posts]
-    order = sorted(range(len(posts)), key=lambda i: len(encoded[i].input_ids))  # less padding
-    out: list[list[str]] = [[] for _ in posts]
-    pad = model.tokenizer.pad_token_id or 0
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
-        idx = order[start : start + batch_size]
-        batch = _to(collate([encoded[i] for i in idx], pad), device)
-        tags = model.predict_tags(batch, [len(posts[i].words) for i in idx])
-        for i, t in zip(idx, tags):
-            out[i] = t
-    return out
-
-
-def evaluate(model: TextTagger, posts: list[Post], device: torch.device, batch_size: int = 64, progress: bool = False, desc: str = "eval") -> EntityReport:
+def evaluate(
+    model: TextTagger,
+    posts: list[Post],
+    device: torch.device,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "eval",
+) -> EntityReport:
     """Entity-level scores against the untruncated gold tags of ``posts``."""
-    pred = predict(model, posts, device, batch_size, progress, desc)
+    model.to(device)
+    pred = model.predict([p.words for p in posts], batch_size, progress, desc)
     return entity_scores([p.tags for p in posts], pred)
 
 
@@ -168,17 +156,27 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def run_training(cfg: ExperimentConfig, resume: bool = False, command: str | None = None) -> dict[str, Any]:
-    """Train, select on dev, evaluate test once; returns the final metrics (rank 0) or {}."""
+def run_training(
+    cfg: ExperimentConfig, resume: bool = False, command: str | None = None, stop_after_epoch: int | None = None
+) -> dict[str, Any]:
+    """Train, select on dev, evaluate test once; returns the final metrics (rank 0) or {}.
+
+    ``stop_after_epoch`` ends the process after that epoch with a resumable state (for time-boxed
+    sessions); ``resume=True`` continues from the last finished epoch.
+    """
     dist, device = init_distributed(cfg.train.device)
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
-    cfg.model.tokenizer_style = cfg.data.dataset if cfg.data.dataset in ("twitter2015", "twitter2017") else cfg.model.tokenizer_style
+    cfg.model.tokenizer_style = (
+        cfg.data.dataset if cfg.data.dataset in ("twitter2015", "twitter2017") else cfg.model.tokenizer_style
+    )
     run_dir = cfg.run_dir()
     state_path = run_dir / STATE_FILE
     if dist.main:
         if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-            raise ConfigError(f"run directory {run_dir} is not empty; pass --resume to continue it or choose another train.output_dir/run_name")
+            raise ConfigError(
+                f"run directory {run_dir} is not empty; pass --resume to continue it or choose another train.output_dir/run_name"
+            )
         if resume and not state_path.exists() and (run_dir / "final.json").exists():
             log.info("%s is already complete", run_dir)
             return dict(json.loads((run_dir / "final.json").read_text()))
@@ -195,10 +193,13 @@ def run_training(cfg: ExperimentConfig, resume: bool = False, command: str | Non
 
     model = TextTagger.from_config(cfg.model).to(device)
     train_enc = encode_posts(model, train_posts)
-    sampler = DistributedSampler(train_enc, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.train.seed)  # type: ignore[arg-type]
+    sampler = BucketBatchSampler(
+        [len(e.input_ids) for e in train_enc], cfg.train.batch_size, cfg.train.seed, dist.rank, dist.world
+    )
     pad = model.tokenizer.pad_token_id or 0
     loader = DataLoader(
-        list(range(len(train_enc))), batch_size=cfg.train.batch_size, sampler=sampler,
+        list(range(len(train_enc))),
+        batch_sampler=sampler,
         collate_fn=lambda idx: (idx, collate([train_enc[i] for i in idx], pad)),
     )
     optimizer = build_optimizer(model, cfg)
@@ -216,9 +217,17 @@ def run_training(cfg: ExperimentConfig, resume: bool = False, command: str | Non
         scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         start_epoch, best_f1, best_epoch = state["epoch"] + 1, state["best_f1"], state["best_epoch"]
+        if dist.main:  # drop records of an epoch whose state was never saved (killed in between)
+            metrics = run_dir / "metrics.jsonl"
+            lines = metrics.read_text().splitlines() if metrics.exists() else []
+            kept = [ln for ln in lines if ln.strip() and json.loads(ln)["epoch"] <= start_epoch]
+            metrics.write_text("".join(ln + "\n" for ln in kept))
         if dist.main:
-            log.info("resuming %s after epoch %d (best dev F1 %.4f at epoch %d)", run_dir, start_epoch, best_f1, best_epoch)
+            log.info(
+                "resuming %s after epoch %d (best dev F1 %.4f at epoch %d)", run_dir, start_epoch, best_f1, best_epoch
+            )
     elif dist.main:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         meta = {
             "command": command or " ".join(sys.argv),
             "seed": cfg.train.seed,
@@ -235,7 +244,7 @@ def run_training(cfg: ExperimentConfig, resume: bool = False, command: str | Non
     if dist.world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     record_dir = os.environ.get(RECORD_BATCHES_ENV)
-    seen: list[list[int]] = []
+    seen: dict[int, list[list[int]]] = {}  # epoch -> the batches of post indices this rank trained on
 
     for epoch in range(start_epoch, cfg.train.epochs):
         sampler.set_epoch(epoch)
@@ -245,7 +254,7 @@ def run_training(cfg: ExperimentConfig, resume: bool = False, command: str | Non
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not show, dynamic_ncols=True)
         for idx, batch in bar:
             if record_dir:
-                seen.append([int(i) for i in idx])
+                seen.setdefault(epoch + 1, []).append([int(i) for i in idx])
             loss = net(_to(batch, device))["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -283,7 +292,14 @@ def run_training(cfg: ExperimentConfig, resume: bool = False, command: str | Non
             }
             with (run_dir / "metrics.jsonl").open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            log.info("epoch %d: loss %.4f, dev F1 %.4f%s (%.0f s)", epoch + 1, record["train_loss"], f1, " *" if improved else "", train_seconds)
+            log.info(
+                "epoch %d: loss %.4f, dev F1 %.4f%s (%.0f s)",
+                epoch + 1,
+                record["train_loss"],
+                f1,
+                " *" if improved else "",
+                train_seconds,
+            )
             _atomic_torch_save(
                 {
                     "model": model.state_dict(),
@@ -298,6 +314,12 @@ def run_training(cfg: ExperimentConfig, resume: bool = False, command: str | Non
             )
         if dist.world > 1:
             torch.distributed.barrier()
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.train.epochs:
+            if dist.main:
+                log.info("stopping after epoch %d as asked; continue with --resume", epoch + 1)
+            if dist.world > 1:
+                torch.distributed.destroy_process_group()
+            return {}
 
     result: dict[str, Any] = {}
     if dist.main:
@@ -308,7 +330,9 @@ def run_training(cfg: ExperimentConfig, resume: bool = False, command: str | Non
     return result
 
 
-def finish(cfg: ExperimentConfig, run_dir: Path, device: torch.device, best_epoch: int, best_f1: float) -> dict[str, Any]:
+def finish(
+    cfg: ExperimentConfig, run_dir: Path, device: torch.device, best_epoch: int, best_f1: float
+) -> dict[str, Any]:
     """Evaluate the test split once, with the checkpoint chosen on dev; write final.json."""
     best = TextTagger.from_pretrained(run_dir / "best").to(device)
     test_posts = load_split(cfg.data.dataset, "test", cfg.data.root, cfg.data.type_map)[: cfg.data.max_eval_posts]

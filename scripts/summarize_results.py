@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Collect finished runs into results/ and regenerate results/summary.csv and the README table.
+
+    python scripts/summarize_results.py [--runs runs] [--results results] [--readme README.md]
+
+1. Every run directory under --runs with a final.json is copied (its small files: final.json,
+   metrics.jsonl, config.yaml, run.json; never the weights) to results/runs/<dataset>/<config>/seed<k>/.
+2. results/summary.csv gets one row per (dataset, config) over all runs in results/runs, with the
+   columns dataset, config, seeds, p_mean, r_mean, f1_mean, f1_std (sample standard deviation over
+   seeds), f1_PER, f1_LOC, f1_ORG, f1_MISC, epoch_minutes, peak_mem_mb, commit, machine, then extras.
+   All scores are test-set fractions (0 to 1) of the checkpoint chosen on dev.
+3. The README's table between the markers ``<!-- results:start -->`` and ``<!-- results:end -->``
+   is rewritten from summary.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+COLUMNS = [
+    "dataset", "config", "seeds", "p_mean", "r_mean", "f1_mean", "f1_std",
+    "f1_PER", "f1_LOC", "f1_ORG", "f1_MISC", "epoch_minutes", "peak_mem_mb", "commit", "machine",
+    "f1_per_seed", "dev_f1_mean", "best_epochs", "encoder", "epochs",
+]  # fmt: skip
+RUN_FILES = ("final.json", "metrics.jsonl", "config.yaml", "run.json")
+PUBLISHED_TEXT_ONLY = {"twitter2015": 0.7181, "twitter2017": 0.8344}  # BERT-base-cased CRF (UMT paper)
+
+
+def collect(runs: Path, results: Path) -> int:
+    n = 0
+    for final in sorted(runs.rglob("final.json")):
+        run = final.parent
+        data = json.loads(final.read_text())
+        dest = results / "runs" / data["dataset"] / data["config"] / f"seed{data['seed']}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:
+            if (run / name).exists():
+                shutil.copy2(run / name, dest / name)
+        n += 1
+    return n
+
+
+def summarize(results: Path) -> list[dict[str, object]]:
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for final in sorted((results / "runs").rglob("final.json")):
+        d = json.loads(final.read_text())
+        d["_config"] = __import__("yaml").safe_load((final.parent / "config.yaml").read_text())
+        groups[(d["dataset"], d["config"])].append(d)
+    rows = []
+    for (dataset, config), runs in sorted(groups.items()):
+        runs.sort(key=lambda r: r["seed"])
+        f1 = [r["test"]["micro"]["f1"] for r in runs]
+
+        def mean(xs: list[float]) -> float:
+            return sum(xs) / len(xs)
+
+        def type_f1(t: str) -> float:
+            return mean([r["test"]["per_type"].get(t, {"f1": 0.0})["f1"] for r in runs])
+
+        commits = sorted({r["run"]["git"]["commit"][:12] + ("+dirty" if r["run"]["git"].get("dirty") else "") for r in runs})
+        machines = sorted({r["run"]["machine"] for r in runs})
+        rows.append(
+            {
+                "dataset": dataset,
+                "config": config,
+                "seeds": len(runs),
+                "p_mean": round(mean([r["test"]["micro"]["precision"] for r in runs]), 4),
+                "r_mean": round(mean([r["test"]["micro"]["recall"] for r in runs]), 4),
+                "f1_mean": round(mean(f1), 4),
+                "f1_std": round(statistics.stdev(f1), 4) if len(f1) > 1 else "",
+                "f1_PER": round(type_f1("PER"), 4),
+                "f1_LOC": round(type_f1("LOC"), 4),
+                "f1_ORG": round(type_f1("ORG"), 4),
+                "f1_MISC": round(type_f1("MISC"), 4),
+                "epoch_minutes": round(mean([r["epoch_minutes"] for r in runs]), 2),
+                "peak_mem_mb": round(max(r["peak_mem_mb"] for r in runs)),
+                "commit": ";".join(commits),
+                "machine": ";".join(machines),
+                "f1_per_seed": " ".join(f"{x:.4f}" for x in f1),
+                "dev_f1_mean": round(mean([r["dev_f1"] for r in runs]), 4),
+                "best_epochs": " ".join(str(r["best_epoch"]) for r in runs),
+                "encoder": runs[0]["_config"]["model"]["encoder"],
+                "epochs": runs[0]["_config"]["train"]["epochs"],
+            }
+        )
+    return rows
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| dataset | config | encoder | seeds | P | R | F1 (mean ± std) | PER | LOC | ORG | MISC | published BERT-CRF F1 | min/epoch | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        std = f" ± {100 * float(r['f1_std']):.2f}" if r["f1_std"] != "" else ""
+        pub = PUBLISHED_TEXT_ONLY.get(str(r["dataset"])) if r["config"] == "text-only" else None
+        lines.append(
+            f"| {r['dataset']} | {r['config']} | {r['encoder']} | {r['seeds']} | {100 * float(r['p_mean']):.2f} | "  # type: ignore[arg-type]
+            f"{100 * float(r['r_mean']):.2f} | **{100 * float(r['f1_mean']):.2f}**{std} | "  # type: ignore[arg-type]
+            f"{100 * float(r['f1_PER']):.2f} | {100 * float(r['f1_LOC']):.2f} | {100 * float(r['f1_ORG']):.2f} | "  # type: ignore[arg-type]
+            f"{100 * float(r['f1_MISC']):.2f} | {f'{100 * pub:.2f}' if pub else '–'} | {r['epoch_minutes']} | {r['peak_mem_mb']} |"  # type: ignore[arg-type]
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=Path, default=Path("runs"))
+    ap.add_argument("--results", type=Path, default=Path("results"))
+    ap.add_argument("--readme", type=Path, default=Path("README.md"))
+    args = ap.parse_args()
+    n = collect(args.runs, args.results) if args.runs.exists() else 0
+    rows = summarize(args.results)
+    with (args.results / "summary.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    table = markdown(rows)
+    if args.readme.exists():
+        text = args.readme.read_text()
+        start, end = "<!-- results:start -->", "<!-- results:end -->"
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            _, tail = rest.split(end, 1)
+            args.readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+    print(f"collected {n} runs; {len(rows)} rows in {args.results / 'summary.csv'}")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

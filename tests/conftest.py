@@ -1,0 +1,93 @@
+"""Shared fixtures: the data root, a tiny random encoder directory and a tiny dataset."""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_WORDS = (
+    "the a of in at to and is rt new york city paris london obama trump nba apple google festival "
+    "game team fans love today great world president police music show"
+).split()
+
+
+def shared_data_root() -> Path | None:
+    root = Path(os.environ.get("HAMNER_DATA_ROOT", REPO.parent / "shared" / "data"))
+    return root if (root / "twitter2017" / "train.txt").exists() else None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = shared_data_root()
+    if root is None:
+        pytest.skip("the Twitter data is not at ../shared/data and HAMNER_DATA_ROOT is not set")
+    return root
+
+
+def make_tiny_encoder(directory: Path, hidden: int = 32, layers: int = 2, max_positions: int = 64) -> Path:
+    """A random BERT with a small WordPiece vocabulary, saved as a Hugging Face directory."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    pieces = list(string.ascii_lowercase) + list(string.digits) + list(string.punctuation)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS, *pieces, *[f"##{p}" for p in pieces]]
+    (directory / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    tok = BertTokenizer(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(directory)
+    cfg = BertConfig(
+        vocab_size=len(dict.fromkeys(vocab)),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=max_positions,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(cfg).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+TINY_POSTS = [
+    ("IMGID:1", [("RT", "O"), ("@obama", "B-PER"), (":", "O"), ("new", "B-LOC"), ("york", "I-LOC"), ("love", "O")]),
+    ("IMGID:2", [("Apple", "B-ORG"), ("and", "O"), ("Google", "B-ORG"), ("in", "O"), ("Paris", "B-LOC")]),
+    ("IMGID:3", [("the", "O"), ("NBA", "B-ORG"), ("game", "O"), ("today", "O"), ("!", "O")]),
+    ("IMGID:4", [("Trump", "B-PER"), ("is", "O"), ("president", "O"), ("\u200b", "O"), ("London", "I-LOC")]),
+    ("IMGID:5", [("music", "O"), ("festival", "O"), ("Paris", "B-MISC"), ("Festival", "I-MISC")]),
+    ("IMGID:6", [("police", "O"), ("in", "O"), ("London", "B-LOC"), ("city", "O")]),
+]
+
+
+def write_conll(path: Path, posts: list[tuple[str, list[tuple[str, str]]]], final_blank: bool = True) -> Path:
+    blocks = ["\n".join([imgid] + [f"{w}\t{t}" for w, t in rows]) for imgid, rows in posts]
+    text = "\n\n".join(blocks) + ("\n\n" if final_blank else "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def tiny_data_root(tmp_path: Path) -> Path:
+    """A data root with a small twitter2017-shaped dataset (train/valid/test + captions)."""
+    root = tmp_path / "data"
+    for split in ("train", "valid", "test"):
+        copies = 4 if split == "train" else 1
+        posts = [(f"IMGID:{split}{k}_{i}", rows) for k in range(copies) for i, (_, rows) in enumerate(TINY_POSTS)]
+        write_conll(root / "twitter2017" / f"{split}.txt", posts)
+    caps = "\n".join(f"{i}.jpg :a picture number {i}" for i in range(1, 7)) + "\n"
+    (root / "twitter2017" / "blip2_captions.txt").write_text(caps)
+    return root

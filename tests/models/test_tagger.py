@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hamner.data.encoding import WordEncoder, collate
+from hamner.data.shape import word_shape
+from hamner.errors import ConfigError
+from hamner.models.config import TaggerConfig
+from hamner.models.tagger import TextTagger
+
+
+def tiny_tagger(encoder_dir: Path, **kw: object) -> TextTagger:
+    torch.manual_seed(0)
+    return TextTagger.from_config(TaggerConfig(encoder=str(encoder_dir), **kw))  # type: ignore[arg-type]
+
+
+def test_shapes() -> None:
+    cases = {
+        "paris": "lower",
+        "Paris": "Title",
+        "NBA": "UPPER",
+        "I": "X",
+        "iPhone": "miXed",
+        "@obama": "@mention",
+        "#NBA": "#hashtag",
+        "http://t.co/x": "url",
+        "2017": "digits",
+        "5-7": "alnum",
+        "U2": "alnum",
+        "!": "punct",
+        "#": "punct",
+        "\u200b": "other",
+        "\xa0": "other",
+        "😀": "other",
+    }
+    assert {w: word_shape(w) for w in cases} == cases
+
+
+def test_word_encoder_first_subtokens_and_empty_words(tiny_encoder: Path) -> None:
+    model = tiny_tagger(tiny_encoder)
+    enc = model.word_encoder
+    post = enc.encode(["New", "yorkzz", "\u200b", "!"])
+    tok = model.tokenizer
+    assert post.input_ids[0] == tok.cls_token_id and post.input_ids[-1] == tok.sep_token_id
+    assert post.first_sub[0] == 1
+    # "yorkzz" is several pieces; the zero-width word becomes [UNK] and keeps its own position
+    assert post.input_ids[post.first_sub[2]] == tok.unk_token_id
+    assert post.first_sub == sorted(post.first_sub) and len(set(post.first_sub)) == 4
+
+
+def test_words_past_the_limit_are_masked_and_predicted_o(tiny_encoder: Path) -> None:
+    model = tiny_tagger(tiny_encoder, max_length=8)
+    words = ["the", "new", "york", "city", "paris", "london", "obama", "trump", "nba", "apple"]
+    post = model.word_encoder.encode(words)
+    assert len(post.input_ids) == 8
+    assert post.first_sub[:6] == [1, 2, 3, 4, 5, 6] and post.first_sub[6:] == [-1] * 4
+    batch = collate([post], model.tokenizer.pad_token_id)
+    assert batch["word_mask"].tolist() == [[True] * 6 + [False] * 4]
+    tags = model.predict([words])[0]
+    assert len(tags) == 10 and tags[6:] == ["O"] * 4
+
+
+def test_batch_shapes_and_loss(tiny_encoder: Path) -> None:
+    model = tiny_tagger(tiny_encoder)
+    posts = [model.word_encoder.encode(["rt", "@obama", ":"], [0, 1, 0]), model.word_encoder.encode(["paris"], [3])]
+    batch = collate(posts, model.tokenizer.pad_token_id)
+    out = model(batch)
+    assert out["emissions"].shape == (2, 3, len(model.config.labels))
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert model.emission.weight.grad is not None and model.shape_emb is not None
+    assert model.shape_emb.weight.grad is not None
+
+
+def test_no_shape_channel(tiny_encoder: Path) -> None:
+    model = tiny_tagger(tiny_encoder, use_shape=False)
+    assert model.shape_emb is None and model.emission.in_features == 32
+
+
+def test_save_and_load_round_trip_gives_identical_outputs(tiny_encoder: Path, tmp_path: Path) -> None:
+    model = tiny_tagger(tiny_encoder).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)  # make the head and CRF non-trivial
+    model.save_pretrained(tmp_path / "ckpt", extra={"trained_on": "twitter2017"})
+    assert {p.name for p in (tmp_path / "ckpt").iterdir()} >= {
+        "hamner_config.json",
+        "model.safetensors",
+        "tokenizer",
+        "encoder",
+    }
+    loaded = TextTagger.from_pretrained(tmp_path / "ckpt").eval()
+    assert loaded.config == model.config
+    words = [["RT", "@obama", ":", "New", "York", "\u200b", "love"], ["Apple", "in", "Paris"]]
+    batch = collate([model.word_encoder.encode(w) for w in words], model.tokenizer.pad_token_id)
+    with torch.no_grad():
+        assert torch.equal(model(batch)["emissions"], loaded(batch)["emissions"])
+    assert model.predict(words) == loaded.predict(words)
+
+
+def test_from_pretrained_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a hamner checkpoint"):
+        TextTagger.from_pretrained(tmp_path)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match="tokenizer_style"):
+        TaggerConfig(tokenizer_style="bert")
+    with pytest.raises(ConfigError, match="unknown model config keys"):
+        TaggerConfig.from_dict({"nope": 1})
+
+
+def test_word_encoder_needs_unknown_token() -> None:
+    class NoUnk:
+        unk_token_id = None
+
+    with pytest.raises(ValueError, match="unknown token"):
+        WordEncoder(NoUnk(), 16)

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from hamner.cli import main
+from hamner.errors import ConfigError
+from hamner.training.config import load_config
+from hamner.training.trainer import linear_warmup_decay, run_training
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_overrides(encoder: Path, data_root: Path, out: Path, epochs: int = 2) -> list[str]:
+    return [
+        f"model.encoder={encoder}",
+        f"data.root={data_root}",
+        f"train.output_dir={out}",
+        f"train.epochs={epochs}",
+        "train.batch_size=4",
+        "train.lr_encoder=1e-3",
+        "train.num_threads=1",
+        "train.progress=false",
+    ]
+
+
+def test_config_overrides_are_typed(tmp_path: Path) -> None:
+    cfg = load_config(
+        REPO / "configs" / "text-only.yaml", ["train.seed=3", "train.lr_head=2e-3", "model.use_shape=false"]
+    )
+    assert cfg.name == "text-only" and cfg.train.seed == 3 and cfg.train.lr_head == 0.002 and not cfg.model.use_shape
+    with pytest.raises(ConfigError, match="unknown keys \\['lr'\\]"):
+        load_config(None, ["train.lr=1"])
+    with pytest.raises(ConfigError, match="train.epochs: expected an integer"):
+        load_config(None, ["train.epochs=many"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["train.epochs"])
+
+
+def test_schedule_warms_up_then_decays() -> None:
+    f = linear_warmup_decay(total_steps=10, warmup_steps=2)
+    assert [round(f(s), 3) for s in range(10)] == [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]
+
+
+def test_train_end_to_end_writes_a_complete_run(tiny_encoder: Path, tiny_data_root: Path, tmp_path: Path) -> None:
+    args = ["train", "--config", str(REPO / "configs" / "text-only.yaml")]
+    for o in tiny_overrides(tiny_encoder, tiny_data_root, tmp_path / "runs", epochs=3):
+        args += ["--set", o]
+    assert main(args) == 0
+    run = tmp_path / "runs" / "twitter2017" / "text-only" / "seed1"
+    assert {"config.yaml", "run.json", "metrics.jsonl", "final.json", "best"} <= {p.name for p in run.iterdir()}
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["seed"] == 1 and "commit" in meta["git"] and meta["packages"]["torch"].startswith("2.13")
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 3
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    final = json.loads((run / "final.json").read_text())
+    best = max(records, key=lambda r: r["dev_f1"])
+    assert final["best_epoch"] == best["epoch"] and final["dev_f1"] == best["dev_f1"]
+    assert final["test"]["micro"]["n_gold"] == 10  # every gold entity of the test split, orphan I- included
+    assert not (run / "last" / "state.pt").exists()
+    # a second run into the same folder without --resume is refused
+    assert main(args) == 2
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(
+    tiny_encoder: Path, tiny_data_root: Path, tmp_path: Path
+) -> None:
+    base = tiny_overrides(tiny_encoder, tiny_data_root, tmp_path / "a", epochs=3)
+    full = run_training(load_config(None, base))
+    cfg = load_config(None, [*base[:2], f"train.output_dir={tmp_path / 'b'}", *base[3:]])
+    assert run_training(cfg, stop_after_epoch=1) == {}
+    run_b = cfg.run_dir()
+    assert (run_b / "last" / "state.pt").exists() and len((run_b / "metrics.jsonl").read_text().splitlines()) == 1
+    resumed = run_training(load_config(None, [*base[:2], f"train.output_dir={tmp_path / 'b'}", *base[3:]]), resume=True)
+    lines = (run_b / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+    assert resumed["test_f1"] == full["test_f1"] and resumed["best_epoch"] == full["best_epoch"]
+    wa = load_file(str(tmp_path / "a" / "twitter2017" / "text-only" / "seed1" / "best" / "model.safetensors"))
+    wb = load_file(str(run_b / "best" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(tiny_encoder: Path, tiny_data_root: Path, tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not installed")
+    record = tmp_path / "batches"
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "hamner.cli",
+        "train",
+        "--config",
+        str(REPO / "configs" / "text-only.yaml"),
+    ]
+    for o in tiny_overrides(tiny_encoder, tiny_data_root, tmp_path / "runs", epochs=2):
+        cmd += ["--set", o]
+    env = {**os.environ, "HAMNER_RECORD_BATCHES": str(record), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0 = json.loads((record / "rank0.json").read_text())
+    rank1 = json.loads((record / "rank1.json").read_text())
+    assert sorted(rank0) == sorted(rank1) == ["1", "2"]
+    for epoch in ("1", "2"):
+        seen0 = [i for b in rank0[epoch] for i in b]
+        seen1 = [i for b in rank1[epoch] for i in b]
+        assert len(seen0) == len(seen1) == 12
+        assert not set(seen0) & set(seen1)  # each rank trained on its own half of the 24 posts
+        assert set(seen0) | set(seen1) == set(range(24))
+    assert rank0["1"] != rank0["2"]  # reshuffled every epoch
+    run = tmp_path / "runs" / "twitter2017" / "text-only" / "seed1"
+    assert len(list(run.glob("best/model.safetensors"))) == 1 and (run / "final.json").exists()
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert json.loads((run / "run.json").read_text())["world_size"] == 2
