@@ -23,6 +23,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
+
 COLUMNS = [
     "dataset", "config", "seeds", "p_mean", "r_mean", "f1_mean", "f1_std",
     "f1_PER", "f1_LOC", "f1_ORG", "f1_MISC", "epoch_minutes", "peak_mem_mb", "commit", "machine",
@@ -46,24 +48,27 @@ def collect(runs: Path, results: Path) -> int:
     return n
 
 
+def mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
 def summarize(results: Path) -> list[dict[str, object]]:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for final in sorted((results / "runs").rglob("final.json")):
         d = json.loads(final.read_text())
-        d["_config"] = __import__("yaml").safe_load((final.parent / "config.yaml").read_text())
+        d["_config"] = yaml.safe_load((final.parent / "config.yaml").read_text())
         groups[(d["dataset"], d["config"])].append(d)
     rows = []
     for (dataset, config), runs in sorted(groups.items()):
         runs.sort(key=lambda r: r["seed"])
         f1 = [r["test"]["micro"]["f1"] for r in runs]
 
-        def mean(xs: list[float]) -> float:
-            return sum(xs) / len(xs)
-
-        def type_f1(t: str) -> float:
+        def type_f1(t: str, runs: list[dict] = runs) -> float:
             return mean([r["test"]["per_type"].get(t, {"f1": 0.0})["f1"] for r in runs])
 
-        commits = sorted({r["run"]["git"]["commit"][:12] + ("+dirty" if r["run"]["git"].get("dirty") else "") for r in runs})
+        commits = sorted(
+            {r["run"]["git"]["commit"][:12] + ("+dirty" if r["run"]["git"].get("dirty") else "") for r in runs}
+        )
         machines = sorted({r["run"]["machine"] for r in runs})
         rows.append(
             {

