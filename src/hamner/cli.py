@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hamner import __version__
 from hamner.errors import ConfigError, DataFormatError, HamnerError
 
 log = logging.getLogger("hamner")
@@ -109,7 +110,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
     records = _read_tag_inputs(args.input, args.format)
     tagger = Tagger.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
     tagged = tagger.tag_many(
-        [r["text"] for r in records], [r.get("image") for r in records], [r.get("caption") for r in records]
+        [r["text"] for r in records],
+        [r.get("image") for r in records],
+        [r.get("caption") for r in records],
+        progress=len(records) >= 200,
     )
     with contextlib.nullcontext(sys.stdout) if args.output == "-" else open(args.output, "w", encoding="utf-8") as out:
         for rec, post in zip(records, tagged, strict=True):
@@ -132,6 +136,7 @@ def cmd_data_download(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hamner", description="Multimodal NER for tweets (HamLearning).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"hamner {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a tagger from a YAML config")

@@ -82,6 +82,9 @@ def test_resume_continues_and_matches_an_uninterrupted_run(
     assert run_training(cfg, stop_after_epoch=1) == {}
     run_b = cfg.run_dir()
     assert (run_b / "last" / "state.pt").exists() and len((run_b / "metrics.jsonl").read_text().splitlines()) == 1
+    # a kill after an epoch's metrics line but before its state was saved: the line is dropped on resume
+    with (run_b / "metrics.jsonl").open("a") as fh:
+        fh.write(json.dumps({"epoch": 2, "dev_f1": 0.99}) + "\n")
     resumed = run_training(load_config(None, [*base[:2], f"train.output_dir={tmp_path / 'b'}", *base[3:]]), resume=True)
     lines = (run_b / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]

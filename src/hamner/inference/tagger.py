@@ -66,6 +66,7 @@ class Tagger:
         texts: Sequence[str],
         images: Sequence[str | Path | None] | None = None,
         captions: Sequence[str | None] | None = None,
+        progress: bool = False,
     ) -> list[TaggedPost]:
         """Tag several posts in batches. An empty or whitespace-only text gives no entities."""
         if isinstance(texts, str):
@@ -82,7 +83,7 @@ class Tagger:
         tags: dict[int, list[str]] = {}
         if nonempty:
             words = [[tok.text for tok in tokens[i]] for i in nonempty]
-            for i, pred in zip(nonempty, self.model.predict(words, self.batch_size), strict=True):
+            for i, pred in zip(nonempty, self.model.predict(words, self.batch_size, progress, "tag"), strict=True):
                 tags[i] = pred
         out = []
         for i, text in enumerate(texts):
