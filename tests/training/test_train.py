@@ -88,6 +88,7 @@ def test_resume_continues_and_matches_an_uninterrupted_run(
     resumed = run_training(load_config(None, [*base[:2], f"train.output_dir={tmp_path / 'b'}", *base[3:]]), resume=True)
     lines = (run_b / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+    assert json.loads((run_b / "run.json").read_text())["resumed"][0]["after_epoch"] == 1
     assert resumed["test_f1"] == full["test_f1"] and resumed["best_epoch"] == full["best_epoch"]
     wa = load_file(str(tmp_path / "a" / "twitter2017" / "text-only" / "seed1" / "best" / "model.safetensors"))
     wb = load_file(str(run_b / "best" / "model.safetensors"))

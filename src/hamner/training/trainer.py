@@ -147,13 +147,18 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def run_training(
@@ -172,14 +177,17 @@ def run_training(
     )
     run_dir = cfg.run_dir()
     state_path = run_dir / STATE_FILE
+    if resume and not state_path.exists() and (run_dir / "final.json").exists():  # every rank sees the same files
+        if dist.main:
+            log.info("%s is already complete", run_dir)
+        if dist.world > 1:
+            torch.distributed.destroy_process_group()
+        return dict(json.loads((run_dir / "final.json").read_text())) if dist.main else {}
     if dist.main:
         if run_dir.exists() and any(run_dir.iterdir()) and not resume:
             raise ConfigError(
                 f"run directory {run_dir} is not empty; pass --resume to continue it or choose another train.output_dir/run_name"
             )
-        if resume and not state_path.exists() and (run_dir / "final.json").exists():
-            log.info("%s is already complete", run_dir)
-            return dict(json.loads((run_dir / "final.json").read_text()))
         run_dir.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.train.seed)
     show = cfg.train.progress and dist.main
@@ -222,7 +230,12 @@ def run_training(
             lines = metrics.read_text().splitlines() if metrics.exists() else []
             kept = [ln for ln in lines if ln.strip() and json.loads(ln)["epoch"] <= start_epoch]
             metrics.write_text("".join(ln + "\n" for ln in kept))
-        if dist.main:
+            meta = json.loads((run_dir / "run.json").read_text())
+            meta.setdefault("resumed", []).append(
+                {"after_epoch": start_epoch, "command": command or " ".join(sys.argv), "git": git_revision(),
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            )  # fmt: skip
+            (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
             log.info(
                 "resuming %s after epoch %d (best dev F1 %.4f at epoch %d)", run_dir, start_epoch, best_f1, best_epoch
             )
