@@ -119,3 +119,14 @@ def test_word_encoder_needs_unknown_token() -> None:
 
     with pytest.raises(ValueError, match="unknown token"):
         WordEncoder(NoUnk(), 16)
+
+
+def test_evaluation_counts_gold_entities_past_the_limit(tiny_encoder: Path) -> None:
+    from hamner.data.conll import Post
+    from hamner.training.trainer import evaluate
+
+    model = tiny_tagger(tiny_encoder, max_length=8)
+    words = ["the", "new", "york", "city", "paris", "london", "obama", "trump", "nba", "apple"]
+    tags = ["O"] * 8 + ["B-ORG", "I-ORG"]  # the entity lies wholly past the 6 words that fit
+    report = evaluate(model, [Post(words=words, tags=tags)], torch.device("cpu"))
+    assert report.micro.n_gold == 1 and report.per_type["ORG"].recall == 0.0
