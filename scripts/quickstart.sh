@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export HAMNER_DATA_ROOT=${HAMNER_DATA_ROOT:-$(cd .. && pwd)/shared/data}
-OUT=${OUT:-runs/quickstart}
+OUT=${OUT:-quickstart}  # kept apart from runs/, which scripts/summarize_results.py collects
 run=$OUT/twitter2017/text-only/seed1
 .venv/bin/hamner train --config configs/text-only.yaml --resume --set train.output_dir="$OUT" "$@"
 echo "== test split, checkpoint chosen on dev =="

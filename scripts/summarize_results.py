@@ -40,6 +40,11 @@ def collect(runs: Path, results: Path) -> int:
         run = final.parent
         data = json.loads(final.read_text())
         dest = results / "runs" / data["dataset"] / data["config"] / f"seed{data['seed']}"
+        if (dest / "final.json").exists() and (dest / "final.json").read_bytes() != final.read_bytes():
+            raise SystemExit(
+                f"{run} and the committed {dest} are different runs of the same dataset/config/seed; "
+                "remove one, or train with another config name or seed"
+            )
         dest.mkdir(parents=True, exist_ok=True)
         for name in RUN_FILES:
             if (run / name).exists():

@@ -67,3 +67,15 @@ def test_summary_csv_and_readme_table(tmp_path: Path) -> None:
     assert (copied / "final.json").exists() and not (copied / "best").exists()  # never the weights
     text = readme.read_text()
     assert "old" not in text and "**82.00** ± 2.00" in text and "83.44" in text and text.endswith("end\n")
+
+
+def test_a_different_run_with_the_same_key_is_refused(tmp_path: Path) -> None:
+    fake_run(tmp_path / "runs", 1, 0.80)
+    fake_run(tmp_path / "other", 1, 0.90)
+    script = str(REPO / "scripts" / "summarize_results.py")
+    common = ["--results", str(tmp_path / "results"), "--readme", str(tmp_path / "none.md")]
+    subprocess.run([sys.executable, script, "--runs", str(tmp_path / "runs"), *common], check=True, capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, script, "--runs", str(tmp_path / "other"), *common], capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "different runs of the same dataset/config/seed" in proc.stderr
