@@ -57,7 +57,10 @@ def test_train_end_to_end_writes_a_complete_run(tiny_encoder: Path, tiny_data_ro
         args += ["--set", o]
     assert main(args) == 0
     run = tmp_path / "runs" / "twitter2017" / "text-only" / "seed1"
-    assert {"config.yaml", "run.json", "metrics.jsonl", "final.json", "best"} <= {p.name for p in run.iterdir()}
+    assert {"config.yaml", "run.json", "metrics.jsonl", "final.json", "best", "train.log"} <= {
+        p.name for p in run.iterdir()
+    }
+    assert "test (checkpoint of epoch" in (run / "train.log").read_text()
     meta = json.loads((run / "run.json").read_text())
     assert meta["seed"] == 1 and "commit" in meta["git"] and meta["packages"]["torch"].startswith("2.13")
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 3
@@ -130,3 +133,12 @@ def test_torchrun_two_processes_on_cpu(tiny_encoder: Path, tiny_data_root: Path,
     assert len(list(run.glob("best/model.safetensors"))) == 1 and (run / "final.json").exists()
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert json.loads((run / "run.json").read_text())["world_size"] == 2
+
+
+def test_train_without_data_root_says_how_to_give_one(
+    tiny_encoder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("HAMNER_DATA_ROOT", raising=False)
+    args = ["train", "--config", str(REPO / "configs" / "text-only.yaml"), "--set", f"train.output_dir={tmp_path}"]
+    assert main([*args, "--set", f"model.encoder={tiny_encoder}"]) == 2
+    assert "no data root: pass --data-root DIR" in capsys.readouterr().err

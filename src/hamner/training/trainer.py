@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hamner.data.conll import Post
-from hamner.data.datasets import load_split
+from hamner.data.datasets import load_split, resolve_data_root
 from hamner.data.encoding import EncodedPost, collate
 from hamner.data.sampler import BucketBatchSampler
 from hamner.errors import ConfigError
@@ -184,11 +184,43 @@ def run_training(
             torch.distributed.destroy_process_group()
         return dict(json.loads((run_dir / "final.json").read_text())) if dist.main else {}
     if dist.main:
-        if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        if (run_dir / "run.json").exists() and not resume:
             raise ConfigError(
-                f"run directory {run_dir} is not empty; pass --resume to continue it or choose another train.output_dir/run_name"
+                f"run directory {run_dir} already holds a run; pass --resume to continue it or choose another train.output_dir/run_name"
             )
+        resolve_data_root(cfg.data.root)  # fail before anything is written
         run_dir.mkdir(parents=True, exist_ok=True)
+    handler = _log_to_file(run_dir / "train.log") if dist.main else None
+    try:
+        return _train(cfg, dist, device, run_dir, resume, command, stop_after_epoch)
+    finally:
+        if handler is not None:
+            logging.getLogger("hamner").removeHandler(handler)
+            handler.close()
+
+
+def _log_to_file(path: Path) -> logging.Handler:
+    """Rank 0 also writes the package's log records to the run directory (appending on resume)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    pkg = logging.getLogger("hamner")
+    pkg.addHandler(handler)
+    if pkg.getEffectiveLevel() > logging.INFO:
+        pkg.setLevel(logging.INFO)
+    return handler
+
+
+def _train(
+    cfg: ExperimentConfig,
+    dist: DistInfo,
+    device: torch.device,
+    run_dir: Path,
+    resume: bool,
+    command: str | None,
+    stop_after_epoch: int | None,
+) -> dict[str, Any]:
+    state_path = run_dir / STATE_FILE
     set_seed(cfg.train.seed)
     show = cfg.train.progress and dist.main
 
