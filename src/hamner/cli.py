@@ -50,8 +50,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from hamner.data.datasets import load_split
+    from hamner.evaluation.evaluate import evaluate
     from hamner.models.tagger import TextTagger
-    from hamner.training.trainer import evaluate
 
     model = TextTagger.from_pretrained(args.model)
     meta = json.loads((Path(args.model) / "hamner_config.json").read_text())
@@ -60,7 +60,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.model} does not say which dataset it was trained on; pass --dataset")
     posts = load_split(dataset, args.split, args.data_root)
     device = torch.device(args.device)
-    report = evaluate(model, posts, device, args.batch_size, progress=True, desc=args.split)
+    report = evaluate(model, posts, device, args.batch_size, progress=True, desc=args.split, mode=args.mode)
     if args.json:
         print(json.dumps({"dataset": dataset, "split": args.split, **report.to_dict()}, indent=2))
     else:
@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p.add_argument(
+        "--mode",
+        choices=["conlleval", "strict"],
+        default="conlleval",
+        help="conlleval (seqeval default) or strict IOB2",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("tag", help="tag raw posts: one per line, or JSONL with text and optional image/caption")

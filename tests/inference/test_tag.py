@@ -110,3 +110,9 @@ def test_cli_evaluate_prints_per_type_table(
     assert "twitter2017 test: 6 posts" in out and all(t in out for t in ("PER", "LOC", "ORG", "MISC", "micro"))
     assert main(["evaluate", "--model", str(checkpoint), "--data-root", str(tiny_data_root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["micro"]["n_gold"] == 10
+    assert (
+        main(["evaluate", "--model", str(checkpoint), "--data-root", str(tiny_data_root), "--json", "--mode", "strict"])
+        == 0
+    )
+    strict = json.loads(capsys.readouterr().out)
+    assert strict["mode"] == "strict" and strict["micro"]["n_gold"] == 9  # the orphan I-LOC is not an entity

@@ -123,7 +123,7 @@ def test_word_encoder_needs_unknown_token() -> None:
 
 def test_evaluation_counts_gold_entities_past_the_limit(tiny_encoder: Path) -> None:
     from hamner.data.conll import Post
-    from hamner.training.trainer import evaluate
+    from hamner.evaluation.evaluate import evaluate
 
     model = tiny_tagger(tiny_encoder, max_length=8)
     words = ["the", "new", "york", "city", "paris", "london", "obama", "trump", "nba", "apple"]

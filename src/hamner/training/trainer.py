@@ -27,7 +27,7 @@ from hamner.data.datasets import load_split, resolve_data_root
 from hamner.data.encoding import EncodedPost, collate
 from hamner.data.sampler import BucketBatchSampler
 from hamner.errors import ConfigError
-from hamner.evaluation.metrics import EntityReport, entity_scores
+from hamner.evaluation.evaluate import evaluate
 from hamner.models.tagger import TextTagger
 from hamner.training.config import ExperimentConfig
 from hamner.training.env import git_revision, machine_description, package_versions, peak_memory_mb
@@ -123,20 +123,6 @@ def encode_posts(model: TextTagger, posts: list[Post]) -> list[EncodedPost]:
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def evaluate(
-    model: TextTagger,
-    posts: list[Post],
-    device: torch.device,
-    batch_size: int = 64,
-    progress: bool = False,
-    desc: str = "eval",
-) -> EntityReport:
-    """Entity-level scores against the untruncated gold tags of ``posts``."""
-    model.to(device)
-    pred = model.predict([p.words for p in posts], batch_size, progress, desc)
-    return entity_scores([p.tags for p in posts], pred)
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:

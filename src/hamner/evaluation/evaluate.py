@@ -1,0 +1,24 @@
+"""Scoring a tagger on gold posts."""
+
+from __future__ import annotations
+
+import torch
+
+from hamner.data.conll import Post
+from hamner.evaluation.metrics import EntityReport, entity_scores
+from hamner.models.tagger import TextTagger
+
+
+def evaluate(
+    model: TextTagger,
+    posts: list[Post],
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "eval",
+    mode: str = "conlleval",
+) -> EntityReport:
+    """Entity-level scores of ``model``'s predictions against the untruncated gold tags of ``posts``."""
+    model.to(device)
+    pred = model.predict([p.words for p in posts], batch_size, progress, desc)
+    return entity_scores([p.tags for p in posts], pred, mode=mode)
