@@ -130,3 +130,16 @@ def test_evaluation_counts_gold_entities_past_the_limit(tiny_encoder: Path) -> N
     tags = ["O"] * 8 + ["B-ORG", "I-ORG"]  # the entity lies wholly past the 6 words that fit
     report = evaluate(model, [Post(words=words, tags=tags)], torch.device("cpu"))
     assert report.micro.n_gold == 1 and report.per_type["ORG"].recall == 0.0
+
+
+def test_weights_that_do_not_fit_the_config_are_named(tiny_encoder: Path, tmp_path: Path) -> None:
+    import json
+
+    ckpt = tiny_tagger(tiny_encoder).save_pretrained(tmp_path / "ckpt")
+    meta = json.loads((ckpt / "hamner_config.json").read_text())
+    meta["tagger"]["use_shape"] = False  # the weights still hold the shape embedding
+    (ckpt / "hamner_config.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        ConfigError, match=r"model.safetensors: weights do not fit the config .*unexpected \['shape_emb"
+    ):
+        TextTagger.from_pretrained(ckpt)

@@ -89,11 +89,20 @@ class TextTagger(nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(d / "tokenizer")
         model = cls(config, encoder, tokenizer)
         state = load_file(str(d / WEIGHTS_FILE), device=map_location)
-        missing, unexpected = model.load_state_dict(state, strict=True)
-        if missing or unexpected:
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong = [
+            f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+            for k, v in expected.items()
+            if k in state and state[k].shape != v.shape
+        ]
+        if missing or unexpected or wrong:
             raise ConfigError(
-                f"{d / WEIGHTS_FILE}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+                f"{d / WEIGHTS_FILE}: weights do not fit the config "
+                f"(missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {wrong[:5]})"
             )
+        model.load_state_dict(state)
         return model
 
     # ----- forward --------------------------------------------------------------------------------
