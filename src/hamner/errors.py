@@ -24,3 +24,26 @@ class ConfigError(HamnerError, ValueError):
 
 class ChecksumError(HamnerError):
     """A downloaded file does not match the SHA-256 the project carries."""
+
+
+class ImageError(HamnerError):
+    """An image could not be used; names the image and why.
+
+    ``kind`` is one of ``missing`` (no such file), ``unreadable`` (not an image, or a decoder
+    error), ``truncated`` (the file ends early) or ``too_large`` (more pixels than the configured
+    limit: a decompression bomb). The ``skip`` policy counts images by this kind.
+    """
+
+    KINDS = ("missing", "unreadable", "truncated", "too_large")
+
+    def __init__(self, source: str, kind: str, message: str) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"ImageError kind must be one of {self.KINDS}, got {kind!r}")
+        self.source = str(source)
+        self.kind = kind
+        self.detail = message
+        super().__init__(f"{self.source}: {kind} image: {message}")
+
+
+class CacheError(HamnerError):
+    """A feature cache is missing, incomplete, corrupt or was made with other settings."""
