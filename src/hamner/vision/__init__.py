@@ -1,0 +1,1 @@
+"""Images to visual features: loading, backbones, detectors, region pooling, geometry and the feature cache."""
