@@ -21,7 +21,7 @@ import torch
 
 from hamner.data.datasets import load_split
 from hamner.inference.tagger import Tagger
-from hamner.training.env import git_revision, machine_description, package_versions, peak_memory_mb
+from hamner.env import git_revision, machine_description, package_versions, peak_memory_mb
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from hamner.errors import ConfigError
 from hamner.evaluation.evaluate import evaluate
 from hamner.models.tagger import TextTagger
 from hamner.training.config import ExperimentConfig
-from hamner.training.env import git_revision, machine_description, package_versions, peak_memory_mb
+from hamner.env import git_revision, machine_description, package_versions, peak_memory_mb
 
 log = logging.getLogger(__name__)
 
