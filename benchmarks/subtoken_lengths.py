@@ -16,8 +16,8 @@ from transformers import AutoTokenizer
 
 from hamner.data.datasets import SPLITS, load_split
 from hamner.data.encoding import WordEncoder
-from hamner.models.encoder import resolve_encoder_path
 from hamner.env import git_revision
+from hamner.models.encoder import resolve_encoder_path
 
 
 def main() -> None:

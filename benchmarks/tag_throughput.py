@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from hamner.data.datasets import load_split
-from hamner.inference.tagger import Tagger
 from hamner.env import git_revision, machine_description, package_versions, peak_memory_mb
+from hamner.inference.tagger import Tagger
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
     cfg = load_config(args.config, overrides)
-    command = "hamner " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = args.command_line
     final = run_training(cfg, resume=args.resume, command=command, stop_after_epoch=args.stop_after_epoch)
     if final:
         print(f"test F1 {final['test_f1']:.4f} (best dev epoch {final['best_epoch']}); run: {cfg.run_dir()}")
@@ -121,6 +121,54 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from hamner.data.conll import read_captions
+    from hamner.vision.cache import dataset_entries, file_sha256, folder_entries, preprocess
+    from hamner.vision.config import load_vision_config
+    from hamner.vision.extractor import VisualExtractor
+
+    overrides = list(args.set or [])
+    overrides.append(f"on_bad_image={args.on_bad_image}")
+    if args.threads is not None:
+        overrides.append(f"num_threads={args.threads}")
+    cfg = load_vision_config(args.config, overrides)
+    captions = read_captions(args.captions) if args.captions else None
+    ocr = read_captions(args.ocr) if args.ocr else None
+    inputs: dict[str, Any] = {
+        "dataset": args.dataset,
+        "images": str(Path(args.images).resolve()),
+        "captions": {"path": str(Path(args.captions).resolve()), "sha256": file_sha256(Path(args.captions))} if args.captions else None,
+        "ocr": {"path": str(Path(args.ocr).resolve()), "sha256": file_sha256(Path(args.ocr))} if args.ocr else None,
+    }
+    if args.dataset:
+        entries, facts = dataset_entries(args.dataset, args.images, data_root=args.data_root, captions=captions, ocr=ocr)
+    else:
+        entries, facts = folder_entries(args.images, captions=captions, ocr=ocr), {}
+    out = args.out or str(Path("features") / (args.dataset or Path(args.images).resolve().name))
+    log.info("extracting %d entries into %s (%s, %s)", len(entries), out, cfg.backbone, cfg.detector)
+    t0 = time.perf_counter()
+    extractor = VisualExtractor(cfg)
+    log.info("models loaded in %.1f s; fingerprint %s", time.perf_counter() - t0, extractor.fingerprint[:12])
+    manifest = preprocess(
+        entries, out, extractor, inputs=inputs, shard_size=args.shard_size, overwrite=args.overwrite,
+        progress=not args.no_progress, extra={"folder": facts, "command": args.command_line},
+    )
+    counts = manifest["counts"]
+    bad = {k: v for k, v in counts.items() if k not in ("entries", "images_found") and v}
+    log.info(
+        "%s: %d entries, %d images found%s; %.2f objects per image; %.1f s",
+        out, counts["entries"], counts["images_found"],
+        "".join(f", {v} {k}" for k, v in bad.items()), manifest["objects_per_image"]["mean"], manifest["time_s"],
+    )
+    if bad and cfg.on_bad_image == "skip":
+        log.info("posts without a usable image keep their caption/OCR words only (--on-bad-image skip); the manifest lists each one's status")
+    print(json.dumps({"out": out, "counts": counts, "fingerprint": manifest["fingerprint"]}))
+    return 0
+
+
 def cmd_data_download(args: argparse.Namespace) -> int:
     from hamner.data.download import DEFAULT_BASE_URL, download_dataset
 
@@ -175,6 +223,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_tag)
 
+    p = sub.add_parser(
+        "preprocess",
+        help="extract every image of a dataset (or folder) once into a feature cache",
+        description="Extract the global grid, objects, spatial geometry and semantic words of every image into a "
+        "resumable, memory-mappable cache with a manifest. Rerun the same command to resume an interrupted run.",
+    )
+    p.add_argument("--dataset", choices=["twitter2015", "twitter2017"], help="key the cache by this dataset's IMGIDs (all splits)")
+    p.add_argument("--images", required=True, help="image folder: <IMGID>.jpg files (the official archive's layout)")
+    p.add_argument("--captions", help="caption file, lines '<IMGID>.jpg :<caption>' (e.g. blip2_captions.txt)")
+    p.add_argument("--ocr", help="OCR text file, same format as --captions")
+    p.add_argument("--data-root", help="folder with twitter2015/ and twitter2017/ (default: $HAMNER_DATA_ROOT)")
+    p.add_argument("--out", help="cache directory (default: features/<dataset or folder name>)")
+    p.add_argument("--config", help="YAML with vision settings (a vision-only file or an experiment config's 'vision:' section)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a vision setting, e.g. score_threshold=0.5")
+    p.add_argument(
+        "--on-bad-image", choices=["skip", "error"], default="skip",
+        help="missing/unreadable/truncated/too large image: skip its visual part, logged and counted (default), or stop",
+    )
+    p.add_argument("--shard-size", type=int, default=256, help="images per shard (the unit of resumption)")
+    p.add_argument("--threads", type=int, help="torch/OpenCV threads (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="delete a cache made with other settings or inputs and rebuild")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_preprocess)
+
     p = sub.add_parser("data", help="dataset utilities")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     d = data_sub.add_parser("download", help="fetch the public text splits and captions, verified by SHA-256")
@@ -189,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = "hamner " + shlex.join(sys.argv[1:] if argv is None else argv)
     _setup_logging(args.verbose)
     try:
         return int(args.func(args))

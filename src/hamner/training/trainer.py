@@ -26,11 +26,11 @@ from hamner.data.conll import Post
 from hamner.data.datasets import load_split, resolve_data_root
 from hamner.data.encoding import EncodedPost, collate
 from hamner.data.sampler import BucketBatchSampler
+from hamner.env import git_revision, machine_description, package_versions, peak_memory_mb
 from hamner.errors import ConfigError
 from hamner.evaluation.evaluate import evaluate
 from hamner.models.tagger import TextTagger
 from hamner.training.config import ExperimentConfig
-from hamner.env import git_revision, machine_description, package_versions, peak_memory_mb
 
 log = logging.getLogger(__name__)
 

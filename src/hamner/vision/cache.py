@@ -1,0 +1,455 @@
+"""The feature cache: every image of a dataset extracted once, stored memory-mappable, resumable.
+
+Layout of a cache directory::
+
+    cache.json                 what made it: the extractor's identity and fingerprint, the inputs
+    shard-00000.safetensors    tensors of up to ``shard_size`` images, keys "<IMGID>/<field>"
+    shard-00000.json           the same images' records: status, error, sizes, labels, semantic words
+    ...
+    manifest.json              written last: counts (found, missing, unreadable, ...), objects per
+                               image, semantic words per source, time; its presence = complete
+
+A shard's JSON is renamed into place after its tensors, so a shard exists only when both do; an
+interrupted run resumes from the finished shards without redoing their images. Reading opens
+shards with ``safetensors.safe_open`` (memory-mapped) and loads one image's tensors on demand.
+A cache made with other settings or model files is refused with the list of what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hamner.errors import CacheError, ImageError
+from hamner.vision.extractor import FEATURE_FORMAT_VERSION, ImageFeatures, VisualExtractor, _canonical, fingerprint_of
+from hamner.vision.images import LoadedImage
+
+log = logging.getLogger(__name__)
+
+HEADER = "cache.json"
+MANIFEST = "manifest.json"
+CACHE_FORMAT = "hamner-feature-cache"
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image to extract: its key (IMGID), file (None: the post has no image file) and texts."""
+
+    key: str
+    path: Path | None
+    caption: str | None = None
+    ocr: str | None = None
+    split: str | None = None
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: data}
+
+
+def explain_difference(cached: dict[str, Any], current: dict[str, Any], limit: int = 12) -> str:
+    """``settings.score_threshold: cache 0.4, now 0.5; ...``: what changed between two identities."""
+    a, b = _flatten(cached), _flatten(current)
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, "<absent>") != b.get(key, "<absent>"):
+            diffs.append(f"{key}: cache {a.get(key, '<absent>')!r}, now {b.get(key, '<absent>')!r}")
+    if len(diffs) > limit:
+        diffs = diffs[:limit] + [f"... and {len(diffs) - limit} more"]
+    return "; ".join(diffs) if diffs else "(identities equal but fingerprints differ: the cache header was edited)"
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CacheError(f"{path}: missing") from None
+    except json.JSONDecodeError as exc:
+        raise CacheError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _shard_paths(directory: Path) -> list[Path]:
+    return sorted(directory.glob("shard-*.json"))
+
+
+def preprocess(
+    entries: Sequence[ImageEntry],
+    out_dir: str | os.PathLike[str],
+    extractor: VisualExtractor,
+    *,
+    inputs: dict[str, Any] | None = None,
+    shard_size: int = 256,
+    overwrite: bool = False,
+    progress: bool = True,
+    prefetch: int = 8,
+    stop_after: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Extract every entry into ``out_dir`` (resuming a finished part); returns the manifest.
+
+    ``inputs`` describes where the entries came from (dataset, image folder, caption file); it is
+    stored in the header and a resume with other inputs is refused. ``extra`` is added to the
+    manifest as is. ``stop_after`` stops after that many shards (for tests of the resume path); the
+    manifest is then not written and ``{}`` is returned.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    keys = [e.key for e in entries]
+    dupes = [k for k, n in Counter(keys).items() if n > 1]
+    if dupes:
+        raise CacheError(f"{len(dupes)} key(s) occur twice in the entries, e.g. {dupes[:3]}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    identity = extractor.identity()
+    header = {
+        "format": CACHE_FORMAT,
+        "format_version": FEATURE_FORMAT_VERSION,
+        "fingerprint": extractor.fingerprint,
+        "identity": identity,
+        "inputs": inputs or {},
+        "keys_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
+        "num_entries": len(entries),
+    }
+    header_path = out / HEADER
+    if header_path.exists() and overwrite:
+        for p in [*out.glob("shard-*"), out / MANIFEST, header_path]:
+            p.unlink()
+    if header_path.exists():
+        old = _read_json(header_path)
+        if old.get("fingerprint") != header["fingerprint"]:
+            raise CacheError(
+                f"{out} holds features made with other settings (fingerprint {str(old.get('fingerprint'))[:12]} vs "
+                f"{extractor.fingerprint[:12]}): {explain_difference(old.get('identity', {}), json.loads(_canonical(identity)))}. "
+                "Use another --out, or --overwrite to rebuild it."
+            )
+        for field in ("inputs", "keys_sha256"):
+            if old.get(field) != header[field]:
+                raise CacheError(
+                    f"{out} was started for other inputs ({field}: {explain_difference({field: old.get(field)}, {field: header[field]})}). "
+                    "Use another --out, or --overwrite to rebuild it."
+                )
+    else:
+        _write_json_atomic(header_path, header)
+    (out / MANIFEST).unlink(missing_ok=True)
+
+    done: set[str] = set()
+    shard_files = _shard_paths(out)
+    for p in shard_files:
+        done.update(r["key"] for r in _read_json(p)["records"])
+    todo = [e for e in entries if e.key not in done]
+    next_index = 1 + max((int(p.stem.split("-")[1]) for p in shard_files), default=-1)
+    if done:
+        log.info("resuming %s: %d of %d images already extracted in %d shards", out, len(done), len(entries), len(shard_files))
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(entries), initial=len(entries) - len(todo), desc="preprocess", unit="img", disable=not progress)
+    written = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hamner-decode") as pool:
+        for start in range(0, len(todo), shard_size):
+            if stop_after is not None and written >= stop_after:
+                bar.close()
+                return {}
+            chunk = todo[start : start + shard_size]
+            t0 = time.perf_counter()
+            feats = list(_extract_chunk(chunk, extractor, pool, prefetch, bar))
+            _write_shard(out, next_index, feats, time.perf_counter() - t0)
+            next_index += 1
+            written += 1
+    bar.close()
+    manifest = build_manifest(out, header, entries)
+    manifest.update(extra or {})
+    _write_json_atomic(out / MANIFEST, manifest)
+    return manifest
+
+
+def _load_or_error(extractor: VisualExtractor, entry: ImageEntry) -> LoadedImage | ImageError | None:
+    if entry.path is None:
+        return None
+    try:
+        return extractor.load(entry.path)
+    except ImageError as exc:
+        return exc
+
+
+def _extract_chunk(
+    chunk: Sequence[ImageEntry], extractor: VisualExtractor, pool: ThreadPoolExecutor, prefetch: int, bar: Any
+) -> Iterator[ImageFeatures]:
+    """Decode in a background thread (PIL releases the GIL) while the models run here."""
+    pending: list[Future[LoadedImage | ImageError | None]] = []
+    it = iter(chunk)
+    queue: list[ImageEntry] = []
+    for entry in it:
+        pending.append(pool.submit(_load_or_error, extractor, entry))
+        queue.append(entry)
+        if len(pending) >= prefetch:
+            break
+    while pending:
+        fut, entry = pending.pop(0), queue.pop(0)
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(pool.submit(_load_or_error, extractor, nxt))
+            queue.append(nxt)
+        loaded = fut.result()
+        if loaded is None:
+            missing = ImageError(entry.key, "missing", "no image file with this key in the image folder")
+            feats = extractor.handle_bad_image(entry.key, missing, entry.caption, entry.ocr)
+        elif isinstance(loaded, ImageError):
+            feats = extractor.handle_bad_image(entry.key, loaded, entry.caption, entry.ocr)
+        else:
+            feats = extractor.extract(loaded, key=entry.key, caption=entry.caption, ocr=entry.ocr)
+        bar.update(1)
+        yield feats
+
+
+def _write_shard(out: Path, index: int, feats: Sequence[ImageFeatures], seconds: float) -> None:
+    from safetensors.torch import save_file
+
+    stem = f"shard-{index:05d}"
+    tensors = {f"{f.key}/{name}": t for f in feats for name, t in f.tensors().items()}
+    tmp = out / f"{stem}.safetensors.part"
+    save_file(tensors, str(tmp), metadata={"format": CACHE_FORMAT})
+    os.replace(tmp, out / f"{stem}.safetensors")
+    _write_json_atomic(out / f"{stem}.json", {"records": [f.record() for f in feats], "time_s": round(seconds, 3)})
+
+
+def build_manifest(out: Path, header: dict[str, Any], entries: Sequence[ImageEntry]) -> dict[str, Any]:
+    records: list[dict[str, Any]] = []
+    total_time = 0.0
+    shards = []
+    for p in _shard_paths(out):
+        shard = _read_json(p)
+        records.extend(shard["records"])
+        total_time += float(shard.get("time_s", 0.0))
+        shards.append(p.stem)
+    status = Counter(r["status"] for r in records)
+    objects = Counter(r["num_objects"] for r in records if r["status"] == "ok")
+    sources: Counter[str] = Counter()
+    posts_with: Counter[str] = Counter()
+    for r in records:
+        srcs = r["semantic"]["sources"]
+        sources.update(srcs)
+        posts_with.update(set(srcs))
+    found = status.get("ok", 0)
+    env = _environment()
+    return {
+        "format": CACHE_FORMAT,
+        "fingerprint": header["fingerprint"],
+        "inputs": header["inputs"],
+        "counts": {
+            "entries": len(entries),
+            "images_found": found,
+            "missing": status.get("missing", 0),
+            "unreadable": status.get("unreadable", 0),
+            "truncated": status.get("truncated", 0),
+            "too_large": status.get("too_large", 0),
+            "no_image": status.get("no_image", 0),
+        },
+        "objects_per_image": {
+            "mean": round(sum(n * c for n, c in objects.items()) / found, 3) if found else 0.0,
+            "histogram": {str(n): objects[n] for n in sorted(objects)},
+        },
+        "semantic_words": {"by_source": dict(sorted(sources.items())), "posts_with_source": dict(sorted(posts_with.items()))},
+        "time_s": round(total_time, 3),
+        "images_per_s": round(found / total_time, 3) if total_time > 0 and found else None,
+        "shards": shards,
+        "settings": header["identity"]["settings"],
+        "environment": env,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _environment() -> dict[str, Any]:
+    import torch
+
+    from hamner import __version__
+    from hamner.env import git_revision, machine_description
+
+    return {
+        "hamner": __version__,
+        "git": git_revision(),
+        "machine": machine_description(torch.device("cpu")),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+class FeatureStore:
+    """Read access to a finished cache: ``store[imgid] -> ImageFeatures`` (tensors memory-mapped)."""
+
+    def __init__(self, directory: Path, header: dict[str, Any], manifest: dict[str, Any], index: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        self.directory = directory
+        self.header = header
+        self.manifest = manifest
+        self._index = index
+        self._handles: dict[str, Any] = {}
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        expect: VisualExtractor | dict[str, Any] | None = None,
+    ) -> FeatureStore:
+        """Open a complete cache; with ``expect`` (an extractor or its identity) refuse a stale one."""
+        d = Path(directory)
+        if not (d / HEADER).exists():
+            raise CacheError(f"{d}: not a feature cache (no {HEADER}); make one with 'hamner preprocess'")
+        header = _read_json(d / HEADER)
+        if header.get("format") != CACHE_FORMAT:
+            raise CacheError(f"{d / HEADER}: format {header.get('format')!r}, expected {CACHE_FORMAT!r}")
+        if not (d / MANIFEST).exists():
+            raise CacheError(f"{d}: incomplete (no {MANIFEST}); run the same 'hamner preprocess' command again to finish it")
+        if expect is not None:
+            identity = json.loads(_canonical(expect.identity() if isinstance(expect, VisualExtractor) else expect))
+            if header.get("fingerprint") != fingerprint_of(identity):
+                raise CacheError(
+                    f"{d}: stale feature cache, made with other settings or model files: "
+                    f"{explain_difference(header.get('identity', {}), identity)}. Rebuild it with 'hamner preprocess' and these settings."
+                )
+        manifest = _read_json(d / MANIFEST)
+        index: dict[str, tuple[str, dict[str, Any]]] = {}
+        for p in _shard_paths(d):
+            for record in _read_json(p)["records"]:
+                index[record["key"]] = (p.stem, record)
+        return cls(d, header, manifest, index)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.header["fingerprint"])
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def record(self, key: str) -> dict[str, Any]:
+        try:
+            return self._index[key][1]
+        except KeyError:
+            raise KeyError(f"{key!r} is not in the feature cache {self.directory}") from None
+
+    def __getitem__(self, key: str) -> ImageFeatures:
+        record = self.record(key)
+        stem = self._index[key][0]
+        handle = self._handles.get(stem)
+        if handle is None:
+            from safetensors import safe_open
+
+            path = self.directory / f"{stem}.safetensors"
+            if not path.exists():
+                raise CacheError(f"{path}: missing (the cache is damaged; rebuild it with --overwrite)")
+            handle = self._handles[stem] = safe_open(str(path), framework="pt")
+        prefix = f"{key}/"
+        tensors = {}
+        for name in ImageFeatures.TENSOR_FIELDS:
+            full = prefix + name
+            if full in self._tensor_names(stem, handle):
+                tensors[name] = handle.get_tensor(full)
+        return ImageFeatures.from_parts(record, tensors)
+
+    def _tensor_names(self, stem: str, handle: Any) -> set[str]:
+        cache = self.__dict__.setdefault("_names", {})
+        if stem not in cache:
+            cache[stem] = set(handle.keys())
+        return cache[stem]  # type: ignore[no-any-return]
+
+
+def dataset_entries(
+    dataset: str,
+    images_dir: str | os.PathLike[str],
+    *,
+    data_root: str | os.PathLike[str] | None = None,
+    captions: dict[str, str] | None = None,
+    ocr: dict[str, str] | None = None,
+) -> tuple[list[ImageEntry], dict[str, Any]]:
+    """One entry per IMGID of every split, with ``<images_dir>/<IMGID>.<ext>`` when that file exists.
+
+    Returns the entries and facts for the manifest (files in the folder that match no IMGID,
+    IMGIDs without a caption).
+    """
+    from hamner.data.datasets import SPLITS, load_split
+
+    folder = Path(images_dir)
+    if not folder.is_dir():
+        raise CacheError(f"--images {folder}: not a directory")
+    files: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and not p.name.startswith("."):
+            # <IMGID>.jpg wins over another file with the same stem
+            if p.stem not in files or p.suffix.lower() == ".jpg":
+                files[p.stem] = p
+    entries: list[ImageEntry] = []
+    for split in SPLITS:
+        for post in load_split(dataset, split, data_root):
+            if post.imgid is None:
+                raise CacheError(f"{dataset} {split}: a post without an IMGID line (post {post.source}); images are keyed by IMGID")
+            entries.append(
+                ImageEntry(
+                    key=post.imgid,
+                    path=files.get(post.imgid),
+                    caption=(captions or {}).get(post.imgid),
+                    ocr=(ocr or {}).get(post.imgid),
+                    split=split,
+                )
+            )
+    keys = {e.key for e in entries}
+    unused = sorted(set(files) - keys)
+    facts = {
+        "image_files_in_folder": len(files),
+        "image_files_matching_no_imgid": len(unused),
+        "examples_matching_no_imgid": unused[:5],
+        "imgids_without_caption": sum(1 for e in entries if captions is not None and e.caption is None),
+    }
+    if unused:
+        log.warning("%d file(s) in %s match no %s IMGID (e.g. %s); they are not extracted", len(unused), folder, dataset, unused[:3])
+    return entries, facts
+
+
+def folder_entries(images_dir: str | os.PathLike[str], captions: dict[str, str] | None = None, ocr: dict[str, str] | None = None) -> list[ImageEntry]:
+    """One entry per file of a folder, keyed by the file name without its extension."""
+    folder = Path(images_dir)
+    if not folder.is_dir():
+        raise CacheError(f"--images {folder}: not a directory")
+    entries = []
+    seen: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if p.stem in seen:
+            raise CacheError(f"{folder}: two files share the key {p.stem!r} ({seen[p.stem].name}, {p.name})")
+        seen[p.stem] = p
+        entries.append(ImageEntry(p.stem, p, (captions or {}).get(p.stem), (ocr or {}).get(p.stem)))
+    return entries
