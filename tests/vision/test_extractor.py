@@ -147,7 +147,7 @@ def test_bytes_and_file_give_the_same_features(tmp_path: Path) -> None:
 
 def test_fingerprint_tracks_feature_settings_only() -> None:
     base = make().fingerprint
-    assert make(num_threads=1, on_bad_image="skip", batch_size=4).fingerprint == base
+    assert make(num_threads=1, on_bad_image="skip").fingerprint == base
     assert make(score_threshold=0.5).fingerprint != base
     assert make(roi_output_size=3).fingerprint != base
     other_weights = VisualExtractor(VisionConfig(**FAKE), backbone=TinyBackbone(seed=1))  # type: ignore[arg-type]

@@ -99,6 +99,7 @@ def test_preprocess_twitter2017_samples(data_root: Path, tmp_path: Path, capsys:
     assert counts == {
         "entries": 4819, "images_found": 15, "missing": 4804, "unreadable": 0, "truncated": 0, "too_large": 0, "no_image": 0,
     }
+    assert manifest["folder"]["captions_of_images_missing_from_the_release"] == 358
     with_source = manifest["semantic_words"]["posts_with_source"]
     assert with_source["caption"] == 4819 and with_source["imagenet"] == 15
     assert 0 < with_source["detector"] <= 15

@@ -427,15 +427,40 @@ def dataset_entries(
             )
     keys = {e.key for e in entries}
     unused = sorted(set(files) - keys)
+    placeholder = _release_missing(dataset, data_root) & {e.key for e in entries if e.caption}
     facts = {
         "image_files_in_folder": len(files),
         "image_files_matching_no_imgid": len(unused),
         "examples_matching_no_imgid": unused[:5],
         "imgids_without_caption": sum(1 for e in entries if captions is not None and e.caption is None),
+        "captions_of_images_missing_from_the_release": len(placeholder),
     }
+    if placeholder:
+        log.info(
+            "%d captions belong to IMGIDs whose image is missing from the official release (image_manifest.tsv); "
+            "they describe the release's placeholder image, not the tweet's. They are kept, as published systems "
+            "used them; filter them out in your own caption file if you do not want them",
+            len(placeholder),
+        )
     if unused:
         log.warning("%d file(s) in %s match no %s IMGID (e.g. %s); they are not extracted", len(unused), folder, dataset, unused[:3])
     return entries, facts
+
+
+def _release_missing(dataset: str, data_root: str | os.PathLike[str] | None) -> set[str]:
+    """IMGIDs that the data folder's ``image_manifest.tsv`` marks as missing from the official image release."""
+    from hamner.data.datasets import get_spec, resolve_data_root
+
+    path = resolve_data_root(data_root) / get_spec(dataset).folder / "image_manifest.tsv"
+    if not path.exists():
+        return set()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t") if lines else []
+    if "imgid" not in header or "release_image" not in header:
+        log.warning("%s: no imgid/release_image columns; placeholder captions are not counted", path)
+        return set()
+    i, r = header.index("imgid"), header.index("release_image")
+    return {cols[i] for cols in (line.split("\t") for line in lines[1:] if line) if len(cols) > r and cols[r] == "missing"}
 
 
 def folder_entries(images_dir: str | os.PathLike[str], captions: dict[str, str] | None = None, ocr: dict[str, str] | None = None) -> list[ImageEntry]:

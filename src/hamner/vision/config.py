@@ -17,7 +17,7 @@ IMAGE_POLICIES = ("error", "skip")
 REGION_MODES = ("roialign", "crop")
 
 # Settings that do not change a single extracted number; left out of the fingerprint.
-_RUNTIME_FIELDS = frozenset({"on_bad_image", "num_threads", "batch_size"})
+_RUNTIME_FIELDS = frozenset({"on_bad_image", "num_threads"})
 
 
 @dataclass
@@ -61,9 +61,10 @@ class VisionConfig:
     # Storage
     dtype: str = "float16"  # grid and region vectors are stored (and returned) in this dtype
 
-    # Runtime
+    # Runtime. There is no batch size: the models see one image at a time (decoding runs ahead in a
+    # thread). On the CPU that is the fastest (benchmarks/preprocess_throughput.py --batch-sweep) and
+    # it keeps every image's numbers independent of which images share its batch.
     num_threads: int | None = None
-    batch_size: int = 1
 
     def __post_init__(self) -> None:
         if self.backbone is None and self.detector is None:
@@ -83,7 +84,6 @@ class VisionConfig:
             ("max_image_pixels", self.max_image_pixels >= 1, ">= 1"),
             ("on_bad_image", self.on_bad_image in IMAGE_POLICIES, f"one of {IMAGE_POLICIES}"),
             ("dtype", self.dtype in ("float16", "float32"), "'float16' or 'float32'"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
         ]
         for name, ok, expected in checks:
             if not ok:
