@@ -127,8 +127,10 @@ def main() -> None:
     samples = sorted((root / "twitter2015" / "images").glob("*.jpg")) + sorted((root / "twitter2017" / "images").glob("*.jpg"))
     if not samples:
         sys.exit(f"no sample images under {root}/twitter20*/images")
+    rev = git_revision()
     meta = {
-        "commit": git_revision(),
+        "commit": rev["commit"],
+        "dirty": rev["dirty"],
         "machine": machine_description(torch.device("cpu")).rsplit(" (", 1)[0],
         "command": "python benchmarks/preprocess_throughput.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),

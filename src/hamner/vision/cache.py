@@ -279,7 +279,6 @@ def build_manifest(out: Path, header: dict[str, Any], entries: Sequence[ImageEnt
         },
         "semantic_words": {"by_source": dict(sorted(sources.items())), "posts_with_source": dict(sorted(posts_with.items()))},
         "time_s": round(total_time, 3),
-        "images_per_s": round(found / total_time, 3) if total_time > 0 and found else None,
         "shards": shards,
         "settings": header["identity"]["settings"],
         "environment": env,
