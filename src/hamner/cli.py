@@ -169,6 +169,37 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from hamner.serve.app import create_app
+        from hamner.serve.service import ServeConfig, TaggingService
+    except ImportError as exc:
+        raise ConfigError(f"hamner serve needs the 'serve' extra (pip install -e '.[serve]'): {exc}") from exc
+    from hamner.vision.config import load_vision_config
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    vision = load_vision_config(None, [f"num_threads={args.threads}"] if args.threads else [])
+    vision.on_bad_image = "error"
+    config = ServeConfig(
+        max_text_chars=args.max_text_chars,
+        max_image_bytes=args.max_image_mb * 1024 * 1024,
+        batching=not args.no_batching,
+        max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms,
+        detect_objects=not args.no_objects,
+        vision=vision,
+    )
+    service = TaggingService.from_pretrained(args.model, config, device=args.device)
+    log.info("model %s loaded; serving on http://%s:%d", args.model, args.host, args.port)
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning" if not args.verbose else "info")
+    return 0
+
+
 def cmd_data_download(args: argparse.Namespace) -> int:
     from hamner.data.download import DEFAULT_BASE_URL, download_dataset
 
@@ -246,6 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="delete a cache made with other settings or inputs and rebuild")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("serve", help="a web page and a JSON API (POST /v1/tag) over a checkpoint")
+    p.add_argument("--model", required=True, help="checkpoint directory")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, help="torch/OpenCV threads (default: all cores)")
+    p.add_argument("--no-batching", action="store_true", help="tag each request on its own")
+    p.add_argument("--max-batch", type=int, default=16, help="most requests tagged together")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long the first request waits for company")
+    p.add_argument("--no-objects", action="store_true", help="do not run the image models on attached pictures")
+    p.add_argument("--max-text-chars", type=int, default=2000)
+    p.add_argument("--max-image-mb", type=int, default=10)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("data", help="dataset utilities")
     data_sub = p.add_subparsers(dest="data_command", required=True)

@@ -1,0 +1,345 @@
+"""The web layer: a JSON API (``POST /v1/tag``, ``GET /v1/model``, ``GET /healthz``) and one page.
+
+Every bad input gets a 4xx answer ``{"error": {"code": ..., "message": ...}}`` that says what was
+wrong: 400 (invalid JSON, invalid base64, an unreadable or truncated image, a malformed form),
+413 (request body, image bytes or image pixels over the limit), 415 (a content type other than JSON
+or a multipart form), 422 (no text, empty text, text over the limit, a field of the wrong type or an
+unknown field). Images are decoded in a thread pool, and tagging runs on the service's worker
+thread, so the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hamner import __version__
+from hamner.errors import ImageError
+from hamner.serve.service import TaggingService, TagJob, TagOutcome
+from hamner.vision.images import load_image
+
+log = logging.getLogger(__name__)
+
+
+# -- schema ---------------------------------------------------------------------------------------
+class TagJSONRequest(BaseModel):
+    """``POST /v1/tag`` as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(description="the post's text")
+    caption: str | None = Field(None, description="a caption of the image, if you have one")
+    image_base64: str | None = Field(None, description="the image file's bytes in base64 (a data: URL is accepted)")
+
+
+class WordOut(BaseModel):
+    text: str
+    start: int = Field(description="character offset of the word in text")
+    end: int
+    tag: str = Field(description="BIO tag")
+
+
+class EntityOut(BaseModel):
+    text: str
+    type: str
+    start: int = Field(description="character offset of the entity in text")
+    end: int
+
+
+class ObjectOut(BaseModel):
+    label: str
+    score: float
+    box: list[float] = Field(description="x1, y1, x2, y2 as fractions of the image's width and height")
+
+
+class ImageOut(BaseModel):
+    width: int
+    height: int
+    format: str | None
+    used_for_tagging: bool = Field(description="false for a text-only model: the image is analysed but not read by the tagger")
+
+
+class TagResponse(BaseModel):
+    text: str
+    words: list[WordOut]
+    entities: list[EntityOut]
+    relevance: float | None = Field(description="text-image relevance r in [0, 1]; null for a text-only model or no image")
+    level_weights: dict[str, float] | None = Field(description="weights of the global / object / semantic levels; null for a text-only model")
+    objects: list[ObjectOut]
+    image_words: list[str] = Field(description="semantic words of the image: detected classes, ImageNet classes, caption")
+    image: ImageOut | None
+    notes: list[str]
+    batch_size: int = Field(description="how many requests were tagged together with this one")
+    timings_ms: dict[str, float]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["text"],
+    "properties": {
+        "text": {"type": "string", "description": "the post's text"},
+        "caption": {"type": "string", "description": "a caption of the image, if you have one"},
+        "image": {"type": "string", "format": "binary", "description": "the image file"},
+    },
+}
+_URLENCODED_SCHEMA = {
+    "type": "object",
+    "required": ["text"],
+    "properties": {k: v for k, v in _MULTIPART_SCHEMA["properties"].items() if k != "image"},  # type: ignore[attr-defined]
+}
+ACCEPTED_TYPES = ("application/json", "multipart/form-data", "application/x-www-form-urlencoded")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in (
+        (400, "invalid JSON or base64, a malformed form, an unreadable or truncated image"),
+        (413, "request, image bytes or image pixels over the limit"),
+        (415, "content type is not application/json, multipart/form-data or application/x-www-form-urlencoded"),
+        (422, "text missing, empty or too long; a field of the wrong type; an unknown field"),
+    )
+}
+
+
+# -- the app --------------------------------------------------------------------------------------
+def create_app(service: TaggingService) -> FastAPI:
+    """The FastAPI app around a loaded :class:`TaggingService` (started and stopped with the app)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="hamner",
+        version=__version__,
+        description="Named entities in tweets from the text and the attached image (HamLearning).",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    cfg = service.config
+    static = resources.files("hamner.serve").joinpath("static")
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "invalid_request", _describe_validation(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # the safety net: log, answer, keep serving
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal_error", f"internal error ({type(exc).__name__}); the server keeps running")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(str(static.joinpath("index.html")), media_type="text/html")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "requests": service.requests, "batches": service.batches}
+
+    @app.get("/v1/model")
+    async def model_info() -> dict[str, Any]:
+        return service.describe()
+
+    @app.post(
+        "/v1/tag",
+        response_model=TagResponse,
+        responses=_ERRORS,
+        summary="Tag one post (text, optional image and caption)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": TagJSONRequest.model_json_schema()},
+                    "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+                    "application/x-www-form-urlencoded": {"schema": _URLENCODED_SCHEMA},
+                },
+            }
+        },
+    )
+    async def tag(request: Request) -> TagResponse:
+        t0 = time.perf_counter()
+        text, caption, image_bytes = await _parse_request(request, cfg.max_body_bytes)
+        if not text.strip():
+            raise ApiError(422, "empty_text", "text is empty or only whitespace; send the post's words")
+        if len(text) > cfg.max_text_chars:
+            raise ApiError(422, "text_too_long", f"text has {len(text)} characters; the limit is {cfg.max_text_chars}")
+        if caption is not None and len(caption) > cfg.max_text_chars:
+            raise ApiError(422, "caption_too_long", f"caption has {len(caption)} characters; the limit is {cfg.max_text_chars}")
+        loaded = None
+        decode_ms = 0.0
+        if image_bytes is not None:
+            if len(image_bytes) == 0:
+                raise ApiError(400, "empty_image", "the image is empty (0 bytes)")
+            if len(image_bytes) > cfg.max_image_bytes:
+                raise ApiError(413, "image_too_large", f"the image has {len(image_bytes):,} bytes; the limit is {cfg.max_image_bytes:,}")
+            t1 = time.perf_counter()
+            try:
+                loaded = await run_in_threadpool(
+                    load_image, image_bytes, max_side=cfg.vision.max_image_side, max_pixels=cfg.max_image_pixels, name="image"
+                )
+            except ImageError as exc:
+                status = 413 if exc.kind == "too_large" else 400
+                raise ApiError(status, f"image_{exc.kind}", str(exc)) from None
+            decode_ms = (time.perf_counter() - t1) * 1000
+        outcome = await service.submit(TagJob(text=text, caption=caption, image=loaded))
+        return _response(outcome, loaded, caption, decode_ms, (time.perf_counter() - t0) * 1000, service)
+
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "request_too_large", f"the request has {int(declared):,} bytes; the limit is {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "request_too_large", f"the request is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _parse_request(request: Request, limit: int) -> tuple[str, str | None, bytes | None]:
+    """(text, caption, image bytes) from a JSON body or a multipart form; ApiError otherwise."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ACCEPTED_TYPES:
+        raise ApiError(
+            415, "unsupported_content_type",
+            f"content type {ctype or '(none)'!r} is not accepted; send application/json or multipart/form-data "
+            "(or application/x-www-form-urlencoded without an image)",
+        )
+    body = await _read_body(request, limit)
+    if ctype == "application/json":
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ApiError(422, "invalid_request", f"the JSON body must be an object with a 'text' field, got {type(data).__name__}")
+        try:
+            req = TagJSONRequest.model_validate(data)
+        except ValidationError as exc:
+            raise ApiError(422, "invalid_request", _describe_validation(exc.errors())) from None
+        image = _decode_base64(req.image_base64) if req.image_base64 is not None else None
+        return req.text, req.caption, image
+    request._body = body  # let Starlette parse the form from the bytes already read (and limited)
+    form = await request.form(max_files=1, max_fields=8)
+    unknown = sorted(set(form.keys()) - {"text", "caption", "image"})
+    if unknown:
+        raise ApiError(422, "invalid_request", f"unknown form field(s) {unknown}; expected text, caption, image")
+    text = form.get("text")
+    if text is None:
+        raise ApiError(422, "invalid_request", "text: field required")
+    if not isinstance(text, str):
+        raise ApiError(422, "invalid_request", "text must be a form field, not a file")
+    caption = form.get("caption")
+    if caption is not None and not isinstance(caption, str):
+        raise ApiError(422, "invalid_request", "caption must be a form field, not a file")
+    upload = form.get("image")
+    image_bytes = None
+    if isinstance(upload, UploadFile):
+        image_bytes = await upload.read()
+        if image_bytes == b"" and not upload.filename:
+            image_bytes = None  # a browser form with no file chosen
+    elif isinstance(upload, str) and upload:
+        raise ApiError(422, "invalid_request", "image must be a file part (multipart upload), not a text field")
+    return text, caption or None, image_bytes
+
+
+def _decode_base64(data: str) -> bytes:
+    payload = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, "invalid_base64", f"image_base64 is not valid base64: {exc}") from None
+
+
+def _describe_validation(errors: Any) -> str:
+    parts = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        kind = err.get("type", "")
+        if kind == "extra_forbidden":
+            parts.append(f"{where}: unknown field (expected text, caption, image_base64)")
+        elif kind == "missing":
+            parts.append(f"{where}: field required")
+        else:
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _response(outcome: TagOutcome, loaded: Any, caption: str | None, decode_ms: float, total_ms: float, service: TaggingService) -> TagResponse:
+    post, feats = outcome.post, outcome.features
+    notes = []
+    if loaded is not None or caption:
+        notes.append("this model is text-only: the image and caption are analysed and shown, but the tags come from the text alone")
+    if loaded is not None and service.extractor is None:
+        notes.append("object detection is switched off on this server")
+    objects = []
+    words: list[str] = []
+    if feats is not None:
+        objects = [
+            ObjectOut(label=label, score=round(float(score), 4), box=[round(float(v), 4) for v in box])
+            for label, score, box in zip(feats.object_labels, feats.object_scores, feats.boxes.tolist(), strict=True)
+        ]
+        words = list(feats.semantic.words)
+    image = None
+    if loaded is not None:
+        image = ImageOut(width=loaded.original_size[0], height=loaded.original_size[1], format=loaded.format, used_for_tagging=False)
+    return TagResponse(
+        text=post.text,
+        words=[WordOut(text=t.text, start=t.start, end=t.end, tag=tag) for t, tag in zip(post.tokens, post.tags or ["O"] * len(post.tokens), strict=True)],
+        entities=[EntityOut(text=e.text, type=e.type, start=e.start, end=e.end) for e in post.entities],
+        relevance=None,
+        level_weights=None,
+        objects=objects,
+        image_words=words,
+        image=image,
+        notes=notes,
+        batch_size=outcome.batch_size,
+        timings_ms={**outcome.timings_ms, "decode": round(decode_ms, 2), "total": round(total_ms, 2)},
+    )

@@ -1,0 +1,222 @@
+"""The tagging service behind ``hamner serve``: one model, one worker thread, micro-batches.
+
+The model is loaded once. Requests are validated and their images decoded by the web layer (in a
+thread pool, off the event loop); then each request is queued here and answered through a future.
+One worker thread owns the model and the image extractor (neither is shared between threads): it
+takes the first waiting request, waits up to ``batch_wait_ms`` for more (up to ``max_batch``),
+extracts their images one by one and tags all their texts in one batch. Whether batching pays is
+measured by ``benchmarks/serve_latency.py`` (``results/bench_serve.csv``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hamner.inference.tagger import TaggedPost, Tagger
+from hamner.vision.config import VisionConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeConfig:
+    """Limits and batching of the web service (every limit gives a clear 4xx answer when exceeded)."""
+
+    max_text_chars: int = 2000
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000  # header width x height; more is refused before decoding
+    batching: bool = True
+    max_batch: int = 16
+    batch_wait_ms: float = 5.0
+    detect_objects: bool = True  # run the image extractor on attached images (objects, ImageNet words)
+    vision: VisionConfig = field(default_factory=lambda: VisionConfig(on_bad_image="error"))
+
+    def __post_init__(self) -> None:
+        for name in ("max_text_chars", "max_image_bytes", "max_image_pixels", "max_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"serve.{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_wait_ms < 0:
+            raise ValueError(f"serve.batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request accepted: an image at the byte limit in base64, plus text and framing."""
+        return self.max_image_bytes * 4 // 3 + 4 * self.max_text_chars * 2 + 64 * 1024
+
+
+@dataclass
+class TagJob:
+    text: str
+    caption: str | None
+    image: Any | None  # a decoded hamner.vision.images.LoadedImage
+    received: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class TagOutcome:
+    post: TaggedPost
+    features: Any | None  # hamner.vision.extractor.ImageFeatures of the attached image
+    batch_size: int
+    timings_ms: dict[str, float]
+
+
+class TaggingService:
+    """Owns the tagger and the extractor; answers :class:`TagJob`s from a single worker thread."""
+
+    def __init__(self, tagger: Tagger, config: ServeConfig | None = None, extractor: Any | None = None, model_dir: str | None = None) -> None:
+        self.tagger = tagger
+        self.config = config or ServeConfig()
+        self.extractor = extractor
+        self.model_dir = model_dir
+        self._queue: queue.Queue[tuple[TagJob, asyncio.Future[TagOutcome], asyncio.AbstractEventLoop] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+        self.requests = 0
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, config: ServeConfig | None = None, device: str = "cpu") -> TaggingService:
+        config = config or ServeConfig()
+        tagger = Tagger.from_pretrained(model_dir, device=device)
+        extractor = None
+        if config.detect_objects:
+            from hamner.vision.extractor import VisualExtractor
+
+            extractor = VisualExtractor(config.vision)
+        return cls(tagger, config, extractor, str(model_dir))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="hamner-tagger", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    # -- requests -------------------------------------------------------------------------------
+    async def submit(self, job: TagJob) -> TagOutcome:
+        """Queue one request and wait for its answer without blocking the event loop."""
+        if self._thread is None:
+            raise RuntimeError("TaggingService.start() was not called")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[TagOutcome] = loop.create_future()
+        self._queue.put((job, fut, loop))
+        return await fut
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /v1/model`` reports: labels, encoder, fingerprints of the model and extractor."""
+        model = self.tagger.model
+        cfg = model.config
+        out: dict[str, Any] = {
+            "kind": "text-only",
+            "uses_image_for_tagging": False,
+            "labels": list(cfg.labels),
+            "entity_types": sorted({label[2:] for label in cfg.labels if label != "O"}),
+            "encoder": cfg.encoder,
+            "tokenizer_style": cfg.tokenizer_style,
+            "model_dir": self.model_dir,
+            "config_fingerprint": _file_fingerprint(Path(self.model_dir) / "hamner_config.json") if self.model_dir else None,
+            "object_detection": self.extractor is not None,
+            "vision_fingerprint": self.extractor.fingerprint if self.extractor is not None else None,
+            "limits": {
+                "max_text_chars": self.config.max_text_chars,
+                "max_image_bytes": self.config.max_image_bytes,
+                "max_image_pixels": self.config.max_image_pixels,
+            },
+            "batching": {"enabled": self.config.batching, "max_batch": self.config.max_batch, "wait_ms": self.config.batch_wait_ms},
+        }
+        return out
+
+    # -- the worker -----------------------------------------------------------------------------
+    def _next_batch(self) -> list[tuple[TagJob, asyncio.Future[TagOutcome], asyncio.AbstractEventLoop]] | None:
+        first = self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        if self.config.batching and self.config.max_batch > 1:
+            deadline = time.perf_counter() + self.config.batch_wait_ms / 1000
+            while len(batch) < self.config.max_batch:
+                remaining = deadline - time.perf_counter()
+                try:
+                    item = self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # let the loop stop after this batch
+                    break
+                batch.append(item)
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            try:
+                outcomes = self._process([job for job, _, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request, which answers 500
+                log.exception("tagging a batch of %d failed", len(batch))
+                for _, fut, loop in batch:
+                    loop.call_soon_threadsafe(_set_exception, fut, exc)
+                continue
+            for (_, fut, loop), outcome in zip(batch, outcomes, strict=True):
+                loop.call_soon_threadsafe(_set_result, fut, outcome)
+
+    def _process(self, jobs: list[TagJob]) -> list[TagOutcome]:
+        start = time.perf_counter()
+        features: list[Any | None] = []
+        image_ms: list[float] = []
+        for i, job in enumerate(jobs):
+            t0 = time.perf_counter()
+            if job.image is not None and self.extractor is not None:
+                features.append(self.extractor.extract(job.image, key=f"request-{i}", caption=job.caption))
+            else:
+                features.append(None)
+            image_ms.append((time.perf_counter() - t0) * 1000)
+        t1 = time.perf_counter()
+        # a text-only checkpoint does not read images or captions: pass none, so it logs nothing
+        posts = self.tagger.tag_many([job.text for job in jobs])
+        tag_ms = (time.perf_counter() - t1) * 1000
+        self.batches += 1
+        self.requests += len(jobs)
+        return [
+            TagOutcome(
+                post=post,
+                features=feats,
+                batch_size=len(jobs),
+                timings_ms={
+                    "queue": round((start - job.received) * 1000, 2),
+                    "image": round(img_ms, 2),
+                    "tagging": round(tag_ms, 2),
+                },
+            )
+            for job, post, feats, img_ms in zip(jobs, posts, features, image_ms, strict=True)
+        ]
+
+
+def _set_result(fut: asyncio.Future[TagOutcome], value: TagOutcome) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future[TagOutcome], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def _file_fingerprint(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,105 @@
+"use strict";
+// The page of `hamner serve`: sends the form to POST /v1/tag and shows the answer.
+// No external requests: everything it needs is in this file, index.html and style.css.
+(function () {
+  const form = document.getElementById("tag-form");
+  const text = document.getElementById("text");
+  const image = document.getElementById("image");
+  const caption = document.getElementById("caption");
+  const previewBox = document.getElementById("preview-box");
+  const preview = document.getElementById("preview");
+  const statusEl = document.getElementById("status");
+  const result = document.getElementById("result");
+  const output = document.getElementById("output");
+  let previewUrl = null;
+
+  function setPreview(file) {
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = file ? URL.createObjectURL(file) : null;
+    preview.src = previewUrl || "";
+    previewBox.classList.toggle("hidden", !file);
+  }
+  image.addEventListener("change", () => setPreview(image.files[0] || null));
+  document.getElementById("clear-image").addEventListener("click", () => {
+    image.value = "";
+    setPreview(null);
+    image.focus();
+  });
+  text.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); form.requestSubmit(); }
+  });
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v; else node.setAttribute(k, v);
+    }
+    for (const c of children || []) node.append(c);
+    return node;
+  }
+
+  function showTweet(data) {
+    const tweet = document.getElementById("tweet");
+    tweet.replaceChildren();
+    let pos = 0;
+    for (const e of data.entities) {
+      tweet.append(data.text.slice(pos, e.start));
+      tweet.append(el("mark", { class: "ent " + e.type, title: e.type }, [data.text.slice(e.start, e.end), el("sub", {}, [e.type])]));
+      pos = e.end;
+    }
+    tweet.append(data.text.slice(pos));
+    const list = document.getElementById("entity-list");
+    list.replaceChildren(...data.entities.map((e) => el("li", {}, [el("span", { class: "ent " + e.type }, [e.type]), " " + e.text])));
+    if (!data.entities.length) list.replaceChildren(el("li", {}, ["no entities found"]));
+    const rel = document.getElementById("relevance");
+    rel.textContent = data.relevance === null
+      ? "Image relevance: not measured (" + (data.image ? "text-only model" : "no picture") + ")"
+      : "Image relevance r = " + data.relevance.toFixed(2);
+  }
+
+  function showImage(data, file) {
+    const box = document.getElementById("image-result");
+    const wrap = document.getElementById("boxes-wrap");
+    const img = document.getElementById("result-image");
+    wrap.querySelectorAll(".box").forEach((b) => b.remove());
+    if (!data.image || !file) { box.classList.add("hidden"); return; }
+    img.src = previewUrl;
+    for (const o of data.objects) {
+      const [x1, y1, x2, y2] = o.box;
+      const b = el("div", { class: "box", "data-label": o.label }, [el("span", {}, [o.label + " " + o.score.toFixed(2)])]);
+      b.style.left = (x1 * 100) + "%"; b.style.top = (y1 * 100) + "%";
+      b.style.width = ((x2 - x1) * 100) + "%"; b.style.height = ((y2 - y1) * 100) + "%";
+      wrap.append(b);
+    }
+    const names = data.objects.map((o) => o.label);
+    document.getElementById("objects-text").textContent = names.length
+      ? "Detected: " + names.join(", ") + "." : "No objects detected.";
+    box.classList.remove("hidden");
+  }
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!text.value.trim()) { statusEl.textContent = "Type a tweet first."; statusEl.className = "error"; text.focus(); return; }
+    const body = new FormData();
+    body.append("text", text.value);
+    if (caption.value.trim()) body.append("caption", caption.value);
+    const file = image.files[0] || null;
+    if (file) body.append("image", file, file.name);
+    statusEl.textContent = "Tagging…"; statusEl.className = "";
+    result.setAttribute("aria-busy", "true");
+    try {
+      const res = await fetch("/v1/tag", { method: "POST", body });
+      const data = await res.json();
+      if (!res.ok) throw new Error(data.error ? data.error.message : "HTTP " + res.status);
+      showTweet(data);
+      showImage(data, file);
+      document.getElementById("notes").textContent = data.notes.join(" ");
+      output.classList.remove("hidden");
+      statusEl.textContent = data.entities.length + " entit" + (data.entities.length === 1 ? "y" : "ies") + " in " + Math.round(data.timings_ms.total) + " ms";
+    } catch (err) {
+      statusEl.textContent = "Error: " + err.message; statusEl.className = "error";
+    } finally {
+      result.setAttribute("aria-busy", "false");
+    }
+  });
+})();

@@ -1,0 +1,217 @@
+"""The JSON API and the page, in process (FastAPI's TestClient), with the tiny trained tagger and fake image models."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from conftest import KNOWN_ENTITIES, KNOWN_POST  # noqa: E402
+from fakes import scene  # noqa: E402
+from hamner.inference.tagger import Tagger  # noqa: E402
+from hamner.serve.app import TagResponse, create_app  # noqa: E402
+from hamner.serve.service import ServeConfig, TaggingService  # noqa: E402
+from hamner.vision.config import VisionConfig  # noqa: E402
+
+FAKE_VISION = VisionConfig(backbone="fakes:tiny_backbone", detector="fakes:ColourDetector", on_bad_image="error")
+
+
+def make_service(model: Path, **settings: Any) -> TaggingService:
+    return TaggingService.from_pretrained(model, ServeConfig(vision=FAKE_VISION, **settings))
+
+
+@pytest.fixture(scope="module")
+def client(trained_tiny_model: Path) -> Any:
+    service = make_service(trained_tiny_model, max_image_bytes=200_000, max_image_pixels=1_000_000, max_text_chars=300)
+    with TestClient(create_app(service)) as c:
+        yield c
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def entities(answer: dict[str, Any]) -> list[tuple[str, str, int, int]]:
+    return [(e["text"], e["type"], e["start"], e["end"]) for e in answer["entities"]]
+
+
+def test_health_and_model(client: TestClient) -> None:
+    assert client.get("/healthz").json()["status"] == "ok"
+    info = client.get("/v1/model").json()
+    assert info["labels"][0] == "O" and "LOC" in info["entity_types"] and info["kind"] == "text-only"
+    assert re.fullmatch(r"[0-9a-f]{64}", info["config_fingerprint"]) and re.fullmatch(r"[0-9a-f]{64}", info["vision_fingerprint"])
+
+
+def test_tag_json_matches_the_python_api(client: TestClient, trained_tiny_model: Path) -> None:
+    r = client.post("/v1/tag", json={"text": KNOWN_POST})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert entities(answer) == KNOWN_ENTITIES
+    direct = Tagger.from_pretrained(trained_tiny_model).tag(KNOWN_POST)
+    assert [w["tag"] for w in answer["words"]] == direct.tags
+    assert [(w["text"], w["start"], w["end"]) for w in answer["words"]] == [(t.text, t.start, t.end) for t in direct.tokens]
+    assert answer["image"] is None and answer["objects"] == [] and answer["relevance"] is None
+    assert set(answer["timings_ms"]) >= {"queue", "tagging", "total"}
+
+
+def test_tag_multipart_with_image_reports_objects(client: TestClient) -> None:
+    files = {"image": ("scene.png", png_bytes(scene()), "image/png")}
+    r = client.post("/v1/tag", data={"text": KNOWN_POST, "caption": "a red sign"}, files=files)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert entities(answer) == KNOWN_ENTITIES
+    assert [o["label"] for o in answer["objects"]] == ["stop sign", "clock"]
+    assert answer["objects"][0]["box"] == pytest.approx([10 / 120, 10 / 90, 50 / 120, 40 / 90], abs=1e-4)
+    assert answer["image"] == {"width": 120, "height": 90, "format": "PNG", "used_for_tagging": False}
+    assert answer["image_words"][:3] == ["stop", "sign", "clock"] and answer["image_words"][-3:] == ["a", "red", "sign"]
+    assert any("text-only" in n for n in answer["notes"])
+
+
+@pytest.mark.parametrize("prefix", ["", "data:image/jpeg;base64,"])
+def test_tag_json_with_base64_image(client: TestClient, prefix: str) -> None:
+    data = base64.b64encode(png_bytes(scene(), "JPEG")).decode()
+    r = client.post("/v1/tag", json={"text": KNOWN_POST, "image_base64": prefix + data})
+    assert r.status_code == 200, r.text
+    assert [o["label"] for o in r.json()["objects"]] == ["stop sign", "clock"]
+
+
+def test_urlencoded_form_without_image(client: TestClient) -> None:
+    r = client.post("/v1/tag", data={"text": KNOWN_POST, "caption": "a city"})
+    assert r.status_code == 200 and entities(r.json()) == KNOWN_ENTITIES
+
+
+def test_empty_file_field_from_a_browser_form_means_no_image(client: TestClient) -> None:
+    r = client.post("/v1/tag", data={"text": KNOWN_POST}, files={"image": ("", b"", "application/octet-stream")})
+    assert r.status_code == 200 and r.json()["image"] is None
+
+
+BIG = png_bytes(Image.effect_noise((300, 300), 60).convert("RGB"))  # noise does not compress: 200-330 kB
+assert 200_000 < len(BIG) < 330_000
+HUGE_PIXELS = png_bytes(Image.new("1", (1500, 1000)))  # 1.5 M pixels in a few hundred bytes
+TRUNCATED = png_bytes(scene(), "JPEG")[:400]
+
+BAD_INPUTS: list[tuple[str, dict[str, Any], int, str, str]] = [
+    ("empty text", {"json": {"text": ""}}, 422, "empty_text", "empty"),
+    ("whitespace text", {"json": {"text": "  \n\t "}}, 422, "empty_text", "whitespace"),
+    ("missing text", {"json": {"caption": "x"}}, 422, "invalid_request", "text: field required"),
+    ("text not a string", {"json": {"text": 12}}, 422, "invalid_request", "text:"),
+    ("unknown field", {"json": {"text": "hi", "img": "x"}}, 422, "invalid_request", "img: unknown field"),
+    ("text too long", {"json": {"text": "a " * 200}}, 422, "text_too_long", "400 characters; the limit is 300"),
+    ("invalid json", {"content": b'{"text": "hi",', "headers": {"content-type": "application/json"}}, 400, "invalid_json", "not valid JSON"),
+    ("json array", {"json": ["hi"]}, 422, "invalid_request", "must be an object"),
+    ("text/plain", {"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "unsupported_content_type", "text/plain"),
+    ("no content type", {"content": b"hello"}, 415, "unsupported_content_type", "(none)"),
+    ("invalid base64", {"json": {"text": "hi", "image_base64": "%%%not base64"}}, 400, "invalid_base64", "not valid base64"),
+    ("not an image", {"data": {"text": "hi"}, "files": {"image": ("a.jpg", b"<html>404</html>", "image/jpeg")}}, 400, "image_unreadable", "not an image"),
+    ("truncated image", {"data": {"text": "hi"}, "files": {"image": ("a.jpg", TRUNCATED, "image/jpeg")}}, 400, "image_truncated", "ends early"),
+    ("too many bytes", {"data": {"text": "hi"}, "files": {"image": ("a.png", BIG, "image/png")}}, 413, "image_too_large", "the limit is 200,000"),
+    ("too many pixels", {"data": {"text": "hi"}, "files": {"image": ("a.png", HUGE_PIXELS, "image/png")}}, 413, "image_too_large", "1,500,000 pixels"),
+    ("text as a file", {"files": {"text": ("t.txt", b"hi", "text/plain")}}, 422, "invalid_request", "text must be a form field"),
+    ("no text in form", {"data": {"caption": "x"}, "files": {"image": ("a.png", png_bytes(scene()), "image/png")}}, 422, "invalid_request", "text: field required"),
+    ("unknown form field", {"data": {"text": "hi", "colour": "red"}}, 422, "invalid_request", "unknown form field"),
+    ("empty image file", {"json": {"text": "hi", "image_base64": ""}}, 400, "empty_image", "0 bytes"),
+]
+
+
+@pytest.mark.parametrize(("name", "request_kw", "status", "code", "message"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(
+    client: TestClient, name: str, request_kw: dict[str, Any], status: int, code: str, message: str
+) -> None:
+    r = client.post("/v1/tag", **request_kw)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["code"] == code and message in error["message"], error
+    ok = client.post("/v1/tag", json={"text": KNOWN_POST})
+    assert ok.status_code == 200 and entities(ok.json()) == KNOWN_ENTITIES
+
+
+def test_request_over_the_body_limit(trained_tiny_model: Path) -> None:
+    service = make_service(trained_tiny_model, max_image_bytes=1000, max_text_chars=100)
+    with TestClient(create_app(service)) as c:
+        limit = service.config.max_body_bytes
+        r = c.post("/v1/tag", content=b"x" * (limit + 1), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+        assert c.get("/healthz").status_code == 200
+
+
+def test_wrong_method_and_path_answer_json_errors(client: TestClient) -> None:
+    r = client.get("/v1/tag")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "http_error"
+    assert client.get("/nope").json()["error"]["message"] == "Not Found"
+
+
+def test_openapi_matches_the_server(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    op = spec["paths"]["/v1/tag"]["post"]
+    content = op["requestBody"]["content"]
+    assert set(content) == {"application/json", "multipart/form-data", "application/x-www-form-urlencoded"}
+    assert set(content["application/json"]["schema"]["properties"]) == {"text", "caption", "image_base64"}
+    assert set(content["multipart/form-data"]["schema"]["properties"]) == {"text", "caption", "image"}
+    assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/TagResponse")
+    for status in ("400", "413", "415", "422"):
+        assert op["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    # every field the server answers is in the schema, and nothing else
+    answer = client.post("/v1/tag", json={"text": KNOWN_POST}).json()
+    schema_fields = set(spec["components"]["schemas"]["TagResponse"]["properties"])
+    assert set(answer) == schema_fields == set(TagResponse.model_fields)
+    # each bad input's status is documented
+    assert {str(b[2]) for b in BAD_INPUTS} <= set(op["responses"])
+    assert {"/healthz", "/v1/model", "/v1/tag"} <= set(spec["paths"])
+
+
+def test_page_and_assets_are_local(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    html = page.text
+    assert '<form id="tag-form"' in html and 'type="file"' in html and 'id="tag-button"' in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    for asset in assets:
+        assert not asset.startswith(("http:", "https:", "//")), asset  # no CDN, no external request
+        if asset.startswith("/static/"):
+            r = client.get(asset)
+            assert r.status_code == 200 and "http://" not in r.text and "https://" not in r.text
+
+
+def test_concurrent_requests_are_batched_and_answered_correctly(trained_tiny_model: Path) -> None:
+    import httpx
+
+    async def run(batching: bool) -> list[dict[str, Any]]:
+        service = make_service(trained_tiny_model, batching=batching, batch_wait_ms=200, max_batch=8)
+        app = create_app(service)
+        service.start()
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                texts = [KNOWN_POST if i % 2 == 0 else "the NBA game today !" for i in range(8)]
+                replies = await asyncio.gather(*(c.post("/v1/tag", json={"text": t}) for t in texts))
+        finally:
+            service.close()
+        assert all(r.status_code == 200 for r in replies)
+        return [r.json() for r in replies]
+
+    batched = asyncio.run(run(True))
+    assert max(a["batch_size"] for a in batched) > 1
+    single = asyncio.run(run(False))
+    assert all(a["batch_size"] == 1 for a in single)
+    assert [a["entities"] for a in batched] == [a["entities"] for a in single]
+    assert entities(batched[0]) == KNOWN_ENTITIES
+
+
+def test_json_answer_is_plain_json(client: TestClient) -> None:
+    r = client.post("/v1/tag", json={"text": "police in London city 🚓"})
+    assert r.status_code == 200
+    assert json.loads(r.content)["text"].endswith("🚓")
