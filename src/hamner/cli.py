@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch/OpenCV threads (default: all cores)")
     p.add_argument("--no-batching", action="store_true", help="tag each request on its own")
     p.add_argument("--max-batch", type=int, default=16, help="most requests tagged together")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long the first request waits for company")
+    p.add_argument("--batch-wait-ms", type=float, default=0.0, help="how long the first request waits for company (0: take what is queued)")
     p.add_argument("--no-objects", action="store_true", help="do not run the image models on attached pictures")
     p.add_argument("--max-text-chars", type=int, default=2000)
     p.add_argument("--max-image-mb", type=int, default=10)

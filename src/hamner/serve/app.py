@@ -148,6 +148,8 @@ def create_app(service: TaggingService) -> FastAPI:
         version=__version__,
         description="Named entities in tweets from the text and the attached image (HamLearning).",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's docs pages load their scripts from a CDN; the schema is at /openapi.json
+        redoc_url=None,
     )
     app.state.service = service
     cfg = service.config

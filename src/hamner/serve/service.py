@@ -3,9 +3,10 @@
 The model is loaded once. Requests are validated and their images decoded by the web layer (in a
 thread pool, off the event loop); then each request is queued here and answered through a future.
 One worker thread owns the model and the image extractor (neither is shared between threads): it
-takes the first waiting request, waits up to ``batch_wait_ms`` for more (up to ``max_batch``),
-extracts their images one by one and tags all their texts in one batch. Whether batching pays is
-measured by ``benchmarks/serve_latency.py`` (``results/bench_serve.csv``).
+takes the first waiting request and every other request already queued (up to ``max_batch``;
+``batch_wait_ms`` > 0 also waits that long for company), extracts their images one by one and tags
+all their texts in one batch, so requests that arrive while a batch runs form the next one. Whether
+batching pays is measured by ``benchmarks/serve_latency.py`` (``results/bench_serve.csv``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class ServeConfig:
     max_image_pixels: int = 40_000_000  # header width x height; more is refused before decoding
     batching: bool = True
     max_batch: int = 16
-    batch_wait_ms: float = 5.0
+    batch_wait_ms: float = 0.0  # 0: a free worker takes every queued request at once (greedy)
     detect_objects: bool = True  # run the image extractor on attached images (objects, ImageNet words)
     vision: VisionConfig = field(default_factory=lambda: VisionConfig(on_bad_image="error"))
 

@@ -69,9 +69,12 @@
       const b = el("div", { class: "box", "data-label": o.label }, [el("span", {}, [o.label + " " + o.score.toFixed(2)])]);
       b.style.left = (x1 * 100) + "%"; b.style.top = (y1 * 100) + "%";
       b.style.width = ((x2 - x1) * 100) + "%"; b.style.height = ((y2 - y1) * 100) + "%";
+      if (y1 < 0.08) b.classList.add("label-inside");  // no room above the box: put its label inside
       wrap.append(b);
     }
-    const names = data.objects.map((o) => o.label);
+    const counts = new Map();
+    for (const o of data.objects) counts.set(o.label, (counts.get(o.label) || 0) + 1);
+    const names = [...counts].map(([label, n]) => (n > 1 ? n + " × " : "") + label);
     document.getElementById("objects-text").textContent = names.length
       ? "Detected: " + names.join(", ") + "." : "No objects detected.";
     box.classList.remove("hidden");
