@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install what is missing, then run the whole test suite (including the tests marked `weights`,
-# which use the packaged MiniLM) and the linters. Extra arguments go to pytest.
+# Install what is missing, then run the linters and the whole test suite, including the tests marked
+# `weights` (the packaged MiniLM and image models) and `slow` (torchrun, the served process under load,
+# the page in headless Chromium: that one skips without Debian's chromium, see
+# scripts/install_browser.sh, unless HAMNER_REQUIRE_BROWSER=1). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
