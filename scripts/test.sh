@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export HAMNER_DATA_ROOT=${HAMNER_DATA_ROOT:-$(cd .. && pwd)/shared/data}
-.venv/bin/ruff check src tests scripts benchmarks
+.venv/bin/ruff check --no-cache src tests scripts benchmarks  # no cache: a stale one misjudges moved modules
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -188,6 +188,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(
         max_text_chars=args.max_text_chars,
         max_image_bytes=args.max_image_mb * 1024 * 1024,
+        max_image_pixels=args.max_image_pixels,
         batching=not args.no_batching,
         max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,
@@ -288,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=16, help="most requests tagged together")
     p.add_argument("--batch-wait-ms", type=float, default=0.0, help="how long the first request waits for company (0: take what is queued)")
     p.add_argument("--no-objects", action="store_true", help="do not run the image models on attached pictures")
-    p.add_argument("--max-text-chars", type=int, default=2000)
-    p.add_argument("--max-image-mb", type=int, default=10)
+    p.add_argument("--max-text-chars", type=int, default=2000, help="longest accepted text (and caption)")
+    p.add_argument("--max-image-mb", type=int, default=10, help="largest accepted image file, in MiB")
+    p.add_argument("--max-image-pixels", type=int, default=40_000_000, help="largest accepted width x height (checked before decoding)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("data", help="dataset utilities")
