@@ -74,6 +74,18 @@ def test_page_tags_a_tweet_with_its_picture(trained_tiny_model: Path, data_root:
             expect(page.locator("#status")).to_contain_text("entity")
             shot = out_dir / "serve-page.png"
             page.screenshot(path=str(shot), full_page=True)
+            # offsets count code points (Python); the page must not shift entities after an emoji
+            canned = {
+                "text": "🚓🚓 police in London city", "words": [], "relevance": None, "level_weights": None,
+                "entities": [{"text": "London", "type": "LOC", "start": 13, "end": 19}], "objects": [],
+                "image_words": [], "image": None, "notes": [], "batch_size": 1, "timings_ms": {"total": 1.0},
+            }
+            page.route("**/v1/tag", lambda route: route.fulfill(json=canned))
+            page.get_by_label("Picture (optional)", exact=True).set_input_files([])
+            page.get_by_label("Tweet").fill(canned["text"])
+            page.get_by_role("button", name="Tag").click()
+            expect(page.locator("#tweet")).to_contain_text("🚓🚓 police in")  # the canned answer is shown
+            expect(page.locator("#tweet mark.ent.LOC")).to_have_text("LondonLOC")
             browser.close()
     assert shot.stat().st_size > 10_000
     assert not external, f"the page made external requests: {external}"

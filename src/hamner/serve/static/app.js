@@ -41,13 +41,17 @@
   function showTweet(data) {
     const tweet = document.getElementById("tweet");
     tweet.replaceChildren();
+    // The API's offsets count Unicode code points (Python); JavaScript strings index UTF-16 units,
+    // so slice an array of code points (an emoji before an entity would shift it otherwise).
+    const chars = Array.from(data.text);
+    const cut = (a, b) => chars.slice(a, b).join("");
     let pos = 0;
     for (const e of data.entities) {
-      tweet.append(data.text.slice(pos, e.start));
-      tweet.append(el("mark", { class: "ent " + e.type, title: e.type }, [data.text.slice(e.start, e.end), el("sub", {}, [e.type])]));
+      tweet.append(cut(pos, e.start));
+      tweet.append(el("mark", { class: "ent " + e.type, title: e.type }, [cut(e.start, e.end), el("sub", {}, [e.type])]));
       pos = e.end;
     }
-    tweet.append(data.text.slice(pos));
+    tweet.append(cut(pos));
     const list = document.getElementById("entity-list");
     list.replaceChildren(...data.entities.map((e) => el("li", {}, [el("span", { class: "ent " + e.type }, [e.type]), " " + e.text])));
     if (!data.entities.length) list.replaceChildren(el("li", {}, ["no entities found"]));
