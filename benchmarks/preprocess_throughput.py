@@ -33,12 +33,14 @@ def worker(images: str, out: str, mode: str, threads: int) -> None:
     """Runs in a fresh process: load the models, preprocess the folder, print one JSON line."""
     import torch
 
+    from hamner.vision import set_threads
     from hamner.vision.cache import folder_entries, preprocess
     from hamner.vision.config import load_vision_config
     from hamner.vision.extractor import VisualExtractor
 
+    set_threads(threads)
     t0 = time.perf_counter()
-    cfg = load_vision_config(None, [*MODES[mode], f"num_threads={threads}"])
+    cfg = load_vision_config(None, MODES[mode])
     extractor = VisualExtractor(cfg)
     _ = extractor.fingerprint
     load_s = time.perf_counter() - t0
@@ -70,12 +72,12 @@ def batch_sweep(samples: list[Path], threads: int, sizes: list[int], repeats: in
     import numpy as np
     import torch
 
+    from hamner.vision import set_threads
     from hamner.vision.backbones import EfficientNetLite0
     from hamner.vision.detectors import OpenCVSSDDetector
     from hamner.vision.images import load_image
 
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
+    set_threads(threads)
     backbone, detector = EfficientNetLite0().eval(), OpenCVSSDDetector()
     images = [load_image(p).image for p in samples]
     tensors = torch.stack([backbone.preprocessing.to_tensor(im) for im in images])  # shape: (n, 3, 224, 224)
@@ -138,6 +140,7 @@ def main() -> None:
     if args.batch_sweep:
         sweep = batch_sweep(samples, args.threads, [1, 4, 8], args.repeats)
         path = Path(args.out).with_name("bench_preprocess_batch.csv")
+        path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=[*sweep[0], *meta])
             writer.writeheader()

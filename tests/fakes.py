@@ -59,6 +59,7 @@ class ColourDetector(Detector):
     def __init__(self, score: float = 0.9) -> None:
         self.name = "colour-blobs"
         self.applies_nms = False
+        self.labels = dict(enumerate(COLOURS, start=1))  # id -> class name, like the packaged detector
         self.score = score
 
     def detect(self, image: Image.Image) -> Detections:

@@ -126,15 +126,17 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     import time
 
     from hamner.data.conll import read_captions
+    from hamner.vision import set_threads
     from hamner.vision.cache import dataset_entries, file_sha256, folder_entries, preprocess
     from hamner.vision.config import load_vision_config
     from hamner.vision.extractor import VisualExtractor
 
     overrides = list(args.set or [])
-    overrides.append(f"on_bad_image={args.on_bad_image}")
-    if args.threads is not None:
-        overrides.append(f"num_threads={args.threads}")
-    cfg = load_vision_config(args.config, overrides)
+    if args.on_bad_image is not None:
+        overrides.append(f"on_bad_image={args.on_bad_image}")
+    # missing images are expected in a dataset folder: skip is this command's default, below the config
+    cfg = load_vision_config(args.config, overrides, defaults={"on_bad_image": "skip"})
+    set_threads(args.threads)
     captions = read_captions(args.captions) if args.captions else None
     ocr = read_captions(args.ocr) if args.ocr else None
     inputs: dict[str, Any] = {
@@ -177,14 +179,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from hamner.serve.service import ServeConfig, TaggingService
     except ImportError as exc:
         raise ConfigError(f"hamner serve needs the 'serve' extra (pip install -e '.[serve]'): {exc}") from exc
+    from hamner.vision import set_threads
     from hamner.vision.config import load_vision_config
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    vision = load_vision_config(None, [f"num_threads={args.threads}"] if args.threads else [])
-    vision.on_bad_image = "error"
+    set_threads(args.threads)
+    vision = load_vision_config(None, ["on_bad_image=error"])
     config = ServeConfig(
         max_text_chars=args.max_text_chars,
         max_image_bytes=args.max_image_mb * 1024 * 1024,
@@ -211,6 +210,17 @@ def cmd_data_download(args: argparse.Namespace) -> int:
     for p in paths:
         print(p)
     return 0
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the message names the value)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,11 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML with vision settings (a vision-only file or an experiment config's 'vision:' section)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a vision setting, e.g. score_threshold=0.5")
     p.add_argument(
-        "--on-bad-image", choices=["skip", "error"], default="skip",
-        help="missing/unreadable/truncated/too large image: skip its visual part, logged and counted (default), or stop",
+        "--on-bad-image", choices=["skip", "error"],
+        help="missing/unreadable/truncated/too large image: skip its visual part, logged and counted "
+        "(the default, unless the config says otherwise), or stop",
     )
-    p.add_argument("--shard-size", type=int, default=256, help="images per shard (the unit of resumption)")
-    p.add_argument("--threads", type=int, help="torch/OpenCV threads (default: all cores)")
+    p.add_argument("--shard-size", type=positive_int, default=256, help="images per shard (the unit of resumption)")
+    p.add_argument("--threads", type=positive_int, help="torch/OpenCV threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="delete a cache made with other settings or inputs and rebuild")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_preprocess)
@@ -284,14 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, help="torch/OpenCV threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, help="torch/OpenCV threads (default: all cores)")
     p.add_argument("--no-batching", action="store_true", help="tag each request on its own")
-    p.add_argument("--max-batch", type=int, default=16, help="most requests tagged together")
+    p.add_argument("--max-batch", type=positive_int, default=16, help="most requests tagged together")
     p.add_argument("--batch-wait-ms", type=float, default=0.0, help="how long the first request waits for company (0: take what is queued)")
     p.add_argument("--no-objects", action="store_true", help="do not run the image models on attached pictures")
-    p.add_argument("--max-text-chars", type=int, default=2000, help="longest accepted text (and caption)")
-    p.add_argument("--max-image-mb", type=int, default=10, help="largest accepted image file, in MiB")
-    p.add_argument("--max-image-pixels", type=int, default=40_000_000, help="largest accepted width x height (checked before decoding)")
+    p.add_argument("--max-text-chars", type=positive_int, default=2000, help="longest accepted text (and caption)")
+    p.add_argument("--max-image-mb", type=positive_int, default=10, help="largest accepted image file, in MiB")
+    p.add_argument("--max-image-pixels", type=positive_int, default=40_000_000, help="largest accepted width x height (checked before decoding)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("data", help="dataset utilities")

@@ -109,6 +109,22 @@ def test_resume_does_not_redo_finished_images(image_dir: Path, tmp_path: Path, m
     assert all(a[k].same_as(b[k]) for k in a.keys())
 
 
+def test_overwrite_of_an_interrupted_cache(image_dir: Path, tmp_path: Path) -> None:
+    entries = entries_for(image_dir)
+    preprocess(entries, tmp_path / "cache", make(), shard_size=3, stop_after=1, progress=False)
+    other = make(score_threshold=0.95)
+    with pytest.raises(CacheError, match="--overwrite"):
+        preprocess(entries, tmp_path / "cache", other, progress=False)
+    manifest = preprocess(entries, tmp_path / "cache", other, overwrite=True, progress=False)
+    assert manifest["counts"]["images_found"] == 5 and FeatureStore.open(tmp_path / "cache", expect=other)
+
+
+def test_out_must_be_a_directory(image_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CacheError, match="is not a directory"):
+        preprocess(entries_for(image_dir), tmp_path / "file", make(), progress=False)
+
+
 def test_error_policy_stops_at_the_first_bad_image(image_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="broken.jpg: unreadable"):
         preprocess(entries_for(image_dir), tmp_path / "cache", make(on_bad_image="error"), progress=False)
@@ -124,7 +140,7 @@ def test_cli_preprocess_a_folder(image_dir: Path, tmp_path: Path, capsys: pytest
     captions.write_text("p1.jpg :two signs\np2.jpg :one sign\n")
     out = tmp_path / "feats"
     args = ["preprocess", "--images", str(image_dir), "--captions", str(captions), "--out", str(out), "--no-progress",
-            "--set", "backbone=fakes:tiny_backbone", "--set", "detector=fakes:ColourDetector", "--threads", "1"]
+            "--set", "backbone=fakes:tiny_backbone", "--set", "detector=fakes:ColourDetector"]
     assert main(args) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["counts"]["images_found"] == 5 and printed["counts"]["unreadable"] == 1
@@ -136,6 +152,27 @@ def test_cli_preprocess_a_folder(image_dir: Path, tmp_path: Path, capsys: pytest
     assert main(args) == 0
     assert main([*args, "--set", "score_threshold=0.7"]) == 2
     assert "settings.score_threshold" in capsys.readouterr().err
-    # --on-bad-image error stops with the file named
+    # --on-bad-image error stops with the file named; so does on_bad_image: error in a config file
     assert main([*args, "--out", str(tmp_path / "strict"), "--on-bad-image", "error"]) == 2
     assert "broken.jpg: unreadable image" in capsys.readouterr().err
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("on_bad_image: error\n")
+    assert main([*args, "--out", str(tmp_path / "strict2"), "--config", str(strict)]) == 2
+    assert "broken.jpg: unreadable image" in capsys.readouterr().err
+    # bad numbers are usage errors, not tracebacks
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--threads", "0"])
+    assert exit_info.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
+
+
+def test_caption_file_with_bom_or_bad_bytes(tmp_path: Path) -> None:
+    from hamner.data.conll import read_captions
+    from hamner.errors import DataFormatError
+
+    good = tmp_path / "bom.txt"
+    good.write_bytes("\ufeffp1.jpg :a dog\n".encode())
+    assert read_captions(good) == {"p1": "a dog"}
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("p1.jpg :caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match="latin1.txt: not UTF-8"):
+        read_captions(bad)

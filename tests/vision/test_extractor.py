@@ -132,6 +132,33 @@ def test_truncated_and_too_large_are_reported(tmp_path: Path) -> None:
     assert big.status == "too_large" and "max_image_pixels" in (big.error or "")
 
 
+def test_the_extractor_keeps_its_own_copy_of_the_config(tmp_path: Path) -> None:
+    cfg = VisionConfig(**FAKE)  # type: ignore[arg-type]
+    ex = VisualExtractor(cfg)
+    before = ex.fingerprint
+    cfg.score_threshold = 0.99  # the caller edits its object afterwards
+    assert ex.fingerprint == before and ex.extract_file(save(scene(), tmp_path / "a.png")).num_objects == 2
+
+
+def test_unknown_class_filter_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"\['stop sgn'\] are not classes of detector"):
+        make(classes=["stop sgn"])
+
+
+def test_plugin_boxes_are_clipped_and_non_finite_rows_dropped(tmp_path: Path) -> None:
+    ex = make(region_mode="crop")
+    raw = Detections(
+        torch.tensor([[0.5, 0.5, 1.3, 1.2], [float("-inf"), 0.0, float("inf"), 1.0], [1.2, 1.2, 1.5, 1.5], [0.1, 0.1, 0.2, float("nan")]]),
+        torch.tensor([0.9, 0.9, 0.9, 0.9]),
+        torch.tensor([1, 1, 2, 2]),
+        ["stop sign", "stop sign", "clock", "clock"],
+    )
+    kept = ex.select_objects(raw)
+    assert kept.boxes.tolist() == [[0.5, 0.5, 1.0, 1.0]]  # the box outside the image became degenerate
+    loaded = ex.load(save(scene(), tmp_path / "a.png"))
+    assert ex.region_vectors(loaded, torch.zeros(8, 8, 8), kept.boxes).shape == (1, 8)
+
+
 def test_no_image_keeps_the_caption() -> None:
     f = make().extract_file(None, key="p1", caption="a dog", ocr="SALE 50%")
     assert f.status == "no_image" and f.semantic.sources == ["caption", "caption", "ocr", "ocr", "ocr"]
@@ -147,7 +174,12 @@ def test_bytes_and_file_give_the_same_features(tmp_path: Path) -> None:
 
 def test_fingerprint_tracks_feature_settings_only() -> None:
     base = make().fingerprint
-    assert make(num_threads=1, on_bad_image="skip").fingerprint == base
+    assert make(on_bad_image="skip").fingerprint == base
+    assert make(score_threshold=1).fingerprint == make(score_threshold=1.0).fingerprint  # int vs float
+    assert make(classes=["clock", "stop sign"]).fingerprint == make(classes=["stop sign", "clock", "clock"]).fingerprint
+    renamed = TinyBackbone()
+    renamed.class_names = [f"other{i}" for i in range(5)]
+    assert VisualExtractor(VisionConfig(**FAKE), backbone=renamed).fingerprint != base  # type: ignore[arg-type]
     assert make(score_threshold=0.5).fingerprint != base
     assert make(roi_output_size=3).fingerprint != base
     other_weights = VisualExtractor(VisionConfig(**FAKE), backbone=TinyBackbone(seed=1))  # type: ignore[arg-type]
@@ -200,6 +232,8 @@ def test_semantic_words_order_dedup_and_limits() -> None:
     )
     assert words.words == ["person", "stop", "sign", "tabby", "web", "site", "A", "man", ","]
     assert words.sources == ["detector"] * 3 + ["imagenet"] * 3 + ["caption"] * 3
+    invisible = build_semantic_words(caption="\ufeff a \u200b dog \x00 \u202e", max_text_words=5)
+    assert invisible.words == ["a", "dog"]
 
 
 # -- torchvision plug-ins, shown with a stand-in torchvision module (the real one does not import here)

@@ -111,9 +111,11 @@ def read_captions(path: str | Path) -> dict[str, str]:
     path = Path(path)
     out: dict[str, str] = {}
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading BOM is not part of the first IMGID
     except FileNotFoundError:
         raise DataFormatError(str(path), None, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(str(path), None, f"not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     for lineno, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
         if not line.strip():

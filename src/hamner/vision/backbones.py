@@ -88,7 +88,13 @@ class Backbone(nn.Module, ABC):
 
     def identity(self) -> dict[str, Any]:
         """What makes this backbone's numbers what they are; part of the feature fingerprint."""
-        return {"name": self.name, "preprocessing": self.preprocessing.to_dict(), "out_channels": self.out_channels}
+        names = self.class_names
+        return {
+            "name": self.name,
+            "preprocessing": self.preprocessing.to_dict(),
+            "out_channels": self.out_channels,
+            "class_names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest() if names is not None else None,
+        }
 
 
 @lru_cache(maxsize=32)

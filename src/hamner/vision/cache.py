@@ -127,12 +127,15 @@ def preprocess(
     if dupes:
         raise CacheError(f"{len(dupes)} key(s) occur twice in the entries, e.g. {dupes[:3]}")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CacheError(f"{out} exists and is not a directory; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     identity = extractor.identity()
+    fingerprint = fingerprint_of(identity)
     header = {
         "format": CACHE_FORMAT,
         "format_version": FEATURE_FORMAT_VERSION,
-        "fingerprint": extractor.fingerprint,
+        "fingerprint": fingerprint,
         "identity": identity,
         "inputs": inputs or {},
         "keys_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
@@ -141,13 +144,13 @@ def preprocess(
     header_path = out / HEADER
     if header_path.exists() and overwrite:
         for p in [*out.glob("shard-*"), out / MANIFEST, header_path]:
-            p.unlink()
+            p.unlink(missing_ok=True)  # an interrupted cache has no manifest
     if header_path.exists():
         old = _read_json(header_path)
         if old.get("fingerprint") != header["fingerprint"]:
             raise CacheError(
                 f"{out} holds features made with other settings (fingerprint {str(old.get('fingerprint'))[:12]} vs "
-                f"{extractor.fingerprint[:12]}): {explain_difference(old.get('identity', {}), json.loads(_canonical(identity)))}. "
+                f"{fingerprint[:12]}): {explain_difference(old.get('identity', {}), json.loads(_canonical(identity)))}. "
                 "Use another --out, or --overwrite to rebuild it."
             )
         for field in ("inputs", "keys_sha256"):

@@ -17,7 +17,8 @@ IMAGE_POLICIES = ("error", "skip")
 REGION_MODES = ("roialign", "crop")
 
 # Settings that do not change a single extracted number; left out of the fingerprint.
-_RUNTIME_FIELDS = frozenset({"on_bad_image", "num_threads"})
+_RUNTIME_FIELDS = frozenset({"on_bad_image"})
+_FLOAT_FIELDS = ("score_threshold", "nms_iou", "min_class_prob")
 
 
 @dataclass
@@ -61,12 +62,17 @@ class VisionConfig:
     # Storage
     dtype: str = "float16"  # grid and region vectors are stored (and returned) in this dtype
 
-    # Runtime. There is no batch size: the models see one image at a time (decoding runs ahead in a
-    # thread). On the CPU that is the fastest (benchmarks/preprocess_throughput.py --batch-sweep) and
-    # it keeps every image's numbers independent of which images share its batch.
-    num_threads: int | None = None
+    # There is no batch size: the models see one image at a time (decoding runs ahead in a thread).
+    # On the CPU that is the fastest (benchmarks/preprocess_throughput.py --batch-sweep) and it keeps
+    # every image's numbers independent of which images share its batch. Threads are a process
+    # setting (hamner.vision.set_threads, --threads), not part of this config; note that a different
+    # thread count changes float results in their last bits (reductions are split differently).
 
     def __post_init__(self) -> None:
+        for name in _FLOAT_FIELDS:  # 1 and 1.0 must give the same fingerprint
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, name, float(value))
         if self.backbone is None and self.detector is None:
             raise ConfigError("vision: backbone and detector are both None; nothing would be extracted")
         checks: list[tuple[str, bool, str]] = [
@@ -93,7 +99,10 @@ class VisionConfig:
 
     def feature_settings(self) -> dict[str, Any]:
         """The settings that determine the extracted numbers (the fingerprint's input)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in _RUNTIME_FIELDS}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _RUNTIME_FIELDS}
+        if out["classes"] is not None:  # a filter: its order does not matter
+            out["classes"] = sorted(set(out["classes"]))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,8 +115,11 @@ class VisionConfig:
         return build_dataclass(cls, data, where)  # type: ignore[no-any-return]
 
 
-def load_vision_config(path: str | None = None, overrides: list[str] | None = None) -> VisionConfig:
-    """A VisionConfig from a YAML file (its top level, or its ``vision:`` section) plus ``key=value`` overrides."""
+def load_vision_config(
+    path: str | None = None, overrides: list[str] | None = None, defaults: dict[str, Any] | None = None
+) -> VisionConfig:
+    """A VisionConfig from ``defaults``, then a YAML file (its top level, or its ``vision:`` section),
+    then ``key=value`` overrides, each layer winning over the one before."""
     from pathlib import Path
 
     import yaml
@@ -133,5 +145,5 @@ def load_vision_config(path: str | None = None, overrides: list[str] | None = No
             data = loaded
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: 'vision' must be a mapping")
-    data = apply_overrides(dict(data), [o.removeprefix("vision.") for o in overrides or []])
+    data = apply_overrides({**(defaults or {}), **data}, [o.removeprefix("vision.") for o in overrides or []])
     return VisionConfig.from_dict(data)

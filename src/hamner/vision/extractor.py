@@ -15,6 +15,7 @@ Images go through the backbone one at a time: on the CPU that is also the fastes
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hamner.errors import ImageError
+from hamner.errors import ConfigError, ImageError
 from hamner.vision.backbones import Backbone, build_backbone
 from hamner.vision.config import VisionConfig
 from hamner.vision.detectors import Detections, Detector, build_detector
@@ -140,9 +141,8 @@ class VisualExtractor:
     """Builds the configured backbone and detector once, then extracts image after image."""
 
     def __init__(self, config: VisionConfig | None = None, *, backbone: Backbone | None = None, detector: Detector | None = None) -> None:
-        self.config = config = config or VisionConfig()
-        if config.num_threads is not None:
-            torch.set_num_threads(config.num_threads)
+        # a private copy: editing the caller's config later cannot change what this extractor does
+        self.config = config = copy.deepcopy(config) if config is not None else VisionConfig()
         self.backbone = backbone if backbone is not None else (
             build_backbone(config.backbone, config.backbone_weights, config.backbone_options) if config.backbone else None
         )
@@ -151,10 +151,14 @@ class VisualExtractor:
         )
         if self.backbone is None and self.detector is None:
             raise ValueError("VisualExtractor needs a backbone or a detector")
-        if config.num_threads is not None and self.detector is not None and hasattr(self.detector, "_cv2"):
-            self.detector._cv2.setNumThreads(config.num_threads)
+        known = getattr(self.detector, "labels", None)
+        if config.classes is not None and isinstance(known, dict):
+            unknown = sorted(set(config.classes) - set(known.values()))
+            if unknown:
+                raise ConfigError(
+                    f"vision.classes: {unknown} are not classes of detector {config.detector!r}; it knows {sorted(set(known.values()))}"
+                )
         self._dtype = _DTYPES[config.dtype]
-        self._fingerprint: str | None = None
 
     # -- identity -------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -168,9 +172,7 @@ class VisualExtractor:
 
     @property
     def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = fingerprint_of(self.identity())
-        return self._fingerprint
+        return fingerprint_of(self.identity())
 
     # -- entry points ---------------------------------------------------------------------------
     def load(self, source: str | os.PathLike[str] | bytes, name: str | None = None) -> LoadedImage:
@@ -256,10 +258,15 @@ class VisualExtractor:
 
     # -- pieces ---------------------------------------------------------------------------------
     def select_objects(self, dets: Detections) -> Detections:
-        """Score threshold, class filter, NMS (if the detector has none), degenerate boxes, top-k."""
+        """Non-finite rows dropped, boxes clipped to the image, score threshold, class filter, NMS (if
+        the detector has none), degenerate boxes, top-k."""
         cfg = self.config
         if dets.boxes.shape[0] == 0:
             return dets
+        finite = torch.isfinite(dets.boxes).all(dim=1) & torch.isfinite(dets.scores)  # shape: (n,)
+        dets = dets.select(finite.nonzero().flatten())
+        # a plug-in detector may overshoot the image: boxes are clipped to it (the packaged ones clip)
+        dets = Detections(dets.boxes.clamp(0.0, 1.0), dets.scores, dets.class_ids, dets.labels)
         wh = dets.boxes[:, 2:] - dets.boxes[:, :2]  # shape: (n, 2)
         keep = (dets.scores >= cfg.score_threshold) & (wh > 1e-4).all(dim=1)
         if cfg.classes is not None:

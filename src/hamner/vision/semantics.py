@@ -14,6 +14,7 @@ Every word keeps its source so that the model (or a user) can tell them apart.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -53,11 +54,19 @@ def imagenet_short_name(name: str) -> str:
     return name.split(",")[0].strip()
 
 
+def _visible(word: str) -> bool:
+    """False for a token made only of spaces, control or format characters (zero-width, BOM, NUL...)."""
+    return any(unicodedata.category(c)[0] not in "CZ" for c in word)
+
+
 def text_words(text: str | None, limit: int) -> list[str]:
-    """A caption or OCR text cut into words the way tweets are (offsets dropped), at most ``limit``."""
+    """A caption or OCR text cut into words the way tweets are (offsets dropped), at most ``limit``.
+
+    Invisible tokens (zero-width characters, a BOM, control characters) are not words here.
+    """
     if not text or not text.strip():
         return []
-    return [t.text for t in tokenize(text, style="twitter2017") if t.text.strip()][:limit]
+    return [t.text for t in tokenize(text, style="twitter2017") if _visible(t.text)][:limit]
 
 
 def build_semantic_words(
