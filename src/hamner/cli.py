@@ -190,6 +190,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_image_pixels=args.max_image_pixels,
         batching=not args.no_batching,
         max_batch=args.max_batch,
+        max_queue=args.max_queue,
         batch_wait_ms=args.batch_wait_ms,
         detect_objects=not args.no_objects,
         vision=vision,
@@ -298,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, help="torch/OpenCV threads (default: all cores)")
     p.add_argument("--no-batching", action="store_true", help="tag each request on its own")
     p.add_argument("--max-batch", type=positive_int, default=16, help="most requests tagged together")
+    p.add_argument("--max-queue", type=positive_int, default=256, help="waiting requests beyond this get 503")
     p.add_argument("--batch-wait-ms", type=float, default=0.0, help="how long the first request waits for company (0: take what is queued)")
     p.add_argument("--no-objects", action="store_true", help="do not run the image models on attached pictures")
     p.add_argument("--max-text-chars", type=positive_int, default=2000, help="longest accepted text (and caption)")

@@ -116,7 +116,12 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str, str]] = [
     ("text/plain", {"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "unsupported_content_type", "text/plain"),
     ("no content type", {"content": b"hello"}, 415, "unsupported_content_type", "(none)"),
     ("invalid base64", {"json": {"text": "hi", "image_base64": "%%%not base64"}}, 400, "invalid_base64", "not valid base64"),
-    ("not an image", {"data": {"text": "hi"}, "files": {"image": ("a.jpg", b"<html>404</html>", "image/jpeg")}}, 400, "image_unreadable", "not an image"),
+    ("not an image", {"data": {"text": "hi"}, "files": {"image": ("a.jpg", b"<html>404</html>", "image/jpeg")}}, 400, "image_unreadable", "is not a JPEG, PNG"),
+    ("postscript", {"data": {"text": "hi"}, "files": {"image": ("a.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "image/jpeg")}}, 400, "image_unreadable", "is not a JPEG, PNG"),
+    ("lone surrogate", {"content": b'{"text": "Obama \\ud800 Paris"}', "headers": {"content-type": "application/json"}}, 422, "invalid_text", "unpaired surrogate at character 6"),
+    ("surrogate caption", {"content": b'{"text": "hi", "caption": "a \\udc80"}', "headers": {"content-type": "application/json"}}, 422, "invalid_text", "caption contains"),
+    ("deep json", {"content": b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "headers": {"content-type": "application/json"}}, 400, "invalid_json", "nested too deeply"),
+    ("huge integer", {"content": b'{"text": "hi", "caption": ' + b"9" * 5000 + b"}", "headers": {"content-type": "application/json"}}, 400, "invalid_json", "cannot be read"),
     ("truncated image", {"data": {"text": "hi"}, "files": {"image": ("a.jpg", TRUNCATED, "image/jpeg")}}, 400, "image_truncated", "ends early"),
     ("too many bytes", {"data": {"text": "hi"}, "files": {"image": ("a.png", BIG, "image/png")}}, 413, "image_too_large", "the limit is 200,000"),
     ("too many pixels", {"data": {"text": "hi"}, "files": {"image": ("a.png", HUGE_PIXELS, "image/png")}}, 413, "image_too_large", "1,500,000 pixels"),
@@ -162,8 +167,16 @@ def test_openapi_matches_the_server(client: TestClient) -> None:
     assert set(content["application/json"]["schema"]["properties"]) == {"text", "caption", "image_base64"}
     assert set(content["multipart/form-data"]["schema"]["properties"]) == {"text", "caption", "image"}
     assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/TagResponse")
-    for status in ("400", "413", "415", "422"):
+    for status in ("400", "413", "415", "422", "503"):
         assert op["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    form = content["multipart/form-data"]["schema"]
+    assert form["additionalProperties"] is False and form["properties"]["text"]["maxLength"] == 300
+    assert content["application/json"]["schema"]["properties"]["text"]["maxLength"] == 300
+    for path, model in (("/healthz", "HealthResponse"), ("/v1/model", "ModelResponse")):
+        ref = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith(model)
+        served = client.get(path).json()
+        assert set(served) == set(spec["components"]["schemas"][model]["properties"])
     # every field the server answers is in the schema, and nothing else
     answer = client.post("/v1/tag", json={"text": KNOWN_POST}).json()
     schema_fields = set(spec["components"]["schemas"]["TagResponse"]["properties"])
@@ -210,6 +223,102 @@ def test_concurrent_requests_are_batched_and_answered_correctly(trained_tiny_mod
     assert all(a["batch_size"] == 1 for a in single)
     assert [a["entities"] for a in batched] == [a["entities"] for a in single]
     assert entities(batched[0]) == KNOWN_ENTITIES
+
+
+def test_words_past_the_encoder_limit_are_reported(client: TestClient) -> None:
+    long_post = " ".join(["in"] * 90)  # 90 one-piece words; the tiny encoder reads 64 positions (62 words)
+    answer = client.post("/v1/tag", json={"text": long_post}).json()
+    assert len(answer["words"]) == 90
+    assert any("the last 28 of 90 words are past the encoder's 64 sub-token limit" in n for n in answer["notes"])
+    assert all(w["tag"] == "O" for w in answer["words"][-28:])
+
+
+def test_one_failing_request_does_not_fail_its_batch(trained_tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    service = make_service(trained_tiny_model, batch_wait_ms=200, max_batch=8)
+    original = service.tagger.tag_many
+
+    def fragile(texts, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if any("BOOM" in t for t in texts):
+            raise RuntimeError("a request the model cannot handle")
+        return original(texts, *args, **kwargs)
+
+    monkeypatch.setattr(service.tagger, "tag_many", fragile)
+
+    async def run() -> list[httpx.Response]:
+        service.start()
+        try:
+            transport = httpx.ASGITransport(app=create_app(service), raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                texts = [KNOWN_POST] * 5 + ["BOOM"] + [KNOWN_POST] * 2
+                return list(await asyncio.gather(*(c.post("/v1/tag", json={"text": t}) for t in texts)))
+        finally:
+            service.close()
+
+    replies = asyncio.run(run())
+    assert [r.status_code for r in replies] == [200] * 5 + [500] + [200] * 2
+    assert replies[5].json()["error"]["code"] == "internal_error"
+    assert all(entities(r.json()) == KNOWN_ENTITIES for i, r in enumerate(replies) if i != 5)
+
+
+def test_full_queue_answers_503(trained_tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import httpx
+
+    service = make_service(trained_tiny_model, max_queue=1, batching=False)
+    original = service.tagger.tag_many
+
+    def slow(texts, *args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)
+        return original(texts, *args, **kwargs)
+
+    monkeypatch.setattr(service.tagger, "tag_many", slow)
+
+    async def run() -> list[int]:
+        service.start()
+        try:
+            transport = httpx.ASGITransport(app=create_app(service))
+            async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as c:
+                replies = await asyncio.gather(*(c.post("/v1/tag", json={"text": KNOWN_POST}) for _ in range(6)))
+                return [r.status_code for r in replies]
+        finally:
+            service.close()
+
+    codes = asyncio.run(run())
+    assert 503 in codes and 200 in codes and set(codes) <= {200, 503}
+
+
+def test_withdrawn_requests_are_skipped(trained_tiny_model: Path) -> None:
+    from hamner.serve.service import TagJob
+
+    service = make_service(trained_tiny_model, batch_wait_ms=100)
+
+    async def run() -> None:
+        service.start()
+        try:
+            gone = TagJob(text=KNOWN_POST, caption=None, image=None, cancelled=True)
+            waiting = asyncio.ensure_future(service.submit(gone))
+            outcome = await service.submit(TagJob(text=KNOWN_POST, caption=None, image=None))
+            assert outcome.batch_size == 1 and not waiting.done()
+            waiting.cancel()
+        finally:
+            service.close()
+
+    asyncio.run(run())
+    assert service.requests == 1
+
+
+def test_bad_settings_are_config_errors(trained_tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hamner.cli import main
+    from hamner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="serve.max_batch must be >= 1"):
+        ServeConfig(max_batch=0)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--model", str(trained_tiny_model), "--max-image-mb", "0"])
+    assert exit_info.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
 
 
 def test_json_answer_is_plain_json(client: TestClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,7 +32,8 @@ class WordEncoder:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.url_placeholder = url_placeholder
-        self._cache: dict[str, list[int]] = {}
+        # an LRU cache of word -> sub-token ids, bounded so that a long-running server does not grow
+        self._cache: OrderedDict[str, list[int]] = OrderedDict()
         if tokenizer.unk_token_id is None:
             raise ValueError("the tokenizer has no unknown token; cannot represent empty words")
         # the special tokens around one segment ([CLS] ... [SEP] for BERT), read off the tokenizer
@@ -42,12 +44,18 @@ class WordEncoder:
         self._offset = len(self._prefix)  # position of the first real sub-token
         self._budget = max_length - len(self._prefix) - len(self._suffix)
 
+    CACHE_SIZE = 200_000  # words; the Twitter datasets have about 30 k distinct words
+
     def word_ids(self, word: str) -> list[int]:
         ids = self._cache.get(word)
-        if ids is None:
-            text = self.url_placeholder if self.url_placeholder and word_shape(word) == "url" else word
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] or [self.tokenizer.unk_token_id]
-            self._cache[word] = ids
+        if ids is not None:
+            self._cache.move_to_end(word)
+            return ids
+        text = self.url_placeholder if self.url_placeholder and word_shape(word) == "url" else word
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] or [self.tokenizer.unk_token_id]
+        self._cache[word] = ids
+        if len(self._cache) > self.CACHE_SIZE:
+            self._cache.popitem(last=False)
         return ids
 
     def encode(self, words: Sequence[str], tag_ids: list[int] | None = None) -> EncodedPost:

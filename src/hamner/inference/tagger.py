@@ -31,6 +31,7 @@ class TaggedPost:
     entities: list[Entity]
     tokens: list[Token] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    words_past_limit: int = 0  # trailing words the encoder could not read (tagged O)
 
     def to_dict(self, with_tokens: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text, "entities": [asdict(e) for e in self.entities]}
@@ -88,11 +89,14 @@ class Tagger:
         out = []
         for i, text in enumerate(texts):
             toks, tg = tokens[i], tags.get(i, [])
+            past = sum(1 for f in self.model.word_encoder.encode([t.text for t in toks]).first_sub if f < 0) if toks else 0
+            if past:
+                log.warning("post %d: its last %d of %d words are past the encoder's %d sub-token limit and are tagged O", i, past, len(toks), self.model.max_subtokens)
             ents = [
                 Entity(
                     text[toks[s.start].start : toks[s.end - 1].end], s.type, toks[s.start].start, toks[s.end - 1].end
                 )
                 for s in spans_from_bio(tg)
             ]
-            out.append(TaggedPost(text, ents, toks, tg))
+            out.append(TaggedPost(text, ents, toks, tg, past))
         return out

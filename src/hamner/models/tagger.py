@@ -35,7 +35,15 @@ class TextTagger(nn.Module):
         self.config = config
         self.encoder: Any = encoder  # a transformers PreTrainedModel
         self.tokenizer = tokenizer
-        self.word_encoder = WordEncoder(tokenizer, config.max_length, config.url_placeholder)
+        # the encoder cannot read more positions than it has: cap the sub-token budget there
+        positions = getattr(encoder.config, "max_position_embeddings", None)
+        self.max_subtokens = min(config.max_length, int(positions)) if isinstance(positions, int) else config.max_length
+        if self.max_subtokens < config.max_length:
+            log.warning(
+                "model.max_length %d is more than the encoder's %d positions; using %d sub-tokens",
+                config.max_length, positions, self.max_subtokens,
+            )
+        self.word_encoder = WordEncoder(tokenizer, self.max_subtokens, config.url_placeholder)
         hidden = int(encoder.config.hidden_size)
         self.shape_emb = nn.Embedding(len(SHAPES), config.shape_dim, padding_idx=0) if config.use_shape else None
         width = hidden + (config.shape_dim if config.use_shape else 0)

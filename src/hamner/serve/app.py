@@ -10,8 +10,10 @@ thread, so the event loop never blocks.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import copy
 import json
 import logging
 import time
@@ -31,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hamner import __version__
 from hamner.errors import ImageError
-from hamner.serve.service import TaggingService, TagJob, TagOutcome
+from hamner.serve.service import QueueFull, TaggingService, TagJob, TagOutcome
 from hamner.vision.images import load_image
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class TagJSONRequest(BaseModel):
 
 class WordOut(BaseModel):
     text: str
-    start: int = Field(description="character offset of the word in text")
+    start: int = Field(description="offset of the word in text, in Unicode code points (not UTF-16 units)")
     end: int
     tag: str = Field(description="BIO tag")
 
@@ -57,7 +59,7 @@ class WordOut(BaseModel):
 class EntityOut(BaseModel):
     text: str
     type: str
-    start: int = Field(description="character offset of the entity in text")
+    start: int = Field(description="offset of the entity in text, in Unicode code points (not UTF-16 units)")
     end: int
 
 
@@ -88,6 +90,30 @@ class TagResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
+class HealthResponse(BaseModel):
+    status: str
+    version: str
+    requests: int = Field(description="requests tagged since start")
+    batches: int = Field(description="tagging batches run since start")
+    queued: int = Field(description="requests waiting now")
+
+
+class ModelResponse(BaseModel):
+    kind: str = Field(description="text-only, or the multimodal model's name")
+    uses_image_for_tagging: bool
+    labels: list[str]
+    entity_types: list[str]
+    encoder: str
+    tokenizer_style: str
+    max_subtokens: int = Field(description="words past this many encoder sub-tokens are tagged O (see notes)")
+    model_dir: str | None
+    config_fingerprint: str | None = Field(description="SHA-256 of the checkpoint's hamner_config.json")
+    object_detection: bool
+    vision_fingerprint: str | None = Field(description="fingerprint of the image extractor's settings and weights")
+    limits: dict[str, int]
+    batching: dict[str, Any]
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -107,8 +133,9 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-_MULTIPART_SCHEMA = {
+_MULTIPART_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "additionalProperties": False,
     "required": ["text"],
     "properties": {
         "text": {"type": "string", "description": "the post's text"},
@@ -116,11 +143,23 @@ _MULTIPART_SCHEMA = {
         "image": {"type": "string", "format": "binary", "description": "the image file"},
     },
 }
-_URLENCODED_SCHEMA = {
+_URLENCODED_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "additionalProperties": False,
     "required": ["text"],
-    "properties": {k: v for k, v in _MULTIPART_SCHEMA["properties"].items() if k != "image"},  # type: ignore[attr-defined]
+    "properties": {k: v for k, v in _MULTIPART_SCHEMA["properties"].items() if k != "image"},
 }
+
+
+def _with_limits(schema: dict[str, Any], max_chars: int) -> dict[str, Any]:
+    """A copy of a request schema with this server's text limits (so the schema says what it enforces)."""
+    out = copy.deepcopy(schema)
+    for name in ("text", "caption"):
+        if name in out["properties"]:
+            out["properties"][name]["maxLength"] = max_chars
+    if "text" in out["properties"]:
+        out["properties"]["text"]["minLength"] = 1
+    return out
 ACCEPTED_TYPES = ("application/json", "multipart/form-data", "application/x-www-form-urlencoded")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
@@ -128,6 +167,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "invalid JSON or base64, a malformed form, an unreadable or truncated image"),
         (413, "request, image bytes or image pixels over the limit"),
         (415, "content type is not application/json, multipart/form-data or application/x-www-form-urlencoded"),
+        (503, "too many requests are waiting (see --max-queue); try again shortly"),
         (422, "text missing, empty or too long; a field of the wrong type; an unknown field"),
     )
 }
@@ -177,13 +217,13 @@ def create_app(service: TaggingService) -> FastAPI:
     async def page() -> FileResponse:
         return FileResponse(str(static.joinpath("index.html")), media_type="text/html")
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "requests": service.requests, "batches": service.batches}
+    @app.get("/healthz", response_model=HealthResponse)
+    async def healthz() -> HealthResponse:
+        return HealthResponse(status="ok", version=__version__, requests=service.requests, batches=service.batches, queued=service.queued())
 
-    @app.get("/v1/model")
-    async def model_info() -> dict[str, Any]:
-        return service.describe()
+    @app.get("/v1/model", response_model=ModelResponse)
+    async def model_info() -> ModelResponse:
+        return ModelResponse(**service.describe())
 
     @app.post(
         "/v1/tag",
@@ -194,9 +234,9 @@ def create_app(service: TaggingService) -> FastAPI:
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": TagJSONRequest.model_json_schema()},
-                    "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
-                    "application/x-www-form-urlencoded": {"schema": _URLENCODED_SCHEMA},
+                    "application/json": {"schema": _with_limits(TagJSONRequest.model_json_schema(), cfg.max_text_chars)},
+                    "multipart/form-data": {"schema": _with_limits(_MULTIPART_SCHEMA, cfg.max_text_chars)},
+                    "application/x-www-form-urlencoded": {"schema": _with_limits(_URLENCODED_SCHEMA, cfg.max_text_chars)},
                 },
             }
         },
@@ -204,6 +244,9 @@ def create_app(service: TaggingService) -> FastAPI:
     async def tag(request: Request) -> TagResponse:
         t0 = time.perf_counter()
         text, caption, image_bytes = await _parse_request(request, cfg.max_body_bytes)
+        _check_unicode("text", text)
+        if caption is not None:
+            _check_unicode("caption", caption)
         if not text.strip():
             raise ApiError(422, "empty_text", "text is empty or only whitespace; send the post's words")
         if len(text) > cfg.max_text_chars:
@@ -226,10 +269,27 @@ def create_app(service: TaggingService) -> FastAPI:
                 status = 413 if exc.kind == "too_large" else 400
                 raise ApiError(status, f"image_{exc.kind}", str(exc)) from None
             decode_ms = (time.perf_counter() - t1) * 1000
-        outcome = await service.submit(TagJob(text=text, caption=caption, image=loaded))
+        job = TagJob(text=text, caption=caption, image=loaded)
+        try:
+            fut = service.enqueue(job)
+        except QueueFull as exc:
+            raise ApiError(503, "busy", f"{exc.waiting} requests are waiting; try again shortly") from None
+        outcome = await _wait_or_disconnect(request, fut, job)
         return _response(outcome, loaded, caption, decode_ms, (time.perf_counter() - t0) * 1000, service)
 
     return app
+
+
+async def _wait_or_disconnect(request: Request, fut: asyncio.Future[TagOutcome], job: TagJob) -> TagOutcome:
+    """The job's outcome; if the client goes away first, the job is withdrawn so the worker skips it."""
+    while True:
+        done, _ = await asyncio.wait({fut}, timeout=0.25)
+        if done:
+            return fut.result()
+        if await request.is_disconnected():
+            job.cancelled = True
+            fut.cancel()
+            raise ApiError(499, "client_closed", "the client closed the connection")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -260,6 +320,10 @@ async def _parse_request(request: Request, limit: int) -> tuple[str, str | None,
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ApiError(400, "invalid_json", "the JSON body is nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer with more digits than Python converts
+            raise ApiError(400, "invalid_json", f"the JSON body cannot be read: {exc}") from None
         if not isinstance(data, dict):
             raise ApiError(422, "invalid_request", f"the JSON body must be an object with a 'text' field, got {type(data).__name__}")
         try:
@@ -292,6 +356,16 @@ async def _parse_request(request: Request, limit: int) -> tuple[str, str | None,
     return text, caption or None, image_bytes
 
 
+def _check_unicode(field: str, value: str) -> None:
+    """A lone surrogate (possible in JSON's \\ud800 escapes) is not text: refuse it here, not in the tokenizer."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(
+            422, "invalid_text", f"{field} contains an unpaired surrogate at character {exc.start}; send valid Unicode"
+        ) from None
+
+
 def _decode_base64(data: str) -> bytes:
     payload = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
     try:
@@ -321,6 +395,11 @@ def _response(outcome: TagOutcome, loaded: Any, caption: str | None, decode_ms: 
         notes.append("this model is text-only: the image and caption are analysed and shown, but the tags come from the text alone")
     if loaded is not None and service.extractor is None:
         notes.append("object detection is switched off on this server")
+    if post.words_past_limit:
+        notes.append(
+            f"the last {post.words_past_limit} of {len(post.tokens)} words are past the encoder's "
+            f"{service.tagger.model.max_subtokens} sub-token limit and were not tagged (O)"
+        )
     objects = []
     words: list[str] = []
     if feats is not None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hamner.errors import ConfigError
 from hamner.inference.tagger import TaggedPost, Tagger
 from hamner.vision.config import VisionConfig
 
@@ -37,20 +38,29 @@ class ServeConfig:
     batching: bool = True
     max_batch: int = 16
     batch_wait_ms: float = 0.0  # 0: a free worker takes every queued request at once (greedy)
+    max_queue: int = 256  # requests waiting beyond this get 503 (each holds a decoded image)
     detect_objects: bool = True  # run the image extractor on attached images (objects, ImageNet words)
     vision: VisionConfig = field(default_factory=lambda: VisionConfig(on_bad_image="error"))
 
     def __post_init__(self) -> None:
-        for name in ("max_text_chars", "max_image_bytes", "max_image_pixels", "max_batch"):
+        for name in ("max_text_chars", "max_image_bytes", "max_image_pixels", "max_batch", "max_queue"):
             if getattr(self, name) < 1:
-                raise ValueError(f"serve.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"serve.{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_wait_ms < 0:
-            raise ValueError(f"serve.batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
+            raise ConfigError(f"serve.batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
 
     @property
     def max_body_bytes(self) -> int:
         """The largest request accepted: an image at the byte limit in base64, plus text and framing."""
         return self.max_image_bytes * 4 // 3 + 4 * self.max_text_chars * 2 + 64 * 1024
+
+
+class QueueFull(Exception):
+    """``max_queue`` requests are already waiting."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting} requests are waiting")
+        self.waiting = waiting
 
 
 @dataclass
@@ -59,6 +69,7 @@ class TagJob:
     caption: str | None
     image: Any | None  # a decoded hamner.vision.images.LoadedImage
     received: float = field(default_factory=time.perf_counter)
+    cancelled: bool = False  # set by the web layer when the client has gone away: the worker skips it
 
 
 @dataclass
@@ -106,14 +117,28 @@ class TaggingService:
             self._thread = None
 
     # -- requests -------------------------------------------------------------------------------
-    async def submit(self, job: TagJob) -> TagOutcome:
-        """Queue one request and wait for its answer without blocking the event loop."""
+    def enqueue(self, job: TagJob) -> asyncio.Future[TagOutcome]:
+        """Queue one request (from the event loop); its future is resolved by the worker.
+
+        Raises :class:`QueueFull` when ``max_queue`` requests are already waiting; the check and the
+        put happen together, with no await between them.
+        """
         if self._thread is None:
             raise RuntimeError("TaggingService.start() was not called")
+        waiting = self._queue.qsize()
+        if waiting >= self.config.max_queue:
+            raise QueueFull(waiting)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[TagOutcome] = loop.create_future()
         self._queue.put((job, fut, loop))
-        return await fut
+        return fut
+
+    async def submit(self, job: TagJob) -> TagOutcome:
+        """Queue one request and wait for its answer without blocking the event loop."""
+        return await self.enqueue(job)
+
+    def queued(self) -> int:
+        return self._queue.qsize()
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/model`` reports: labels, encoder, fingerprints of the model and extractor."""
@@ -126,6 +151,7 @@ class TaggingService:
             "entity_types": sorted({label[2:] for label in cfg.labels if label != "O"}),
             "encoder": cfg.encoder,
             "tokenizer_style": cfg.tokenizer_style,
+            "max_subtokens": model.max_subtokens,
             "model_dir": self.model_dir,
             "config_fingerprint": _file_fingerprint(Path(self.model_dir) / "hamner_config.json") if self.model_dir else None,
             "object_detection": self.extractor is not None,
@@ -164,15 +190,26 @@ class TaggingService:
             batch = self._next_batch()
             if batch is None:
                 return
-            try:
-                outcomes = self._process([job for job, _, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting request, which answers 500
-                log.exception("tagging a batch of %d failed", len(batch))
-                for _, fut, loop in batch:
-                    loop.call_soon_threadsafe(_set_exception, fut, exc)
-                continue
-            for (_, fut, loop), outcome in zip(batch, outcomes, strict=True):
-                loop.call_soon_threadsafe(_set_result, fut, outcome)
+            batch = [item for item in batch if not item[0].cancelled]  # their clients have gone
+            if batch:
+                self._answer(batch)
+
+    def _answer(self, batch: list[tuple[TagJob, asyncio.Future[TagOutcome], asyncio.AbstractEventLoop]]) -> None:
+        """Tag a batch; if it fails, tag its requests one by one so that one bad request fails alone."""
+        try:
+            outcomes = self._process([job for job, _, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - reported to the waiting request(s), which answer 500
+            if len(batch) > 1:
+                log.warning("a batch of %d failed (%s); tagging its requests one by one", len(batch), exc)
+                for item in batch:
+                    self._answer([item])
+                return
+            log.exception("tagging a request failed")
+            _, fut, loop = batch[0]
+            loop.call_soon_threadsafe(_set_exception, fut, exc)
+            return
+        for (_, fut, loop), outcome in zip(batch, outcomes, strict=True):
+            loop.call_soon_threadsafe(_set_result, fut, outcome)
 
     def _process(self, jobs: list[TagJob]) -> list[TagOutcome]:
         start = time.perf_counter()

@@ -66,6 +66,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold (Image.MAX_IMAGE_PIXELS)
 DEFAULT_MAX_SIDE = 1024
+# Decoders tried, in PIL's names. Others (EPS, PDF, ...) are refused: PIL would run Ghostscript on
+# PostScript, and nothing else belongs in a tweet's picture.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO")  # JPEG covers MPO (phone photos)
 
 # EXIF orientations 5..8 swap width and height (transpose/rotate by 90 or 270 degrees).
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -141,7 +144,8 @@ def _load_from(fp: IO[bytes], label: str, where: str, max_side: int, max_pixels:
         # Our own max_pixels check below replaces PIL's warning; the hard error is still caught.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img = Image.open(fp)
+            Image.init()  # register every plugin first: ``formats`` names only registered ones
+            img = Image.open(fp, formats=ACCEPTED_FORMATS)
         except Image.DecompressionBombError as err:
             raise ImageError(
                 label,
@@ -150,7 +154,7 @@ def _load_from(fp: IO[bytes], label: str, where: str, max_side: int, max_pixels:
             ) from err
         except UnidentifiedImageError as err:
             raise ImageError(
-                label, "unreadable", f"{where} is not an image format PIL can identify (empty, text or corrupt)"
+                label, "unreadable", f"{where} is not a JPEG, PNG, GIF, WebP, BMP, TIFF or ICO image (empty, text, corrupt or another format)"
             ) from err
         except OSError as err:
             raise _decode_error(label, where, err) from err

@@ -12,6 +12,8 @@
   const result = document.getElementById("result");
   const output = document.getElementById("output");
   let previewUrl = null;
+  let resultUrl = null;
+  let latest = 0;  // only the answer to the latest Tag press is shown
 
   function setPreview(file) {
     if (previewUrl) URL.revokeObjectURL(previewUrl);
@@ -66,8 +68,10 @@
     const wrap = document.getElementById("boxes-wrap");
     const img = document.getElementById("result-image");
     wrap.querySelectorAll(".box").forEach((b) => b.remove());
+    if (resultUrl) { URL.revokeObjectURL(resultUrl); resultUrl = null; }
     if (!data.image || !file) { box.classList.add("hidden"); return; }
-    img.src = previewUrl;
+    resultUrl = URL.createObjectURL(file);  // the picture that was sent, even if another is chosen meanwhile
+    img.src = resultUrl;
     for (const o of data.objects) {
       const [x1, y1, x2, y2] = o.box;
       const b = el("div", { class: "box", "data-label": o.label }, [el("span", {}, [o.label + " " + o.score.toFixed(2)])]);
@@ -92,11 +96,13 @@
     if (caption.value.trim()) body.append("caption", caption.value);
     const file = image.files[0] || null;
     if (file) body.append("image", file, file.name);
+    const mine = ++latest;
     statusEl.textContent = "Tagging…"; statusEl.className = "";
     result.setAttribute("aria-busy", "true");
     try {
       const res = await fetch("/v1/tag", { method: "POST", body });
       const data = await res.json();
+      if (mine !== latest) return;  // a newer Tag press owns the result area
       if (!res.ok) throw new Error(data.error ? data.error.message : "HTTP " + res.status);
       showTweet(data);
       showImage(data, file);
@@ -104,9 +110,11 @@
       output.classList.remove("hidden");
       statusEl.textContent = data.entities.length + " entit" + (data.entities.length === 1 ? "y" : "ies") + " in " + Math.round(data.timings_ms.total) + " ms";
     } catch (err) {
+      if (mine !== latest) return;
+      output.classList.add("hidden");  // do not leave an older answer under the error
       statusEl.textContent = "Error: " + err.message; statusEl.className = "error";
     } finally {
-      result.setAttribute("aria-busy", "false");
+      if (mine === latest) result.setAttribute("aria-busy", "false");
     }
   });
 })();
