@@ -25,20 +25,25 @@ PACKAGES = (
 
 
 def git_revision(cwd: str | Path | None = None) -> dict[str, object]:
-    """The commit of the source tree and whether it had uncommitted changes to tracked files."""
+    """The commit of the source tree and whether it had uncommitted changes to tracked files.
+
+    Changes under ``results/`` do not count: benchmarks rewrite those files, and a second benchmark
+    run after a first one would otherwise be marked dirty although the code is the commit's.
+    """
     where = Path(cwd) if cwd else Path(__file__).resolve().parent
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(
+        status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=where,
             capture_output=True,
             text=True,
             check=True,
-        ).stdout.strip()
-        return {"commit": rev, "dirty": bool(dirty)}
+        ).stdout.splitlines()
+        changed = [line[3:] for line in status if line[3:] and not line[3:].startswith("results/")]
+        return {"commit": rev, "dirty": bool(changed)}
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown", "dirty": None}
 
