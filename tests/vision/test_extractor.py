@@ -194,6 +194,21 @@ def test_serialisation_round_trip(tmp_path: Path) -> None:
         ImageFeatures(key="x", status="fine")
 
 
+def test_registered_names_build_plugins() -> None:
+    from fakes import tiny_backbone
+    from hamner.vision.backbones import BACKBONES, register_backbone
+    from hamner.vision.detectors import DETECTORS, register_detector
+
+    register_backbone("tiny-test")(tiny_backbone)
+    register_detector("colour-test")(ColourDetector)
+    try:
+        ex = VisualExtractor(VisionConfig(backbone="tiny-test", detector="colour-test"))
+        assert isinstance(ex.backbone, TinyBackbone) and isinstance(ex.detector, ColourDetector)
+    finally:
+        BACKBONES.pop("tiny-test")
+        DETECTORS.pop("colour-test")
+
+
 def test_registry_errors() -> None:
     with pytest.raises(ConfigError, match="unknown vision.backbone 'nope'"):
         build_backbone("nope")

@@ -6,12 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hamner.data.labels import DEFAULT_TYPE_MAP
-from hamner.errors import ConfigError
 from hamner.models.config import TaggerConfig
-from hamner.typed_config import apply_overrides
+from hamner.typed_config import apply_overrides, read_yaml_mapping
 from hamner.typed_config import build_dataclass as _build
 
 
@@ -62,16 +59,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load a YAML experiment config; its stem is the experiment name unless it sets ``name``."""
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file {p} not found")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
-        data = loaded or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
-        data.setdefault("name", p.stem)
+        data = read_yaml_mapping(path)
+        data.setdefault("name", Path(path).stem)
     data = apply_overrides(data, overrides or [])
     return _build(ExperimentConfig, data, "")  # type: ignore[no-any-return]

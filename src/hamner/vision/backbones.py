@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -267,14 +267,24 @@ BackboneFactory = Callable[..., Backbone]
 BACKBONES: dict[str, BackboneFactory] = {"efficientnet-lite0": EfficientNetLite0}
 
 
-def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
-    """Decorator: make ``factory(weights=..., **options)`` available as ``vision.backbone: name``."""
+F = TypeVar("F", bound=Callable[..., Any])
 
-    def deco(factory: BackboneFactory) -> BackboneFactory:
-        BACKBONES[name] = factory
-        return factory
 
-    return deco
+def registrar(table: dict[str, Any]) -> Callable[[str], Callable[[F], F]]:
+    """A ``@register(name)`` decorator that adds a factory to ``table``."""
+
+    def register(name: str) -> Callable[[F], F]:
+        def deco(factory: F) -> F:
+            table[name] = factory
+            return factory
+
+        return deco
+
+    return register
+
+
+# ``@register_backbone("name")``: make ``factory(weights=..., **options)`` available as ``vision.backbone: name``
+register_backbone = registrar(BACKBONES)
 
 
 def import_factory(spec: str, what: str) -> Callable[..., Any]:

@@ -120,23 +120,11 @@ def load_vision_config(
 ) -> VisionConfig:
     """A VisionConfig from ``defaults``, then a YAML file (its top level, or its ``vision:`` section),
     then ``key=value`` overrides, each layer winning over the one before."""
-    from pathlib import Path
-
-    import yaml
-
-    from hamner.typed_config import apply_overrides
+    from hamner.typed_config import apply_overrides, read_yaml_mapping
 
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} not found")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
+        loaded = read_yaml_mapping(path)
         if "vision" in loaded:  # an experiment config: its vision section
             data = loaded["vision"] or {}
         elif set(loaded) & {"name", "data", "model", "train"}:  # an experiment config without one: defaults
@@ -144,6 +132,6 @@ def load_vision_config(
         else:  # a vision-only config file
             data = loaded
         if not isinstance(data, dict):
-            raise ConfigError(f"{p}: 'vision' must be a mapping")
+            raise ConfigError(f"{path}: 'vision' must be a mapping")
     data = apply_overrides({**(defaults or {}), **data}, [o.removeprefix("vision.") for o in overrides or []])
     return VisionConfig.from_dict(data)

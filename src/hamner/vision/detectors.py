@@ -30,7 +30,7 @@ from PIL import Image
 from torch import Tensor
 
 from hamner.errors import ConfigError
-from hamner.vision.backbones import file_sha256, import_factory, packaged_detect_models_dir
+from hamner.vision.backbones import file_sha256, import_factory, packaged_detect_models_dir, registrar
 
 log = logging.getLogger(__name__)
 
@@ -198,14 +198,8 @@ DetectorFactory = Callable[..., Detector]
 DETECTORS: dict[str, DetectorFactory] = {"ssd-mobilenet-v2-coco": OpenCVSSDDetector}
 
 
-def register_detector(name: str) -> Callable[[DetectorFactory], DetectorFactory]:
-    """Decorator: make ``factory(**options)`` available as ``vision.detector: name``."""
-
-    def deco(factory: DetectorFactory) -> DetectorFactory:
-        DETECTORS[name] = factory
-        return factory
-
-    return deco
+# ``@register_detector("name")``: make ``factory(**options)`` available as ``vision.detector: name``
+register_detector = registrar(DETECTORS)
 
 
 def build_detector(name: str, options: dict[str, Any] | None = None) -> Detector:
