@@ -12,7 +12,6 @@ is timed apart from extraction. Writes ``results/bench_preprocess.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import resource
@@ -121,31 +120,16 @@ def main() -> None:
         worker(args.worker[0], args.worker[1], args.worker[2], args.threads)
         return
 
-    import torch
-
-    from hamner.env import git_revision, machine_description
+    from _results import run_meta, write_csv
 
     root = Path(args.data_root)
     samples = sorted((root / "twitter2015" / "images").glob("*.jpg")) + sorted((root / "twitter2017" / "images").glob("*.jpg"))
     if not samples:
         sys.exit(f"no sample images under {root}/twitter20*/images")
-    rev = git_revision()
-    meta = {
-        "commit": rev["commit"],
-        "dirty": rev["dirty"],
-        "machine": machine_description(torch.device("cpu")).rsplit(" (", 1)[0],
-        "command": "python benchmarks/preprocess_throughput.py " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"),
-    }
+    meta = run_meta("preprocess_throughput.py")
     if args.batch_sweep:
         sweep = batch_sweep(samples, args.threads, [1, 4, 8], args.repeats)
-        path = Path(args.out).with_name("bench_preprocess_batch.csv")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=[*sweep[0], *meta])
-            writer.writeheader()
-            writer.writerows({**r, **meta} for r in sweep)
-        print(f"wrote {path}")
+        write_csv(Path(args.out).with_name("bench_preprocess_batch.csv"), sweep, meta)
         return
     rows = []
     with tempfile.TemporaryDirectory(prefix="hamner-bench-") as tmp:
@@ -159,22 +143,14 @@ def main() -> None:
                 out_dir = Path(tmp) / f"out-{mode}-{run}"
                 cmd = [sys.executable, __file__, "--threads", str(args.threads), "--worker", str(folder), str(out_dir), mode]
                 done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-                result = {"run": run, **json.loads(done.stdout.strip().splitlines()[-1])}
+                parsed = json.loads(done.stdout.strip().splitlines()[-1])
+                result = {"mode": parsed["mode"], "run": run, **parsed}
                 print(result, flush=True)
                 rows.append(result)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["mode", "run", "images", "found", "threads", "images_per_s", "seconds", "load_s", "peak_rss_mb", "objects_per_image",
-              "torch_threads", *meta]
-    with out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, **meta})
+    write_csv(args.out, rows, meta)
     for mode in args.modes:
         rates = sorted(r["images_per_s"] for r in rows if r["mode"] == mode)
         print(f"{mode}: median {rates[len(rates) // 2]} images/s (min {rates[0]}, max {rates[-1]})")
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -82,10 +80,9 @@ def main() -> None:
     parser.add_argument("--out", default="results/bench_serve.csv")
     args = parser.parse_args()
 
-    import torch
+    from _results import run_meta, write_csv
 
     from hamner.data.datasets import load_split
-    from hamner.env import git_revision, machine_description
 
     texts = [" ".join(p.words) for p in load_split("twitter2017", "test", args.data_root)]
     images = sorted(Path(args.data_root).glob("twitter20*/images/*.jpg"))
@@ -106,25 +103,7 @@ def main() -> None:
                     row = {"batching": batching, **asyncio.run(load(base, kind, c, total, texts, images))}
                     print(row, flush=True)
                     rows.append(row)
-    torch.set_num_threads(args.threads)
-    rev = git_revision()
-    meta = {
-        "threads": args.threads,
-        "model": args.model,
-        "commit": rev["commit"],
-        "dirty": rev["dirty"],
-        "machine": machine_description(torch.device("cpu")).rsplit(" (", 1)[0],
-        "command": "python benchmarks/serve_latency.py " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[*rows[0], *meta])
-        writer.writeheader()
-        writer.writerows({**r, **meta} for r in rows)
-    print(f"wrote {out}")
-
+    write_csv(args.out, rows, {"threads": args.threads, "model": args.model, **run_meta("serve_latency.py")})
 
 if __name__ == "__main__":
     main()

