@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -19,6 +20,13 @@ class EncodedPost:
     first_sub: list[int]
     shape_ids: list[int]
     tag_ids: list[int] | None = None  # gold tag of every word (untruncated)
+    # Multimodal extras (None for the text path). A second segment of image words makes the input
+    # [CLS] words [SEP] image words [SEP]; ``token_type_ids`` then mark the segments and
+    # ``sem_positions`` are the image words' sub-token positions in ``input_ids``.
+    token_type_ids: list[int] | None = None
+    sem_positions: list[int] | None = None
+    sem_input_ids: list[int] | None = None  # the image words as a sequence of their own ([CLS] ... [SEP])
+    visual: Any = None  # the post's hamner.vision.ImageFeatures (collated by the multimodal model)
 
 
 class WordEncoder:
@@ -43,6 +51,16 @@ class WordEncoder:
         self._prefix, self._suffix = list(full[:at]), list(full[at + len(marker) :])
         self._offset = len(self._prefix)  # position of the first real sub-token
         self._budget = max_length - len(self._prefix) - len(self._suffix)
+        # the same for a pair of segments: prefix A middle B pair_suffix (+ their token types)
+        pair = tokenizer("a", "b", add_special_tokens=True)
+        pair_ids = list(pair["input_ids"])
+        second = tokenizer("b", add_special_tokens=False)["input_ids"]
+        b_at = next(i for i in range(at + len(marker), len(pair_ids)) if pair_ids[i : i + len(second)] == second)
+        self._middle = pair_ids[at + len(marker) : b_at]
+        self._pair_suffix = pair_ids[b_at + len(second) :]
+        types = pair.get("token_type_ids")
+        self._types = (int(types[at]), int(types[b_at])) if types is not None else None
+        self.pair_overhead = len(self._middle) + len(self._pair_suffix) - len(self._suffix)
 
     CACHE_SIZE = 200_000  # words; the Twitter datasets have about 30 k distinct words
 
@@ -58,7 +76,24 @@ class WordEncoder:
             self._cache.popitem(last=False)
         return ids
 
-    def encode(self, words: Sequence[str], tag_ids: list[int] | None = None) -> EncodedPost:
+    def subtokens(self, words: Sequence[str], limit: int) -> list[int]:
+        """The sub-tokens of ``words`` one after another, cut at ``limit``."""
+        out: list[int] = []
+        for w in words:
+            if len(out) >= limit:
+                break
+            out.extend(self.word_ids(w)[: limit - len(out)])
+        return out
+
+    def encode(
+        self,
+        words: Sequence[str],
+        tag_ids: list[int] | None = None,
+        second: Sequence[str] | None = None,
+        second_limit: int = 0,
+    ) -> EncodedPost:
+        """Sub-tokens of one post; ``second`` (image words, at most ``second_limit`` sub-tokens)
+        becomes a second segment after the post's words. No second words: the one-segment input."""
         sub: list[int] = []
         first: list[int] = []
         for w in words:
@@ -68,8 +103,29 @@ class WordEncoder:
                 continue
             first.append(len(sub) + self._offset)
             sub.extend(ids[: self._budget - len(sub)])
-        input_ids = self._prefix + sub + self._suffix
-        return EncodedPost(input_ids, first, [shape_id(w) for w in words], tag_ids)
+        shapes = [shape_id(w) for w in words]
+        extra = self.subtokens(second, second_limit) if second else []
+        if not extra:
+            return EncodedPost(self._prefix + sub + self._suffix, first, shapes, tag_ids)
+        head = self._prefix + sub + self._middle
+        input_ids = head + extra + self._pair_suffix
+        types = None
+        if self._types is not None:
+            types = [self._types[0]] * len(head) + [self._types[1]] * (len(extra) + len(self._pair_suffix))
+        positions = list(range(len(head), len(head) + len(extra)))
+        return EncodedPost(input_ids, first, shapes, tag_ids, token_type_ids=types, sem_positions=positions)
+
+    def encode_alone(self, words: Sequence[str], limit: int) -> tuple[list[int], list[int]]:
+        """``words`` as a one-segment input of their own (special tokens included) and the positions
+        of their sub-tokens in it; two empty lists for no words."""
+        sub = self.subtokens(words, limit)
+        if not sub:
+            return [], []
+        return self._prefix + sub + self._suffix, list(range(self._offset, self._offset + len(sub)))
+
+    @property
+    def num_prefix(self) -> int:
+        return len(self._prefix)
 
 
 def collate(posts: Sequence[EncodedPost], pad_id: int) -> dict[str, torch.Tensor]:
@@ -92,7 +148,7 @@ def collate(posts: Sequence[EncodedPost], pad_id: int) -> dict[str, torch.Tensor
         shape_ids[i, : len(p.shape_ids)] = torch.tensor(p.shape_ids)
         if p.tag_ids is not None:
             tags[i, : len(p.tag_ids)] = torch.tensor(p.tag_ids)
-    return {
+    out = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "first_sub": first_sub,
@@ -100,3 +156,28 @@ def collate(posts: Sequence[EncodedPost], pad_id: int) -> dict[str, torch.Tensor
         "shape_ids": shape_ids,
         "tags": tags,
     }
+    if any(p.token_type_ids is not None for p in posts):
+        types = torch.zeros((b, t), dtype=torch.long)
+        for i, p in enumerate(posts):
+            if p.token_type_ids is not None:
+                types[i, : len(p.token_type_ids)] = torch.tensor(p.token_type_ids)
+        out["token_type_ids"] = types
+    if any(p.sem_positions for p in posts):
+        s = max(len(p.sem_positions or []) for p in posts)
+        pos = torch.zeros((b, s), dtype=torch.long)  # shape: (batch, image sub-tokens)
+        mask = torch.zeros((b, s), dtype=torch.bool)
+        for i, p in enumerate(posts):
+            if p.sem_positions:
+                pos[i, : len(p.sem_positions)] = torch.tensor(p.sem_positions)
+                mask[i, : len(p.sem_positions)] = True
+        out["sem_positions"], out["sem_mask"] = pos, mask
+    if any(p.sem_input_ids for p in posts):
+        s = max(len(p.sem_input_ids or []) for p in posts)
+        ids = torch.full((b, s), pad_id, dtype=torch.long)
+        attn = torch.zeros((b, s), dtype=torch.long)
+        for i, p in enumerate(posts):
+            if p.sem_input_ids:
+                ids[i, : len(p.sem_input_ids)] = torch.tensor(p.sem_input_ids)
+                attn[i, : len(p.sem_input_ids)] = 1
+        out["sem_input_ids"], out["sem_attention_mask"] = ids, attn
+    return out

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 
 from hamner.data.conll import Post
@@ -17,8 +20,10 @@ def evaluate(
     progress: bool = False,
     desc: str = "eval",
     mode: str = "conlleval",
+    visuals: Sequence[Any] | None = None,
 ) -> EntityReport:
-    """Entity-level scores of ``model``'s predictions against the untruncated gold tags of ``posts``."""
+    """Entity-level scores of ``model``'s predictions against the untruncated gold tags of ``posts``;
+    ``visuals`` are the posts' visual inputs (ImageFeatures or None) for a multimodal model."""
     model.to(device)
-    pred = model.predict([p.words for p in posts], batch_size, progress, desc)
+    pred = model.predict([p.words for p in posts], batch_size, progress, desc, visuals=visuals)
     return entity_scores([p.tags for p in posts], pred, mode=mode)

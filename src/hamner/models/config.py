@@ -29,6 +29,54 @@ class TaggerConfig:
     # as this one word (its shape class still says "url"). None gives the encoder the URL itself.
     url_placeholder: str | None = "url"
 
+    # ----- HamLearning (every switch off = the text path above) -----------------------------------
+    # Visual levels. Global: the backbone's feature grid; objects: detected regions; spatial: the
+    # object-pair geometry as a bias in the objects' self-attention; semantic: words describing the
+    # image (detector classes, ImageNet classes, caption, OCR) read by the text encoder.
+    use_global: bool = False
+    use_objects: bool = False
+    use_spatial: bool = False
+    use_semantic: bool = False
+    # How the semantic words are used: "sequence" (encoded on their own, fused by cross-attention),
+    # "segment" (a second segment of the encoder input: [CLS] words [SEP] image words [SEP]), or
+    # "both" (the second segment, whose encoder states also form the fused semantic sequence).
+    semantic_mode: str = "sequence"
+    max_semantic_subtokens: int = 64
+    use_relevance: bool = True  # r = sigmoid(MLP(text, image)) scales the visual sequence; off: r = 1
+    num_iterations: int = 2  # L cross-modal iterations (text->image, image->text); 0 = no fusion
+    num_heads: int = 8
+    ffn_mult: int = 2
+    fusion_dropout: float = 0.1
+    visual_channels: int = 1280  # channels of the backbone grid / region vectors (set from the feature cache)
+    max_grid_side: int = 16  # largest grid side the learned 2-D cell positions cover
+    direction_bins: int = 9  # pair direction classes (8 angle bins + "same place")
+    # The feature extractor the model was trained with (VisionConfig fields) and its fingerprint:
+    # inference re-extracts raw images exactly the way the training cache was made.
+    vision: dict[str, Any] | None = None
+    vision_fingerprint: str | None = None
+
+    @property
+    def uses_pixels(self) -> bool:
+        return self.use_global or self.use_objects
+
+    @property
+    def multimodal(self) -> bool:
+        """True when any visual level is switched on (the model then needs visual inputs)."""
+        return self.uses_pixels or self.use_semantic
+
+    @property
+    def semantic_segment(self) -> bool:
+        return self.use_semantic and self.semantic_mode in ("segment", "both")
+
+    @property
+    def semantic_sequence(self) -> bool:
+        return self.use_semantic and self.semantic_mode in ("sequence", "both")
+
+    @property
+    def fuses(self) -> bool:
+        """True when a visual sequence exists to fuse (the segment alone needs no fusion stage)."""
+        return (self.uses_pixels or self.semantic_sequence) and self.num_iterations > 0
+
     def __post_init__(self) -> None:
         if self.tokenizer_style not in ("twitter2015", "twitter2017"):
             raise ConfigError(f"model.tokenizer_style must be twitter2015 or twitter2017, got {self.tokenizer_style!r}")
@@ -36,6 +84,24 @@ class TaggerConfig:
             raise ConfigError(f"model.labels must start with 'O', got {self.labels[:3]}")
         if self.max_length < 3:
             raise ConfigError(f"model.max_length must be at least 3, got {self.max_length}")
+        if self.semantic_mode not in ("sequence", "segment", "both"):
+            raise ConfigError(f"model.semantic_mode must be sequence, segment or both, got {self.semantic_mode!r}")
+        if self.use_spatial and not self.use_objects:
+            raise ConfigError("model.use_spatial needs model.use_objects (the geometry is between detected objects)")
+        checks = [
+            ("num_iterations", self.num_iterations >= 0),
+            ("num_heads", self.num_heads >= 1),
+            ("ffn_mult", self.ffn_mult >= 1),
+            ("visual_channels", self.visual_channels >= 1),
+            ("max_grid_side", self.max_grid_side >= 1),
+            ("direction_bins", self.direction_bins >= 1),
+            ("max_semantic_subtokens", self.max_semantic_subtokens >= 1),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise ConfigError(f"model.{name} is out of range: {getattr(self, name)}")
+        if not 0.0 <= self.fusion_dropout < 1.0:
+            raise ConfigError(f"model.fusion_dropout must be in [0, 1), got {self.fusion_dropout}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

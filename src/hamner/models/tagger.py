@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from hamner.data.encoding import WordEncoder, collate
+from hamner.data.encoding import EncodedPost, WordEncoder, collate
 from hamner.data.shape import SHAPES
 from hamner.errors import ConfigError
 from hamner.models.config import TaggerConfig
@@ -52,15 +53,24 @@ class TextTagger(nn.Module):
         self.crf = CRF(len(config.labels))
 
     # ----- construction -------------------------------------------------------------------------
+    @staticmethod
+    def class_for(config: TaggerConfig) -> type[TextTagger]:
+        """The model class a config describes: HamLearning when any visual level is on."""
+        if config.multimodal:
+            from hamner.models.hamlearning import HamLearningTagger
+
+            return HamLearningTagger
+        return TextTagger
+
     @classmethod
     def from_config(cls, config: TaggerConfig) -> TextTagger:
-        """A new tagger whose encoder carries pretrained weights from ``config.encoder``."""
+        """A new tagger (of the class the config describes) whose encoder carries pretrained weights."""
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_encoder_path(config.encoder)
         tokenizer = AutoTokenizer.from_pretrained(path)
         encoder = _drop_pooler(AutoModel.from_pretrained(path))
-        return cls(config, encoder, tokenizer)
+        return cls.class_for(config)(config, encoder, tokenizer)
 
     def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write config, labels, encoder config, tokenizer files and safetensors weights."""
@@ -95,7 +105,7 @@ class TextTagger(nn.Module):
         enc_cfg = AutoConfig.from_pretrained(d / "encoder")
         encoder = _drop_pooler(AutoModel.from_config(enc_cfg))
         tokenizer = AutoTokenizer.from_pretrained(d / "tokenizer")
-        model = cls(config, encoder, tokenizer)
+        model = cls.class_for(config)(config, encoder, tokenizer)
         state = load_file(str(d / WEIGHTS_FILE), device=map_location)
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))
@@ -128,6 +138,18 @@ class TextTagger(nn.Module):
         h = self.dropout(self.word_features(batch))
         return self.emission(h)  # shape: (batch, words, labels)
 
+    def fuse(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Emissions and what the model saw (nothing visual for the text path)."""
+        return {"emissions": self.emissions(batch), "relevance": None, "level_weights": None, "attention": [], "levels": []}
+
+    # ----- inputs ---------------------------------------------------------------------------------
+    def encode_post(self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None) -> EncodedPost:
+        """One post as model input; the text path ignores ``visual``."""
+        return self.word_encoder.encode(words, tag_ids)
+
+    def collate(self, posts: Sequence[EncodedPost]) -> dict[str, torch.Tensor]:
+        return collate(posts, self.tokenizer.pad_token_id or 0)
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         em = self.emissions(batch)
         out = {"emissions": em}
@@ -136,32 +158,68 @@ class TextTagger(nn.Module):
         return out
 
     @torch.no_grad()
-    def predict_tags(self, batch: dict[str, torch.Tensor], lengths: list[int]) -> list[list[str]]:
-        """BIO tags for every word; words past the encoder limit get ``O`` (they still count in scoring)."""
-        em = self.emissions(batch)
-        paths = self.crf.decode(em, batch["word_mask"])
-        labels = self.config.labels
-        return [[labels[t] for t in path] + ["O"] * (n - len(path)) for path, n in zip(paths, lengths, strict=True)]
-
-    @torch.no_grad()
-    def predict(
-        self, word_lists: Sequence[Sequence[str]], batch_size: int = 64, progress: bool = False, desc: str = "predict"
-    ) -> list[list[str]]:
-        """BIO tags for every word of every post (same lengths as the inputs), in input order."""
+    def run(
+        self,
+        word_lists: Sequence[Sequence[str]],
+        visuals: Sequence[Any] | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+        desc: str = "predict",
+    ) -> list[Prediction]:
+        """Tags and what the model saw for every post (in input order); ``visuals`` holds each post's
+        :class:`hamner.vision.ImageFeatures` (or None) for a multimodal model."""
+        if visuals is not None and len(visuals) != len(word_lists):
+            raise ValueError(f"{len(word_lists)} posts but {len(visuals)} visual inputs")
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        encoded = [self.word_encoder.encode(words) for words in word_lists]
+        vis = list(visuals) if visuals is not None else [None] * len(word_lists)
+        encoded = [self.encode_post(words, None, v) for words, v in zip(word_lists, vis, strict=True)]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))  # less padding
-        out: list[list[str]] = [[] for _ in encoded]
-        pad = self.tokenizer.pad_token_id or 0
+        out: list[Prediction | None] = [None] * len(encoded)
+        labels = self.config.labels
         for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
             idx = order[start : start + batch_size]
-            batch = {k: v.to(device) for k, v in collate([encoded[i] for i in idx], pad).items()}
-            for i, tags in zip(idx, self.predict_tags(batch, [len(word_lists[i]) for i in idx]), strict=True):
-                out[i] = tags
+            batch = {k: v.to(device) for k, v in self.collate([encoded[i] for i in idx]).items()}
+            parts = self.fuse(batch)
+            paths = self.crf.decode(parts["emissions"], batch["word_mask"])
+            for j, (i, path) in enumerate(zip(idx, paths, strict=True)):
+                n = len(word_lists[i])
+                tags = [labels[t] for t in path] + ["O"] * (n - len(path))
+                rel, lw = parts["relevance"], parts["level_weights"]
+                out[i] = Prediction(
+                    tags=tags,
+                    emissions=parts["emissions"][j, : len(path)].float().cpu(),
+                    relevance=float(rel[j]) if rel is not None else None,
+                    level_weights=dict(zip(parts["levels"], (float(x) for x in lw[j]), strict=True)) if lw is not None else None,
+                    attention=[a[j, : len(path)].float().cpu() for a in parts["attention"]],
+                )
         self.train(was_training)
-        return out
+        return [p for p in out if p is not None]
+
+    def predict(
+        self,
+        word_lists: Sequence[Sequence[str]],
+        batch_size: int = 64,
+        progress: bool = False,
+        desc: str = "predict",
+        visuals: Sequence[Any] | None = None,
+    ) -> list[list[str]]:
+        """BIO tags for every word of every post (same lengths as the inputs), in input order."""
+        return [p.tags for p in self.run(word_lists, visuals, batch_size, progress, desc)]
+
+
+@dataclass
+class Prediction:
+    """One post's tags with what the model saw. ``emissions`` cover the words the encoder read;
+    ``relevance`` (r) and ``level_weights`` are None for the text path; ``attention`` holds one
+    (words, 1 + visual tokens) map per iteration (the first key is the null token)."""
+
+    tags: list[str]
+    emissions: torch.Tensor
+    relevance: float | None = None
+    level_weights: dict[str, float] | None = None
+    attention: list[torch.Tensor] = field(default_factory=list)
 
 
 def _drop_pooler(encoder: Any) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hamner.data.labels import DEFAULT_TYPE_MAP
+from hamner.errors import ConfigError
 from hamner.models.config import TaggerConfig
 from hamner.typed_config import apply_overrides, read_yaml_mapping
 from hamner.typed_config import build_dataclass as _build
@@ -17,6 +18,9 @@ class DataConfig:
     dataset: str = "twitter2017"
     root: str | None = None  # None: --data-root flag or $HAMNER_DATA_ROOT
     type_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TYPE_MAP))
+    # A feature cache made by 'hamner preprocess' (the visual inputs and image words of every IMGID);
+    # needed by multimodal models, ignored by the text path.
+    features: str | None = None
     max_train_posts: int | None = None  # for smoke tests only; None = the whole split
     max_eval_posts: int | None = None
 
@@ -55,11 +59,40 @@ class ExperimentConfig:
         return Path(self.train.output_dir) / name
 
 
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config; ``base: other.yaml`` (relative to the file) is read first and overridden key by key."""
+    p = Path(path).resolve()
+    if p in _seen:
+        raise ConfigError(f"config {path}: 'base' files form a cycle: {' -> '.join(str(x) for x in (*_seen, p))}")
+    data = read_yaml_mapping(p)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'base' must be a file name, got {base!r}")
+    inherited = read_config_file(p.parent / base, (*_seen, p))
+    inherited.pop("name", None)  # a base's name is not inherited: the experiment is this file
+    return _merge(inherited, data)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load a YAML experiment config; its stem is the experiment name unless it sets ``name``."""
+    """Load a YAML experiment config; its stem is the experiment name unless it sets ``name``.
+
+    ``data.features`` may contain ``{dataset}``, replaced by ``data.dataset``.
+    """
     data: dict[str, Any] = {}
     if path is not None:
-        data = read_yaml_mapping(path)
+        data = read_config_file(path)
         data.setdefault("name", Path(path).stem)
     data = apply_overrides(data, overrides or [])
-    return _build(ExperimentConfig, data, "")  # type: ignore[no-any-return]
+    cfg: ExperimentConfig = _build(ExperimentConfig, data, "")
+    if cfg.data.features:
+        cfg.data.features = cfg.data.features.replace("{dataset}", cfg.data.dataset)
+    return cfg

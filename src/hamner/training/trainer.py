@@ -24,13 +24,16 @@ from tqdm.auto import tqdm
 
 from hamner.data.conll import Post
 from hamner.data.datasets import load_split, resolve_data_root
-from hamner.data.encoding import EncodedPost, collate
+from hamner.data.encoding import EncodedPost
 from hamner.data.sampler import BucketBatchSampler
 from hamner.env import git_revision, machine_description, package_versions, peak_memory_mb
 from hamner.errors import ConfigError
 from hamner.evaluation.evaluate import evaluate
-from hamner.models.tagger import TextTagger
+from hamner.evaluation.metrics import entity_scores
+from hamner.models.tagger import Prediction, TextTagger
 from hamner.training.config import ExperimentConfig
+from hamner.training.curves import plot_training_curves
+from hamner.vision.cache import FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +113,56 @@ def build_optimizer(model: TextTagger, cfg: ExperimentConfig) -> torch.optim.Ada
     return torch.optim.AdamW([{"name": n, "params": ps, "lr": lr, "weight_decay": wd} for n, ps, lr, wd in spec if ps])
 
 
-def encode_posts(model: TextTagger, posts: list[Post]) -> list[EncodedPost]:
-    index = {t: i for i, t in enumerate(model.config.labels)}
+def open_features(cfg: ExperimentConfig) -> FeatureStore | None:
+    """The feature cache a multimodal config needs (None for the text path)."""
+    if not cfg.model.multimodal:
+        return None
+    if not cfg.data.features:
+        raise ConfigError(
+            f"config {cfg.name!r} uses visual inputs: set data.features to a feature cache "
+            f"(make one with: hamner preprocess --dataset {cfg.data.dataset} --images DIR --captions FILE)"
+        )
+    return FeatureStore.open(cfg.data.features)
+
+
+def adopt_features(cfg: ExperimentConfig, store: FeatureStore) -> None:
+    """Record the cache's extractor settings in the model config (so that inference re-extracts raw
+    images the same way) and take the visual channel count from its grids."""
+    cfg.model.vision = dict(store.header["identity"]["settings"])
+    cfg.model.vision_fingerprint = store.fingerprint
+    for key in store.keys():
+        rec = store.record(key)
+        if rec.get("status") == "ok":
+            grid = store[key].grid
+            if grid is not None:
+                if cfg.model.visual_channels != grid.shape[0]:
+                    log.info("model.visual_channels = %d (from the feature cache)", grid.shape[0])
+                cfg.model.visual_channels = int(grid.shape[0])
+            break
+
+
+def visual_inputs(posts: list[Post], store: FeatureStore | None) -> list[Any] | None:
+    """Each post's ImageFeatures from the cache, by IMGID; an IMGID not in the cache is an error."""
+    if store is None:
+        return None
     out = []
     for p in posts:
+        if p.imgid is None:
+            raise ConfigError(f"{p.source}: a post without an IMGID line; its visual inputs cannot be found")
+        if p.imgid not in store:
+            raise ConfigError(f"{p.source}: IMGID {p.imgid} is not in the feature cache {store.directory} (made for another dataset?)")
+        out.append(store[p.imgid])
+    return out
+
+
+def encode_posts(model: TextTagger, posts: list[Post], visuals: list[Any] | None = None) -> list[EncodedPost]:
+    index = {t: i for i, t in enumerate(model.config.labels)}
+    out = []
+    for i, p in enumerate(posts):
         unknown = [t for t in p.tags if t not in index]
         if unknown:
             raise ConfigError(f"{p.source}: tag {unknown[0]!r} is not in the model's labels {model.config.labels}")
-        out.append(model.word_encoder.encode(p.words, [index[t] for t in p.tags]))
+        out.append(model.encode_post(p.words, [index[t] for t in p.tags], visuals[i] if visuals is not None else None))
     return out
 
 
@@ -217,16 +262,21 @@ def _train(
     if dist.main:
         log.info("%s: %d train, %d dev posts", cfg.data.dataset, len(train_posts), len(dev_posts))
 
+    store = open_features(cfg)
+    if store is not None:
+        adopt_features(cfg, store)
     model = TextTagger.from_config(cfg.model).to(device)
-    train_enc = encode_posts(model, train_posts)
+    if dist.main:
+        log.info("model %s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
+    train_enc = encode_posts(model, train_posts, visual_inputs(train_posts, store))
+    dev_visuals = visual_inputs(dev_posts, store)
     sampler = BucketBatchSampler(
         [len(e.input_ids) for e in train_enc], cfg.train.batch_size, cfg.train.seed, dist.rank, dist.world
     )
-    pad = model.tokenizer.pad_token_id or 0
     loader: DataLoader[Any] = DataLoader(
         list(range(len(train_enc))),  # type: ignore[arg-type]
         batch_sampler=sampler,
-        collate_fn=lambda idx: (idx, collate([train_enc[i] for i in idx], pad)),
+        collate_fn=lambda idx: (idx, model.collate([train_enc[i] for i in idx])),
     )
     optimizer = build_optimizer(model, cfg)
     total_steps = cfg.train.epochs * len(loader)
@@ -301,7 +351,7 @@ def _train(
             Path(record_dir).mkdir(parents=True, exist_ok=True)
             (Path(record_dir) / f"rank{dist.rank}.json").write_text(json.dumps(seen))
         if dist.main:
-            report = evaluate(model, dev_posts, device, cfg.train.eval_batch_size, show, "dev")
+            report = evaluate(model, dev_posts, device, cfg.train.eval_batch_size, show, "dev", visuals=dev_visuals)
             f1 = report.micro.f1
             improved = f1 > best_f1
             if improved:
@@ -367,7 +417,9 @@ def finish(
     """Evaluate the test split once, with the checkpoint chosen on dev; write final.json."""
     best = TextTagger.from_pretrained(run_dir / "best").to(device)
     test_posts = load_split(cfg.data.dataset, "test", cfg.data.root, cfg.data.type_map)[: cfg.data.max_eval_posts]
-    report = evaluate(best, test_posts, device, cfg.train.eval_batch_size, cfg.train.progress, "test")
+    visuals = visual_inputs(test_posts, open_features(cfg))
+    preds = best.run([p.words for p in test_posts], visuals, cfg.train.eval_batch_size, cfg.train.progress, "test")
+    report = entity_scores([p.tags for p in test_posts], [p.tags for p in preds])
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     epoch_seconds = [r["epoch_seconds"] for r in records]
     final = {
@@ -382,7 +434,53 @@ def finish(
         "peak_mem_mb": max(r["peak_mem_mb"] for r in records) if records else math.nan,
         "run": json.loads((run_dir / "run.json").read_text()),
     }
+    if visuals is not None:
+        final["relevance"] = relevance_summary(preds, visuals)
+        write_relevance(run_dir / "test_relevance.csv", test_posts, preds, visuals)
     (run_dir / "final.json").write_text(json.dumps(final, indent=2) + "\n")
     (run_dir / STATE_FILE).unlink(missing_ok=True)  # optimizer state is large; the run is complete
     log.info("test (checkpoint of epoch %d): F1 %.4f\n%s", best_epoch + 1, report.micro.f1, report.table())
+    try:
+        plot_training_curves(run_dir)
+    except Exception as exc:  # a plot must never lose a finished run
+        log.warning("could not plot the training curves of %s: %s", run_dir, exc)
     return final
+
+
+def _visual_kind(feats: Any) -> str:
+    """pixels (the image was read), words (caption/OCR only) or none."""
+    if feats is not None and feats.has_image:
+        return "pixels"
+    return "words" if feats is not None and len(feats.semantic) else "none"
+
+
+def relevance_summary(preds: list[Prediction], visuals: list[Any]) -> dict[str, Any]:
+    """The distribution of r over the test posts, by what visual input they had."""
+    out: dict[str, Any] = {}
+    groups: dict[str, list[float]] = {}
+    for pred, feats in zip(preds, visuals, strict=True):
+        if pred.relevance is not None:
+            groups.setdefault(_visual_kind(feats), []).append(pred.relevance)
+    for kind, values in sorted(groups.items()):
+        arr = np.asarray(values)
+        out[kind] = {
+            "posts": len(values),
+            "mean": float(arr.mean()),
+            "std": float(arr.std()),
+            **{f"q{int(q * 100):02d}": float(np.quantile(arr, q)) for q in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)},
+        }
+    return out
+
+
+def write_relevance(path: Path, posts: list[Post], preds: list[Prediction], visuals: list[Any]) -> None:
+    """One row per test post: IMGID, visual input kind, r and the level weights."""
+    import csv
+
+    levels = sorted({k for p in preds for k in (p.level_weights or {})})
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["imgid", "visual", "relevance", *[f"weight_{lvl}" for lvl in levels]])
+        for post, pred, feats in zip(posts, preds, visuals, strict=True):
+            lw = pred.level_weights or {}
+            r = "" if pred.relevance is None else f"{pred.relevance:.4f}"
+            w.writerow([post.imgid, _visual_kind(feats), r, *[f"{lw[k]:.4f}" if k in lw else "" for k in levels]])
