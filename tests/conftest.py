@@ -32,15 +32,17 @@ def data_root() -> Path:
     return root
 
 
-def make_tiny_encoder(directory: Path, hidden: int = 32, layers: int = 2, max_positions: int = 64) -> Path:
-    """A random BERT with a small WordPiece vocabulary, saved as a Hugging Face directory."""
+def make_tiny_encoder(
+    directory: Path, hidden: int = 32, layers: int = 2, max_positions: int = 64, words: tuple[str, ...] = ()
+) -> Path:
+    """A random BERT with a small WordPiece vocabulary (plus ``words``), saved as a Hugging Face directory."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
     pieces = list(string.ascii_lowercase) + list(string.digits) + list(string.punctuation)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS, *pieces, *[f"##{p}" for p in pieces]]
-    (directory / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tok = BertTokenizer(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS, *words, *pieces, *[f"##{p}" for p in pieces]]
+    # transformers 5 reads a vocabulary given as a mapping (vocab_file= would be ignored: every word UNK)
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(dict.fromkeys(vocab))}, do_lower_case=True)
     tok.save_pretrained(directory)
     cfg = BertConfig(
         vocab_size=len(dict.fromkeys(vocab)),

@@ -107,8 +107,15 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
     from hamner.inference.tagger import Tagger
 
-    records = _read_tag_inputs(args.input, args.format)
-    tagger = Tagger.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
+    if args.text is not None:
+        if args.input != "-":
+            raise ConfigError("give either --text or an input file, not both")
+        records = [{"id": 1, "text": args.text, "image": args.image, "caption": args.caption}]
+    elif args.image or args.caption:
+        raise ConfigError("--image and --caption go with --text; in an input file use JSONL fields image and caption")
+    else:
+        records = _read_tag_inputs(args.input, args.format)
+    tagger = Tagger.from_pretrained(args.model, device=args.device, batch_size=args.batch_size, on_bad_image=args.on_bad_image)
     tagged = tagger.tag_many(
         [r["text"] for r in records],
         [r.get("image") for r in records],
@@ -117,8 +124,32 @@ def cmd_tag(args: argparse.Namespace) -> int:
     )
     with contextlib.nullcontext(sys.stdout) if args.output == "-" else open(args.output, "w", encoding="utf-8") as out:
         for rec, post in zip(records, tagged, strict=True):
-            out.write(json.dumps({"id": rec["id"], **post.to_dict(with_tokens=args.tokens)}, ensure_ascii=False) + "\n")
+            if args.pretty:
+                out.write(_pretty(rec["id"], post.to_dict(with_tokens=args.tokens)))
+            else:
+                out.write(json.dumps({"id": rec["id"], **post.to_dict(with_tokens=args.tokens)}, ensure_ascii=False) + "\n")
     return 0
+
+
+def _pretty(post_id: Any, data: dict[str, Any]) -> str:
+    """One post for people: its entities, then what a HamLearning model saw of the image."""
+    lines = [f"post {post_id}: {data['text']}"]
+    ents = data["entities"]
+    lines += [f"  {e['type']:<5} {e['text']!r} [{e['start']}:{e['end']}]" for e in ents] or ["  (no entities)"]
+    if "relevance" in data:
+        r = data["relevance"]
+        lines.append(f"  relevance r = {r:.3f}" if r is not None else "  relevance r = none (no visual input)")
+        if data.get("level_weights"):
+            lines.append("  level weights: " + ", ".join(f"{k} {v:.3f}" for k, v in data["level_weights"].items()))
+        visual = data.get("visual") or {}
+        if visual:
+            lines.append(f"  image: {visual['status']}")
+            objs = visual.get("objects", [])
+            lines += [f"  object {o['label']} {o['score']:.2f} box {o['box']}" for o in objs] or ["  objects: none"]
+            words = visual.get("image_words", {}).get("words", [])
+            if words:
+                lines.append("  image words: " + " ".join(words))
+    return "\n".join(lines) + "\n"
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
@@ -262,6 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["auto", "text", "jsonl"], default="auto", help="auto: lines starting with { are JSON"
     )
     p.add_argument("--tokens", action="store_true", help="also write the words with offsets and their BIO tags")
+    p.add_argument("--text", help="tag this one post instead of reading an input file")
+    p.add_argument("--image", help="with --text: the post's image file (read by a HamLearning model)")
+    p.add_argument("--caption", help="with --text: a caption of the image (image words for a HamLearning model)")
+    p.add_argument("--pretty", action="store_true", help="human-readable output: entities, r, level weights, objects")
+    p.add_argument(
+        "--on-bad-image",
+        choices=["error", "skip"],
+        default="error",
+        help="a missing/unreadable/huge image: stop with an error (default) or tag the post without it (logged)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_tag)

@@ -43,6 +43,9 @@ class TaggerConfig:
     semantic_mode: str = "sequence"
     max_semantic_subtokens: int = 64
     use_relevance: bool = True  # r = sigmoid(MLP(text, image)) scales the visual sequence; off: r = 1
+    # r is also trained to tell a post's own visual input from another post's (in-batch swap),
+    # binary cross-entropy with this weight; 0 = r learns from the tagging loss alone
+    relevance_loss_weight: float = 0.5
     num_iterations: int = 2  # L cross-modal iterations (text->image, image->text); 0 = no fusion
     num_heads: int = 8
     ffn_mult: int = 2
@@ -100,6 +103,8 @@ class TaggerConfig:
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"model.{name} is out of range: {getattr(self, name)}")
+        if self.relevance_loss_weight < 0:
+            raise ConfigError(f"model.relevance_loss_weight must be >= 0, got {self.relevance_loss_weight}")
         if not 0.0 <= self.fusion_dropout < 1.0:
             raise ConfigError(f"model.fusion_dropout must be in [0, 1), got {self.fusion_dropout}")
 

@@ -10,7 +10,8 @@ levels are sequences at the model width ``d`` (the word vector width):
 - semantic: words describing the image, read by the text encoder, either as a sequence of their
   own, as a second segment of the post's encoder input, or both.
 
-Stage 2 (relevance): ``t`` (masked mean of the words) and attention-pooled level summaries give
+Stage 2 (relevance): ``t`` (attention-pooled words: a plain mean drowns the few words an image can
+confirm) and attention-pooled level summaries give
 ``r = sigmoid(MLP([t; v; t*v; |t-v|]))`` and level weights ``a = softmax(W[t; g; o; s])`` over the
 levels the post has. The fused visual sequence is ``[a_l * r * level_l ...]`` plus a learned null
 token.
@@ -135,6 +136,7 @@ class HamLearningTagger(TextTagger):
         room = (int(positions) - self.max_subtokens - self.word_encoder.pair_overhead) if isinstance(positions, int) else c.max_semantic_subtokens
         self.semantic_budget = max(0, min(c.max_semantic_subtokens, room))
         self.levels: list[str] = []
+        self._negatives = None
         if not c.fuses:
             return
         if d % c.num_heads:
@@ -157,15 +159,19 @@ class HamLearningTagger(TextTagger):
             self.sem_norm = nn.LayerNorm(d)
         n = len(self.levels)
         self.pools = nn.ModuleDict({lvl: AttentionPool(d) for lvl in self.levels})
+        self.text_pool = AttentionPool(d)
         if c.use_relevance:
             self.relevance = nn.Sequential(
                 nn.Linear(4 * d, d), nn.GELU(), nn.Dropout(c.fusion_dropout), nn.Linear(d, 1)
             )
+            self.rel_norm_t, self.rel_norm_v = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.rel_proj_t, self.rel_proj_v = nn.Linear(d, d // 2), nn.Linear(d, d // 2)
         self.level_scorer = nn.Linear((1 + n) * d, n)
         self.null_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.t2v = nn.ModuleList(CrossBlock(d, c.num_heads, c.ffn_mult, c.fusion_dropout) for _ in range(c.num_iterations))
         self.v2t = nn.ModuleList(CrossBlock(d, c.num_heads, c.ffn_mult, c.fusion_dropout) for _ in range(c.num_iterations - 1))
         self.gate = nn.Linear(2 * d, d)
+        self._negatives: Tensor | None = None  # see matching_loss; not part of the checkpoint
 
     # ----- inputs ---------------------------------------------------------------------------------
     def encode_post(self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None) -> EncodedPost:
@@ -297,13 +303,21 @@ class HamLearningTagger(TextTagger):
         names = [lvl for lvl in self.levels if lvl in levels]
         avail = torch.stack([levels[lvl][1].any(1) for lvl in names], dim=1)  # shape: (batch, present levels)
         has_visual = avail.any(1)  # shape: (batch,)
-        wm = word_mask.unsqueeze(-1).to(t0.dtype)
-        t = (t0 * wm).sum(1) / wm.sum(1).clamp(min=1)  # shape: (batch, d)
+        t = self.text_pool(t0, word_mask)  # shape: (batch, d)
         summaries = {lvl: self.pools[lvl](*levels[lvl]) for lvl in names}
         all_summaries = [summaries.get(lvl, t0.new_zeros(b, self.width)) for lvl in self.levels]
         v = sum(summaries[lvl] for lvl in names) / avail.sum(1, keepdim=True).clamp(min=1)  # shape: (batch, d)
-        if self.config.use_relevance:
-            r = torch.sigmoid(self.relevance(torch.cat([t, v, t * v, (t - v).abs()], dim=-1))).squeeze(-1)
+        if self.config.use_relevance and self.config.relevance_loss_weight > 0:
+            # r as a text-image matching head over stopped-gradient summaries: the tagging loss would
+            # pull it towards "always fuse" (saturating it), and the matching loss must not reshape
+            # the words the tagger reads
+            tr, vr = t.detach(), v.detach()
+            logit = self.relevance_logit(tr, vr)
+            if self.training:
+                result["relevance_loss"] = self.matching_loss(tr, vr, logit, has_visual)
+            r = torch.sigmoid(logit).detach()
+        elif self.config.use_relevance:
+            r = torch.sigmoid(self.relevance_logit(t, v))
         else:
             r = t0.new_ones(b)
         r = r * has_visual
@@ -332,5 +346,49 @@ class HamLearningTagger(TextTagger):
         result["visual_spans"] = {lvl: levels[lvl][1].size(1) for lvl in names}
         return result
 
+    def relevance_logit(self, t: Tensor, v: Tensor) -> Tensor:
+        """The pre-sigmoid relevance of text summaries ``t`` to visual summaries ``v`` (both (batch, d)):
+        an MLP over [t; v; t*v; |t-v|] plus a bilinear agreement of the two (standardised) summaries."""
+        t, v = self.rel_norm_t(t), self.rel_norm_v(v)
+        mlp = self.relevance(torch.cat([t, v, t * v, (t - v).abs()], dim=-1)).squeeze(-1)
+        agree = (self.rel_proj_t(t) * self.rel_proj_v(v)).sum(-1) / math.sqrt(self.rel_proj_t.out_features)
+        return mlp + agree  # type: ignore[no-any-return]
+
+    NEGATIVE_BANK = 128  # visual summaries of recent training posts kept as negatives
+
+    def matching_loss(self, t: Tensor, v: Tensor, logit: Tensor, has_visual: Tensor) -> Tensor:
+        """Binary cross-entropy teaching r to tell each post's own visual input (positive) from
+        another post's (negative). Negatives are drawn from the visual summaries of recent training
+        batches (kept detached): length-bucketed batches hold similar posts, so in-batch negatives
+        would be biased. Identical summaries (two posts with the same caption) are not negatives."""
+        idx = has_visual.nonzero().squeeze(-1)
+        bce = nn.functional.binary_cross_entropy_with_logits
+        if idx.numel() == 0:
+            return logit.sum() * 0.0
+        pos = logit[idx]
+        loss = bce(pos, torch.ones_like(pos))
+        bank = self._negatives
+        if bank is not None and bank.size(0) > 0 and bank.size(-1) == v.size(-1):
+            pick = torch.randint(bank.size(0), (idx.numel(),), device=v.device)
+            other = bank.to(v.device)[pick]
+            distinct = (v[idx].detach() - other).abs().sum(-1) > 1e-6
+            neg = self.relevance_logit(t[idx][distinct], other[distinct])
+            if neg.numel():
+                loss = (loss + bce(neg, torch.zeros_like(neg))) / 2
+        fresh = v[idx].detach()
+        self._negatives = fresh if bank is None else torch.cat([fresh, bank.to(fresh.device)])[: self.NEGATIVE_BANK]
+        return loss
+
     def emissions(self, batch: dict[str, Tensor]) -> Tensor:
         return self.fuse(batch)["emissions"]  # type: ignore[no-any-return]
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        parts = self.fuse(batch)
+        out = {"emissions": parts["emissions"]}
+        if "tags" in batch:
+            out["tag_loss"] = self.crf.nll(parts["emissions"], batch["tags"], batch["word_mask"])
+            out["loss"] = out["tag_loss"]
+            if "relevance_loss" in parts:
+                out["relevance_loss"] = parts["relevance_loss"]
+                out["loss"] = out["loss"] + self.config.relevance_loss_weight * parts["relevance_loss"]
+        return out

@@ -33,6 +33,7 @@ class TrainConfig:
     lr_encoder: float = 5e-5
     lr_head: float = 1e-3
     lr_crf: float = 1e-2
+    lr_relevance: float | None = None  # HamLearning's text-image matching head (r); None = lr_head
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0

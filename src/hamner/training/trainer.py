@@ -89,16 +89,21 @@ def linear_warmup_decay(total_steps: int, warmup_steps: int):  # type: ignore[no
     return factor
 
 
+RELEVANCE_PREFIXES = ("relevance.", "rel_")  # HamLearning's text-image matching head
+
+
 def build_optimizer(model: TextTagger, cfg: ExperimentConfig) -> torch.optim.AdamW:
     """Three parameter groups: encoder, new layers (head), CRF transitions; no decay on bias/norms."""
     t = cfg.train
-    groups: dict[str, list[nn.Parameter]] = {k: [] for k in ("enc", "enc_nd", "head", "head_nd", "crf")}
+    groups: dict[str, list[nn.Parameter]] = {k: [] for k in ("enc", "enc_nd", "head", "head_nd", "crf", "rel", "rel_nd")}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or p.dim() == 1
         if name.startswith("crf."):
             groups["crf"].append(p)
+        elif name.startswith(RELEVANCE_PREFIXES):
+            groups["rel_nd" if no_decay else "rel"].append(p)
         elif name.startswith("encoder."):
             groups["enc_nd" if no_decay else "enc"].append(p)
         else:
@@ -109,6 +114,8 @@ def build_optimizer(model: TextTagger, cfg: ExperimentConfig) -> torch.optim.Ada
         ("head", groups["head"], t.lr_head, t.weight_decay),
         ("head_no_decay", groups["head_nd"], t.lr_head, 0.0),
         ("crf", groups["crf"], t.lr_crf, 0.0),
+        ("relevance", groups["rel"], t.lr_relevance if t.lr_relevance is not None else t.lr_head, t.weight_decay),
+        ("relevance_no_decay", groups["rel_nd"], t.lr_relevance if t.lr_relevance is not None else t.lr_head, 0.0),
     ]
     return torch.optim.AdamW([{"name": n, "params": ps, "lr": lr, "weight_decay": wd} for n, ps, lr, wd in spec if ps])
 
@@ -332,11 +339,16 @@ def _train(
         net.train()
         t0 = time.perf_counter()
         total, steps = 0.0, 0
+        parts: dict[str, float] = {}  # the loss's named parts (tagging, relevance matching), summed
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not show, dynamic_ncols=True)
         for idx, batch in bar:
             if record_dir:
                 seen.setdefault(epoch + 1, []).append([int(i) for i in idx])
-            loss = net(_to(batch, device))["loss"]
+            out = net(_to(batch, device))
+            loss = out["loss"]
+            for key in ("tag_loss", "relevance_loss"):
+                if key in out:
+                    parts[key] = parts.get(key, 0.0) + float(out[key].detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.train.max_grad_norm > 0:
@@ -364,6 +376,7 @@ def _train(
             record = {
                 "epoch": epoch + 1,
                 "train_loss": total / max(1, steps),
+                **{f"train_{k}": v / max(1, steps) for k, v in parts.items()},
                 "lr_encoder": optimizer.param_groups[0]["lr"],
                 "dev": report.to_dict(),
                 "dev_f1": f1,

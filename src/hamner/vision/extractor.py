@@ -137,6 +137,14 @@ def fingerprint_of(identity: dict[str, Any]) -> str:
     return hashlib.sha256(_canonical(identity).encode()).hexdigest()
 
 
+def features_without_image(
+    config: VisionConfig, key: str, status: str, error: str | None, caption: str | None, ocr: str | None
+) -> ImageFeatures:
+    """The visual inputs of a post without a usable image: its caption/OCR words only."""
+    words = build_semantic_words(caption=caption, ocr=ocr, max_text_words=config.max_caption_words)
+    return ImageFeatures(key=key, status=status, error=error, semantic=words)
+
+
 class VisualExtractor:
     """Builds the configured backbone and detector once, then extracts image after image."""
 
@@ -209,8 +217,7 @@ class VisualExtractor:
         return self.without_image(key, exc.kind, str(exc), caption, ocr)
 
     def without_image(self, key: str, status: str, error: str | None, caption: str | None, ocr: str | None) -> ImageFeatures:
-        words = build_semantic_words(caption=caption, ocr=ocr, max_text_words=self.config.max_caption_words)
-        return ImageFeatures(key=key, status=status, error=error, semantic=words)
+        return features_without_image(self.config, key, status, error, caption, ocr)
 
     @torch.inference_mode()
     def extract(self, loaded: LoadedImage, *, key: str, caption: str | None = None, ocr: str | None = None) -> ImageFeatures:

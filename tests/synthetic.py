@@ -1,0 +1,96 @@
+"""A synthetic multimodal NER task drawn with PIL, where the entity type is decided only by the image.
+
+Each post reads ``<Name> in <colour>`` (colour: red or blue) and its image is a grey square with
+one rectangle of that colour, drawn in the top half or the bottom half. The name is PER when the
+rectangle is at the top and LOC when it is at the bottom: nothing in the text tells which, so a
+text-only model cannot beat chance and a model that reads the image can. The colour word ties
+each post to its image: an image swapped in from another post may show the other colour, and
+then the text-image relevance r should drop. ``build_task`` writes a
+Twitter-2017-shaped data root, the images, and a feature cache made with the fake extractor of
+``tests/fakes.py`` (the same ``preprocess`` path as the real benchmark).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from conftest import write_conll
+
+NAMES = ["zorb", "kavo", "mipa", "tesh", "lurn", "quib", "dax", "fenn", "gorp", "hule", "jink", "wopa"]
+COLOURS = {"red": (255, 0, 0), "blue": (0, 0, 255)}
+#: words the tiny test encoder must know as whole tokens (its vocabulary is tiny): names, colours,
+#: and the fake extractor's class names (which become image words)
+WORDS = (*NAMES, *COLOURS, "dark", "stop", "sign", "clock", "alpha", "beta", "gamma", "delta")
+FAKE_VISION = {"backbone": "fakes:tiny_backbone", "detector": "fakes:ColourDetector", "on_bad_image": "error"}
+
+
+@dataclass(frozen=True)
+class SynthPost:
+    imgid: str
+    name: str
+    text_colour: str
+    image_colour: str
+    top: bool
+
+    @property
+    def entity_type(self) -> str:
+        return "PER" if self.top else "LOC"
+
+    @property
+    def words(self) -> list[str]:
+        # "dark blue" is one word longer than "red" because the fake detector's name for a blue
+        # rectangle ("clock") is one word shorter than for a red one ("stop sign"): every post then
+        # has the same number of sub-tokens, and length-bucketed batches mix the two colours
+        return [self.name, "in", self.text_colour] if self.text_colour == "red" else [self.name, "in", "dark", self.text_colour]
+
+    @property
+    def rows(self) -> list[tuple[str, str]]:
+        return [(w, f"B-{self.entity_type}" if i == 0 else "O") for i, w in enumerate(self.words)]
+
+
+def draw(colour: str, top: bool, rng: random.Random, size: int = 64) -> Image.Image:
+    """A grey square with one rectangle of ``colour`` somewhere in its top or bottom half."""
+    img = Image.new("RGB", (size, size), (200, 200, 200))
+    w, h = rng.randint(14, 24), rng.randint(10, 16)
+    x = rng.randint(0, size - w)
+    y = rng.randint(0, size // 2 - h) + (0 if top else size // 2)
+    ImageDraw.Draw(img).rectangle((x, y, x + w - 1, y + h - 1), fill=COLOURS[colour])
+    return img
+
+
+def make_posts(n: int, prefix: str, rng: random.Random) -> list[SynthPost]:
+    posts = []
+    for i in range(n):
+        colour = rng.choice(list(COLOURS))
+        posts.append(SynthPost(f"{prefix}{i}", rng.choice(NAMES), colour, colour, rng.random() < 0.5))
+    return posts
+
+
+def build_task(base: Path, n_train: int = 240, n_dev: int = 48, n_test: int = 96, seed: int = 0) -> dict[str, object]:
+    """Data root, images and feature cache under ``base``; returns their paths and the posts."""
+    from hamner.vision.cache import ImageEntry, preprocess
+    from hamner.vision.config import VisionConfig
+    from hamner.vision.extractor import VisualExtractor
+
+    rng = random.Random(seed)
+    root, images = base / "data", base / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    splits = {
+        "train": make_posts(n_train, "tr", rng),
+        "valid": make_posts(n_dev, "dv", rng),
+        "test": make_posts(n_test, "te", rng),
+    }
+    entries = []
+    for split, posts in splits.items():
+        write_conll(root / "twitter2017" / f"{split}.txt", [(f"IMGID:{p.imgid}", p.rows) for p in posts])
+        for p in posts:
+            path = images / f"{p.imgid}.png"
+            draw(p.image_colour, p.top, rng).save(path)
+            entries.append(ImageEntry(p.imgid, path, None, None, split))
+    features = base / "features"
+    preprocess(entries, features, VisualExtractor(VisionConfig(**FAKE_VISION)), progress=False)
+    return {"root": root, "images": images, "features": features, **splits}
