@@ -94,3 +94,43 @@ def build_task(base: Path, n_train: int = 240, n_dev: int = 48, n_test: int = 96
     features = base / "features"
     preprocess(entries, features, VisualExtractor(VisionConfig(**FAKE_VISION)), progress=False)
     return {"root": root, "images": images, "features": features, **splits}
+
+
+#: two posts for the tiny HamLearning checkpoint: one with an image and a caption, one with neither
+TINY_POSTS = [
+    ("IMGID:p1", [("obama", "B-PER"), ("in", "O"), ("paris", "B-LOC")], "a red square and a blue one"),
+    ("IMGID:p2", [("the", "O"), ("nba", "B-ORG"), ("game", "O")], None),
+]
+
+
+def tiny_hamlearning_checkpoint(base: Path) -> dict[str, object]:
+    """An untrained tiny HamLearning checkpoint whose extractor settings are the fake models', made
+    the way training makes one (a 'preprocess' cache adopted by the config); returns the paths."""
+    import torch
+
+    from conftest import make_tiny_encoder
+    from fakes import scene
+    from hamner.models.tagger import TextTagger
+    from hamner.training.config import load_config
+    from hamner.training.trainer import adopt_features
+    from hamner.vision.cache import FeatureStore, ImageEntry, preprocess
+    from hamner.vision.config import VisionConfig
+    from hamner.vision.extractor import VisualExtractor
+
+    encoder = make_tiny_encoder(base / "encoder", words=("stop", "sign", "clock", "red", "square", "blue", "one"))
+    write_conll(base / "data" / "twitter2017" / "test.txt", [(imgid, rows) for imgid, rows, _ in TINY_POSTS])
+    image = base / "p1.png"
+    scene().save(image)
+    entries = [ImageEntry("p1", image, TINY_POSTS[0][2], None, "test"), ImageEntry("p2", None, None, None, "test")]
+    vision = {k: v for k, v in FAKE_VISION.items() if k != "on_bad_image"}
+    preprocess(entries, base / "features", VisualExtractor(VisionConfig(**vision, on_bad_image="skip")), progress=False)
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    cfg = load_config(configs / "hamlearning.yaml", [
+        f"model.encoder={encoder}", "model.num_heads=4", "model.shape_dim=8", "model.max_length=32",
+        "model.max_semantic_subtokens=16", f"data.features={base / 'features'}",
+    ])  # fmt: skip
+    store = FeatureStore.open(base / "features")
+    adopt_features(cfg, store)
+    torch.manual_seed(0)
+    TextTagger.from_config(cfg.model).eval().save_pretrained(base / "ckpt")
+    return {"base": base, "image": image, "store": store, "ckpt": base / "ckpt", "data_root": base / "data"}

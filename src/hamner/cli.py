@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=positive_int, default=16, help="most requests tagged together")
     p.add_argument("--max-queue", type=positive_int, default=256, help="waiting requests beyond this get 503")
     p.add_argument("--batch-wait-ms", type=float, default=0.0, help="how long the first request waits for company (0: take what is queued)")
-    p.add_argument("--no-objects", action="store_true", help="do not run the image models on attached pictures")
+    p.add_argument("--no-objects", action="store_true", help="do not run the image models on attached pictures (a HamLearning model then tags with the caption alone)")
     p.add_argument("--max-text-chars", type=positive_int, default=2000, help="longest accepted text (and caption)")
     p.add_argument("--max-image-mb", type=positive_int, default=10, help="largest accepted image file, in MiB")
     p.add_argument("--max-image-pixels", type=positive_int, default=40_000_000, help="largest accepted width x height (checked before decoding)")

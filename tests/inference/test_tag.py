@@ -10,7 +10,7 @@ from hamner import Tagger
 from hamner.cli import main
 from hamner.data.tokenize import tokenize
 from hamner.models.config import TaggerConfig
-from hamner.models.tagger import TextTagger
+from hamner.models.tagger import Prediction, TextTagger
 
 TWEET = "RT @JayKenMinaj: #NBA Kawhi Leonard wins at HOPE &amp; Co. in New York http://t.co/kd1OVQ :)"
 
@@ -38,10 +38,10 @@ def checkpoint(tiny_encoder: Path, tmp_path: Path) -> Path:
 def _fixed_tags(monkeypatch: pytest.MonkeyPatch, tagger: Tagger, rule: dict[str, str]) -> None:
     """Make the model predict B-/I- tags by a word -> tag rule, to check the offset bookkeeping."""
 
-    def predict(word_lists, batch_size=64, progress=False, desc=""):  # type: ignore[no-untyped-def]
-        return [[rule.get(w, "O") for w in words] for words in word_lists]
+    def run(word_lists, visuals=None, batch_size=64, progress=False, desc=""):  # type: ignore[no-untyped-def]
+        return [Prediction([rule.get(w, "O") for w in words], torch.zeros(len(words), 9)) for words in word_lists]
 
-    monkeypatch.setattr(tagger.model, "predict", predict)
+    monkeypatch.setattr(tagger.model, "run", run)
 
 
 def test_entities_carry_character_offsets(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,6 +39,7 @@ class TaggedPost:
     relevance: float | None = None
     level_weights: dict[str, float] | None = None
     features: Any = None
+    emissions: torch.Tensor | None = None  # (words read, labels): the CRF's input, for checks and analysis
 
     def visual_summary(self) -> dict[str, Any] | None:
         """The post's visual inputs as plain data: image status, objects with boxes, image words."""
@@ -180,8 +181,8 @@ class Tagger:
         if nonempty:
             words = [[tok.text for tok in tokens[i]] for i in nonempty]
             vis = [visuals[i] for i in nonempty] if visuals is not None else None
-            for i, pred in zip(nonempty, self.model.run(words, vis, self.batch_size, progress, "tag"), strict=True):
-                preds[i] = pred
+            for i, got in zip(nonempty, self.model.run(words, vis, self.batch_size, progress, "tag"), strict=True):
+                preds[i] = got
         out = []
         for i, text in enumerate(texts):
             toks = tokens[i]
@@ -202,6 +203,7 @@ class Tagger:
                     relevance=pred.relevance if pred is not None else (0.0 if visuals is not None else None),
                     level_weights=pred.level_weights if pred is not None else None,
                     features=visuals[i] if visuals is not None else None,
+                    emissions=pred.emissions if pred is not None else None,
                 )
             )  # fmt: skip
         return out

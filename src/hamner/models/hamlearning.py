@@ -136,7 +136,7 @@ class HamLearningTagger(TextTagger):
         room = (int(positions) - self.max_subtokens - self.word_encoder.pair_overhead) if isinstance(positions, int) else c.max_semantic_subtokens
         self.semantic_budget = max(0, min(c.max_semantic_subtokens, room))
         self.levels: list[str] = []
-        self._negatives = None
+        self._negatives: Tensor | None = None  # see matching_loss; not part of the checkpoint
         if not c.fuses:
             return
         if d % c.num_heads:
@@ -171,7 +171,6 @@ class HamLearningTagger(TextTagger):
         self.t2v = nn.ModuleList(CrossBlock(d, c.num_heads, c.ffn_mult, c.fusion_dropout) for _ in range(c.num_iterations))
         self.v2t = nn.ModuleList(CrossBlock(d, c.num_heads, c.ffn_mult, c.fusion_dropout) for _ in range(c.num_iterations - 1))
         self.gate = nn.Linear(2 * d, d)
-        self._negatives: Tensor | None = None  # see matching_loss; not part of the checkpoint
 
     # ----- inputs ---------------------------------------------------------------------------------
     def encode_post(self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None) -> EncodedPost:
@@ -206,7 +205,7 @@ class HamLearningTagger(TextTagger):
             if grids:
                 sizes = {tuple(g.shape) for _, g in grids}
                 if len(sizes) > 1:
-                    raise DataFormatError(f"feature grids of different shapes in one batch: {sorted(sizes)}")
+                    raise DataFormatError("feature cache", None, f"feature grids of different shapes in one batch: {sorted(sizes)} (keys {[posts[i].visual.key for i, _ in grids][:4]})")
                 ch, h, w = next(iter(sizes))
                 if ch != c.visual_channels:
                     raise ConfigError(f"feature grid of {posts[grids[0][0]].visual.key} has {ch} channels; the model expects model.visual_channels={c.visual_channels}")

@@ -73,17 +73,29 @@ class ImageOut(BaseModel):
     width: int
     height: int
     format: str | None
-    used_for_tagging: bool = Field(description="false for a text-only model: the image is analysed but not read by the tagger")
+    used_for_tagging: bool = Field(
+        description="true when a multimodal model read the image; false for a text-only model (the image is analysed "
+        "and shown but not read by the tagger) or when object detection is off on this server"
+    )
 
 
 class TagResponse(BaseModel):
     text: str
     words: list[WordOut]
     entities: list[EntityOut]
-    relevance: float | None = Field(description="text-image relevance r in [0, 1]; null for a text-only model or no image")
-    level_weights: dict[str, float] | None = Field(description="weights of the global / object / semantic levels; null for a text-only model")
+    relevance: float | None = Field(
+        description="text-image relevance r in [0, 1] of a multimodal model (0.0 for a post with neither image nor "
+        "caption: the text path); null for a text-only model"
+    )
+    level_weights: dict[str, float] | None = Field(
+        description="a multimodal model's weights of its visual levels (global / objects / semantic): they sum to 1 "
+        "over the levels the post has, 0 for a level it lacks; null for a text-only model"
+    )
     objects: list[ObjectOut]
-    image_words: list[str] = Field(description="semantic words of the image: detected classes, ImageNet classes, caption")
+    image_words: list[str] = Field(
+        description="semantic words of the image: detected classes, ImageNet classes, caption (for a multimodal "
+        "model: the words it read, the caption's alone when the image was not read)"
+    )
     image: ImageOut | None
     notes: list[str]
     batch_size: int = Field(description="how many requests were tagged together with this one")
@@ -99,7 +111,7 @@ class HealthResponse(BaseModel):
 
 
 class ModelResponse(BaseModel):
-    kind: str = Field(description="text-only, or the multimodal model's name")
+    kind: str = Field(description="text-only, or the multimodal model's name (hamlearning)")
     uses_image_for_tagging: bool
     labels: list[str]
     entity_types: list[str]
@@ -108,10 +120,18 @@ class ModelResponse(BaseModel):
     max_subtokens: int = Field(description="words past this many encoder sub-tokens are tagged O (see notes)")
     model_dir: str | None
     config_fingerprint: str | None = Field(description="SHA-256 of the checkpoint's hamner_config.json")
-    object_detection: bool
-    vision_fingerprint: str | None = Field(description="fingerprint of the image extractor's settings and weights")
+    object_detection: bool = Field(description="whether attached images are run through the image extractor")
+    vision_fingerprint: str | None = Field(
+        description="fingerprint of the image extractor's settings and weights (a multimodal model's: the one it was trained with)"
+    )
     limits: dict[str, int]
     batching: dict[str, Any]
+    levels: list[str] | None = Field(None, description="the visual levels a multimodal model fuses (global, objects, semantic); null for a text-only model")
+    switches: dict[str, Any] | None = Field(
+        None,
+        description="a multimodal model's switches: use_global, use_objects, use_spatial, use_semantic, semantic_mode, "
+        "use_relevance, num_iterations; null for a text-only model",
+    )
 
 
 class ErrorBody(BaseModel):
@@ -263,7 +283,7 @@ def create_app(service: TaggingService) -> FastAPI:
             t1 = time.perf_counter()
             try:
                 loaded = await run_in_threadpool(
-                    load_image, image_bytes, max_side=cfg.vision.max_image_side, max_pixels=cfg.max_image_pixels, name="image"
+                    load_image, image_bytes, max_side=service.max_image_side, max_pixels=cfg.max_image_pixels, name="image"
                 )
             except ImageError as exc:
                 status = 413 if exc.kind == "too_large" else 400
@@ -389,12 +409,21 @@ def _describe_validation(errors: Any) -> str:
 
 
 def _response(outcome: TagOutcome, loaded: Any, caption: str | None, decode_ms: float, total_ms: float, service: TaggingService) -> TagResponse:
-    post, feats = outcome.post, outcome.features
+    post = outcome.post
+    multimodal = service.multimodal
+    feats = post.features if multimodal else outcome.features
+    image_read = multimodal and loaded is not None and service.reads_images
     notes = []
-    if loaded is not None or caption:
-        notes.append("this model is text-only: the image and caption are analysed and shown, but the tags come from the text alone")
-    if loaded is not None and service.extractor is None:
-        notes.append("object detection is switched off on this server")
+    if multimodal:
+        if loaded is not None and not service.reads_images:
+            notes.append("object detection is switched off on this server: the image was not read; the post was tagged with its text and caption only")
+        if not image_read and not caption:
+            notes.append("no image and no caption: the post was tagged by the text path (r = 0)")
+    else:
+        if loaded is not None or caption:
+            notes.append("this model is text-only: the image and caption are analysed and shown, but the tags come from the text alone")
+        if loaded is not None and service.extractor is None:
+            notes.append("object detection is switched off on this server")
     if post.words_past_limit:
         notes.append(
             f"the last {post.words_past_limit} of {len(post.tokens)} words are past the encoder's "
@@ -410,13 +439,13 @@ def _response(outcome: TagOutcome, loaded: Any, caption: str | None, decode_ms: 
         words = list(feats.semantic.words)
     image = None
     if loaded is not None:
-        image = ImageOut(width=loaded.original_size[0], height=loaded.original_size[1], format=loaded.format, used_for_tagging=False)
+        image = ImageOut(width=loaded.original_size[0], height=loaded.original_size[1], format=loaded.format, used_for_tagging=image_read)
     return TagResponse(
         text=post.text,
         words=[WordOut(text=t.text, start=t.start, end=t.end, tag=tag) for t, tag in zip(post.tokens, post.tags or ["O"] * len(post.tokens), strict=True)],
         entities=[EntityOut(text=e.text, type=e.type, start=e.start, end=e.end) for e in post.entities],
-        relevance=None,
-        level_weights=None,
+        relevance=post.relevance if multimodal else None,
+        level_weights=post.level_weights if multimodal else None,
         objects=objects,
         image_words=words,
         image=image,

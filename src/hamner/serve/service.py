@@ -7,6 +7,11 @@ takes the first waiting request and every other request already queued (up to ``
 ``batch_wait_ms`` > 0 also waits that long for company), extracts their images one by one and tags
 all their texts in one batch, so requests that arrive while a batch runs form the next one. Whether
 batching pays is measured by ``benchmarks/serve_latency.py`` (``results/bench_serve.csv``).
+
+A text-only checkpoint tags the text alone; its extractor (``ServeConfig.vision``) only shows what the
+image holds. A multimodal (HamLearning) checkpoint reads the image and caption: its extractor is the
+tagger's own, built from the settings recorded in the checkpoint (the training cache's), so a served
+post is tagged exactly as ``Tagger.tag`` and the cached dataset path tag it.
 """
 
 from __future__ import annotations
@@ -39,7 +44,10 @@ class ServeConfig:
     max_batch: int = 16
     batch_wait_ms: float = 0.0  # 0: a free worker takes every queued request at once (greedy)
     max_queue: int = 256  # requests waiting beyond this get 503 (each holds a decoded image)
-    detect_objects: bool = True  # run the image extractor on attached images (objects, ImageNet words)
+    # run the image extractor on attached images (objects, ImageNet words); off for a multimodal
+    # model: images are not read and posts are tagged with their text and caption only
+    detect_objects: bool = True
+    # the extractor of a text-only model; a multimodal model uses the settings its checkpoint records
     vision: VisionConfig = field(default_factory=lambda: VisionConfig(on_bad_image="error"))
 
     def __post_init__(self) -> None:
@@ -75,7 +83,9 @@ class TagJob:
 @dataclass
 class TagOutcome:
     post: TaggedPost
-    features: Any | None  # hamner.vision.extractor.ImageFeatures of the attached image
+    # hamner.vision.extractor.ImageFeatures of the attached image (text-only model), or the visual
+    # inputs the multimodal model read (also post.features; caption words only without an image)
+    features: Any | None
     batch_size: int
     timings_ms: dict[str, float]
 
@@ -98,11 +108,39 @@ class TaggingService:
         config = config or ServeConfig()
         tagger = Tagger.from_pretrained(model_dir, device=device)
         extractor = None
-        if config.detect_objects:
+        if tagger.multimodal:
+            settings = tagger.vision_config  # a ConfigError now if the checkpoint records none
+            log.info(
+                "multimodal model: images are read with the checkpoint's extractor settings (backbone %s, detector %s); "
+                "the server's vision settings are not used",
+                settings.backbone, settings.detector,
+            )
+            if config.detect_objects:
+                extractor = tagger.extractor  # built now: other model files are refused at start, not per request
+            else:
+                log.info("object detection is off: images are not read; posts are tagged with their text and caption only")
+        elif config.detect_objects:
             from hamner.vision.extractor import VisualExtractor
 
             extractor = VisualExtractor(config.vision)
         return cls(tagger, config, extractor, str(model_dir))
+
+    @property
+    def multimodal(self) -> bool:
+        """True for a HamLearning checkpoint: the tags come from the text, the image and the caption."""
+        return self.tagger.multimodal
+
+    @property
+    def reads_images(self) -> bool:
+        """True when attached images are run through the extractor (for a multimodal model: read by the tagger)."""
+        return self.extractor is not None
+
+    @property
+    def max_image_side(self) -> int:
+        """The side images are decoded to: the checkpoint's setting for a multimodal model (as its training cache)."""
+        if self.multimodal:
+            return int(self.tagger.vision_config.max_image_side)
+        return int(self.config.vision.max_image_side)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -144,9 +182,10 @@ class TaggingService:
         """What ``GET /v1/model`` reports: labels, encoder, fingerprints of the model and extractor."""
         model = self.tagger.model
         cfg = model.config
+        multimodal = self.multimodal
         out: dict[str, Any] = {
-            "kind": "text-only",
-            "uses_image_for_tagging": False,
+            "kind": "hamlearning" if multimodal else "text-only",
+            "uses_image_for_tagging": multimodal,
             "labels": list(cfg.labels),
             "entity_types": sorted({label[2:] for label in cfg.labels if label != "O"}),
             "encoder": cfg.encoder,
@@ -162,6 +201,8 @@ class TaggingService:
                 "max_image_pixels": self.config.max_image_pixels,
             },
             "batching": {"enabled": self.config.batching, "max_batch": self.config.max_batch, "wait_ms": self.config.batch_wait_ms},
+            "levels": _visual_levels(model) if multimodal else None,
+            "switches": {name: getattr(cfg, name) for name in _SWITCHES} if multimodal else None,
         }
         return out
 
@@ -212,19 +253,29 @@ class TaggingService:
             loop.call_soon_threadsafe(_set_result, fut, outcome)
 
     def _process(self, jobs: list[TagJob]) -> list[TagOutcome]:
+        """Extract each job's image, then tag all texts in one batch. An exception here (one bad image,
+        say) fails the whole batch, which :meth:`_answer` then retries request by request."""
         start = time.perf_counter()
+        multimodal = self.multimodal
         features: list[Any | None] = []
         image_ms: list[float] = []
         for i, job in enumerate(jobs):
             t0 = time.perf_counter()
-            if job.image is not None and self.extractor is not None:
+            if multimodal:
+                # the tagger's own extraction; no image (or detection off): the caption words only
+                image = job.image if self.reads_images else None
+                features.append(self.tagger.features(image, job.caption, key=f"request-{i}"))
+            elif job.image is not None and self.extractor is not None:
                 features.append(self.extractor.extract(job.image, key=f"request-{i}", caption=job.caption))
             else:
                 features.append(None)
             image_ms.append((time.perf_counter() - t0) * 1000)
         t1 = time.perf_counter()
-        # a text-only checkpoint does not read images or captions: pass none, so it logs nothing
-        posts = self.tagger.tag_many([job.text for job in jobs])
+        if multimodal:
+            posts = self.tagger.tag_many([job.text for job in jobs], features=features)
+        else:
+            # a text-only checkpoint does not read images or captions: pass none, so it logs nothing
+            posts = self.tagger.tag_many([job.text for job in jobs])
         tag_ms = (time.perf_counter() - t1) * 1000
         self.batches += 1
         self.requests += len(jobs)
@@ -251,6 +302,22 @@ def _set_result(fut: asyncio.Future[TagOutcome], value: TagOutcome) -> None:
 def _set_exception(fut: asyncio.Future[TagOutcome], exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
+
+
+_SWITCHES = ("use_global", "use_objects", "use_spatial", "use_semantic", "semantic_mode", "use_relevance", "num_iterations")
+_LEVELS = ("global", "objects", "semantic")
+
+
+def _visual_levels(model: Any) -> list[str]:
+    """The visual levels the model fuses (global / objects / semantic), in its order."""
+    levels = getattr(model, "levels", None)
+    if isinstance(levels, list):
+        return [str(level) for level in levels]
+    cfg = model.config
+    if not cfg.fuses:
+        return []
+    on = {"global": cfg.use_global, "objects": cfg.use_objects, "semantic": cfg.semantic_sequence}
+    return [level for level in _LEVELS if on[level]]
 
 
 def _file_fingerprint(path: Path) -> str | None:

@@ -59,8 +59,15 @@
     if (!data.entities.length) list.replaceChildren(el("li", {}, ["no entities found"]));
     const rel = document.getElementById("relevance");
     rel.textContent = data.relevance === null
-      ? "Image relevance: not measured (" + (data.image ? "text-only model" : "no picture") + ")"
+      ? "Image relevance: not measured (" + (data.image ? (data.image.used_for_tagging ? "not part of this model" : "text-only model") : "no picture") + ")"
       : "Image relevance r = " + data.relevance.toFixed(2);
+    // a multimodal model's weights of its visual levels, set as plain text (textContent)
+    const lw = document.getElementById("level-weights");
+    const weights = data.level_weights ? Object.entries(data.level_weights) : [];
+    lw.textContent = weights.length
+      ? "levels: " + weights.map(([level, w]) => level + " " + Number(w).toFixed(2)).join(" · ")
+      : "";
+    lw.classList.toggle("hidden", !weights.length);
   }
 
   function showImage(data, file) {

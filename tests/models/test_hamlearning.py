@@ -1,0 +1,263 @@
+"""HamLearning with a tiny random encoder and the fake extractor: shapes, masks, gradients per
+branch, the no-visual-input identity, and the second-segment encoding."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from conftest import make_tiny_encoder
+from fakes import scene
+from hamner.data.labels import bio_labels
+from hamner.errors import ConfigError
+from hamner.models.config import TaggerConfig
+from hamner.models.hamlearning import HamLearningTagger
+from hamner.models.tagger import TextTagger, _drop_pooler
+from hamner.vision.config import VisionConfig
+from hamner.vision.extractor import ImageFeatures, VisualExtractor
+
+FAKE_VISION = VisionConfig(backbone="fakes:tiny_backbone", detector="fakes:ColourDetector")
+FULL = {
+    "use_global": True, "use_objects": True, "use_spatial": True, "use_semantic": True, "semantic_mode": "both",
+    "num_iterations": 2, "num_heads": 4, "shape_dim": 8, "visual_channels": 8, "fusion_dropout": 0.0,
+    "max_length": 32, "max_semantic_subtokens": 16, "dropout": 0.0,
+}  # fmt: skip
+#: parameter-name prefixes of each branch
+BRANCHES = {
+    "global": ("grid_proj.", "grid_row.", "grid_col.", "grid_norm.", "pools.global."),
+    "objects": ("obj_proj.", "box_proj.", "obj_norm.", "obj_attn.qkv.", "obj_attn.out.", "obj_attn.ffn.", "pools.objects."),
+    "spatial": ("obj_attn.direction.", "obj_attn.geometry."),
+    "semantic_sequence": ("sem_proj.", "sem_norm.", "pools.semantic."),
+    "relevance": ("relevance.", "rel_norm_t.", "rel_norm_v.", "rel_proj_t.", "rel_proj_v."),
+    "fusion": ("t2v.", "gate.", "level_scorer.", "null_token", "text_pool."),
+    "v2t": ("v2t.",),
+}
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    words = ("stop", "sign", "clock", "alpha", "beta", "gamma", "delta", "picture", "man", "red", "square")
+    return make_tiny_encoder(tmp_path_factory.mktemp("enc"), words=words)
+
+
+@pytest.fixture(scope="module")
+def visuals() -> dict[str, ImageFeatures]:
+    ex = VisualExtractor(FAKE_VISION)
+    both = ex.extract(ex.load(_png(scene())), key="both", caption="a red square")
+    red_only = ex.extract(ex.load(_png(scene(blue=None))), key="red", caption=None)
+    caption_only = ex.without_image("caption", "missing", None, "a picture of a man", None)
+    nothing = ex.without_image("nothing", "no_image", None, None, None)
+    return {"both": both, "red": red_only, "caption": caption_only, "nothing": nothing}
+
+
+def _png(img: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def build(encoder_dir: Path, seed: int = 0, **switches: Any) -> TextTagger:
+    from transformers import AutoModel, AutoTokenizer
+
+    cfg = TaggerConfig(encoder=str(encoder_dir), labels=bio_labels(), **{**FULL, **switches})
+    torch.manual_seed(seed)
+    encoder = _drop_pooler(AutoModel.from_pretrained(encoder_dir))
+    return TextTagger.class_for(cfg)(cfg, encoder, AutoTokenizer.from_pretrained(encoder_dir))
+
+
+POSTS = [["obama", "in", "paris", "today"], ["the", "nba", "game"], ["london", "police"], ["rt", "apple", "and", "google", "love"]]
+
+
+def _batch(model: TextTagger, feats: list[ImageFeatures | None], tags: bool = False) -> dict[str, torch.Tensor]:
+    enc = [model.encode_post(w, [1] + [0] * (len(w) - 1) if tags else None, f) for w, f in zip(POSTS, feats, strict=True)]
+    return model.collate(enc)
+
+
+def test_full_model_shapes_masks_and_what_it_returns(encoder_dir: Path, visuals: dict[str, ImageFeatures]) -> None:
+    model = build(encoder_dir).eval()
+    assert isinstance(model, HamLearningTagger)
+    feats = [visuals["both"], visuals["red"], visuals["caption"], visuals["nothing"]]
+    batch = _batch(model, feats)
+    b, n = batch["word_mask"].shape
+    # objects: 2 in the first image, 1 in the second, none for the posts without an image
+    assert batch["object_mask"].sum(1).tolist() == [2, 1, 0, 0]
+    assert batch["grid"].shape == (4, 8, 8, 8) and batch["grid_mask"].tolist() == [True, True, False, False]
+    assert batch["geometry"].shape == (4, 2, 2, 5) and batch["direction"].shape == (4, 2, 2)
+    out = model.fuse(batch)
+    assert out["emissions"].shape == (b, n, len(model.config.labels))
+    assert torch.isfinite(out["emissions"]).all()
+    r, a = out["relevance"], out["level_weights"]
+    assert r.shape == (4,) and ((r > 0) & (r < 1))[:3].all() and r[3] == 0  # no visual input: r = 0
+    assert out["levels"] == ["global", "objects", "semantic"]
+    # level weights: a distribution over the levels a post has, zero for the ones it lacks
+    assert torch.allclose(a[:3].sum(1), torch.ones(3)) and a[3].sum() == 0
+    assert a[2, 0] == 0 and a[2, 1] == 0 and a[2, 2] == 1  # caption only: the semantic level alone
+    assert len(out["attention"]) == 2
+    spans = out["visual_spans"]
+    for att in out["attention"]:
+        assert att.shape == (b, n, 1 + sum(spans.values()))
+        assert torch.allclose(att.sum(-1), torch.ones(b, n), atol=1e-5)
+        # padded visual positions get no attention: post 2 has no grid and no objects
+        g, o = spans["global"], spans["objects"]
+        assert att[2, :, 1 : 1 + g + o].abs().max() == 0
+        assert att[1, :, 1 + g + 1 : 1 + g + o].abs().max() == 0  # the second object slot is padding for post 1
+
+
+def _branch_grads(model: TextTagger) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for branch, prefixes in BRANCHES.items():
+        total, found = 0.0, False
+        for name, p in model.named_parameters():
+            if name.startswith(prefixes):
+                found = True
+                total += float(p.grad.abs().sum()) if p.grad is not None else 0.0
+        if found:
+            out[branch] = total
+    return out
+
+
+ABLATIONS = {
+    "full": ({}, {"global", "objects", "spatial", "semantic_sequence", "relevance", "fusion", "v2t"}),
+    "no-global": ({"use_global": False}, {"objects", "spatial", "semantic_sequence", "relevance", "fusion", "v2t"}),
+    "no-objects": ({"use_objects": False, "use_spatial": False}, {"global", "semantic_sequence", "relevance", "fusion", "v2t"}),
+    "no-spatial": ({"use_spatial": False}, {"global", "objects", "semantic_sequence", "relevance", "fusion", "v2t"}),
+    "no-semantic": ({"use_semantic": False}, {"global", "objects", "spatial", "relevance", "fusion", "v2t"}),
+    "no-relevance": ({"use_relevance": False}, {"global", "objects", "spatial", "semantic_sequence", "fusion", "v2t"}),
+    "L1": ({"num_iterations": 1}, {"global", "objects", "spatial", "semantic_sequence", "relevance", "fusion"}),
+    "L3": ({"num_iterations": 3}, {"global", "objects", "spatial", "semantic_sequence", "relevance", "fusion", "v2t"}),
+    "L0": ({"num_iterations": 0}, set()),
+    "semantic-sequence": ({"semantic_mode": "sequence"}, {"global", "objects", "spatial", "semantic_sequence", "relevance", "fusion", "v2t"}),
+    "semantic-segment": ({"semantic_mode": "segment"}, {"global", "objects", "spatial", "relevance", "fusion", "v2t"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(ABLATIONS))
+def test_gradients_reach_every_enabled_branch_and_no_disabled_one(
+    name: str, encoder_dir: Path, visuals: dict[str, ImageFeatures]
+) -> None:
+    switches, enabled = ABLATIONS[name]
+    model = build(encoder_dir, **switches).train()
+    feats = [visuals["both"], visuals["red"], visuals["caption"], visuals["nothing"]]
+    model._negatives = None
+    batch = _batch(model, feats, tags=True)
+    model(batch)  # fills the matching head's bank of negatives
+    for key in ("grid", "objects", "geometry", "boxes"):
+        if key in batch:
+            batch[key] = batch[key].clone().requires_grad_(True)
+    model.zero_grad()
+    model(batch)["loss"].backward()
+    grads = _branch_grads(model)
+    assert set(grads) == enabled, f"{name}: branches built {sorted(grads)}, expected {sorted(enabled)}"
+    for branch in enabled:
+        assert grads[branch] > 0, f"{name}: no gradient reached {branch}"
+    # the encoder always learns; the second segment's token type only when image words are a segment
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if n.startswith("encoder."))
+    uses_pixels = bool(enabled & {"global", "objects"})
+    for key, branch in (("grid", "global"), ("objects", "objects"), ("geometry", "spatial")):
+        if key in batch:
+            got = batch[key].grad is not None and float(batch[key].grad.abs().sum()) > 0
+            assert got == (branch in enabled), f"{name}: gradient reached the {key} input: {got}"
+    if not uses_pixels:
+        assert "grid" not in batch or batch["grid"].grad is None
+
+
+def test_no_visual_input_gives_exactly_the_text_path(encoder_dir: Path, visuals: dict[str, ImageFeatures]) -> None:
+    ham = build(encoder_dir).eval()
+    text_cfg = replace(
+        ham.config, use_global=False, use_objects=False, use_spatial=False, use_semantic=False
+    )
+    text = TextTagger(text_cfg, copy.deepcopy(ham.encoder), ham.tokenizer).eval()
+    missing, unexpected = text.load_state_dict(ham.state_dict(), strict=False)
+    assert not missing and unexpected  # the text path's weights are the HamLearning model's own
+    words = POSTS[0]
+    with torch.no_grad():
+        ref = text.emissions(text.collate([text.encode_post(words)]))
+        for feats in (None, visuals["nothing"]):
+            got = ham.fuse(ham.collate([ham.encode_post(words, None, feats)]))
+            assert torch.equal(got["emissions"], ref)
+            assert got["relevance"] is not None and float(got["relevance"][0]) == 0.0
+        # in a batch beside posts with images, the same post's emissions are unchanged (up to padding arithmetic)
+        batch = ham.collate([ham.encode_post(w, None, f) for w, f in zip(POSTS[:2], [None, visuals["both"]], strict=True)])
+        mixed = ham.fuse(batch)["emissions"][0, : len(words)]
+        assert torch.allclose(mixed, ref[0], atol=1e-5)
+        # and an image does change them
+        with_image = ham.fuse(ham.collate([ham.encode_post(words, None, visuals["both"])]))["emissions"]
+        assert not torch.allclose(with_image, ref, atol=1e-4)
+
+
+def test_second_segment_encoding(encoder_dir: Path, visuals: dict[str, ImageFeatures]) -> None:
+    model = build(encoder_dir, semantic_mode="segment")
+    tok = model.tokenizer
+    words = ["obama", "in", "paris"]
+    plain = model.word_encoder.encode(words)
+    post = model.encode_post(words, None, visuals["caption"])
+    sem = visuals["caption"].semantic.words
+    assert tok.convert_ids_to_tokens(post.input_ids) == (
+        ["[CLS]", "obama", "in", "paris", "[SEP]"] + tok.convert_ids_to_tokens(model.word_encoder.subtokens(sem, 99)) + ["[SEP]"]
+    )
+    assert post.first_sub == plain.first_sub  # the post's words keep their positions
+    assert post.token_type_ids is not None
+    assert post.token_type_ids[:5] == [0] * 5 and set(post.token_type_ids[5:]) == {1}
+    assert post.sem_positions is None  # segment mode: the image words are not a fused sequence
+    # no image words: exactly the one-segment input
+    assert model.encode_post(words, None, visuals["nothing"]).input_ids == plain.input_ids
+    assert model.encode_post(words, None, None).token_type_ids is None
+    # the image words' budget: the encoder's positions minus the post's maximum
+    assert model.semantic_budget == min(16, 64 - 32 - 1)
+    long = model.encode_post(words, None, replace(visuals["caption"], semantic=type(visuals["caption"].semantic)(["man"] * 40, ["caption"] * 40)))
+    assert len(long.input_ids) == len(plain.input_ids) + model.semantic_budget + 1
+
+
+def test_sequence_mode_encodes_image_words_on_their_own(encoder_dir: Path, visuals: dict[str, ImageFeatures]) -> None:
+    model = build(encoder_dir, semantic_mode="sequence")
+    words = ["obama", "in", "paris"]
+    post = model.encode_post(words, None, visuals["caption"])
+    assert post.input_ids == model.word_encoder.encode(words).input_ids
+    assert post.sem_input_ids is not None and post.sem_positions is not None
+    toks = model.tokenizer.convert_ids_to_tokens(post.sem_input_ids)
+    assert toks[0] == "[CLS]" and toks[-1] == "[SEP]"
+    assert [toks[i] for i in post.sem_positions] == toks[1:-1]
+
+
+@pytest.mark.parametrize(
+    ("switches", "message"),
+    [
+        ({"use_spatial": True, "use_objects": False}, "use_spatial needs model.use_objects"),
+        ({"semantic_mode": "both-ways"}, "semantic_mode must be"),
+        ({"num_iterations": -1}, "num_iterations"),
+        ({"relevance_loss_weight": -0.1}, "relevance_loss_weight"),
+    ],
+)
+def test_bad_switches_are_refused(switches: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TaggerConfig(**{**FULL, **switches})
+
+
+def test_heads_must_divide_the_width(encoder_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="num_heads=3 does not divide the model width 40"):
+        build(encoder_dir, num_heads=3)
+
+
+def test_wrong_channel_count_is_a_clear_error(encoder_dir: Path, visuals: dict[str, ImageFeatures]) -> None:
+    model = build(encoder_dir, visual_channels=16)
+    with pytest.raises(ConfigError, match="has 8 channels; the model expects model.visual_channels=16"):
+        model.collate([model.encode_post(["obama"], None, visuals["both"])])
+
+
+def test_checkpoint_round_trip_keeps_the_class_and_the_outputs(
+    tmp_path: Path, encoder_dir: Path, visuals: dict[str, ImageFeatures]
+) -> None:
+    model = build(encoder_dir).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    again = TextTagger.from_pretrained(tmp_path / "ckpt").eval()
+    assert isinstance(again, HamLearningTagger) and again.config == model.config
+    batch = _batch(model, [visuals["both"], visuals["red"], visuals["caption"], visuals["nothing"]])
+    with torch.no_grad():
+        assert torch.equal(model.fuse(batch)["emissions"], again.fuse(batch)["emissions"])
