@@ -9,8 +9,12 @@
    columns dataset, config, seeds, p_mean, r_mean, f1_mean, f1_std (sample standard deviation over
    seeds), f1_PER, f1_LOC, f1_ORG, f1_MISC, epoch_minutes, peak_mem_mb, commit, machine, then extras.
    All scores are test-set fractions (0 to 1) of the checkpoint chosen on dev.
-3. The README's table between the markers ``<!-- results:start -->`` and ``<!-- results:end -->``
-   is rewritten from summary.csv.
+3. results/comparison.csv: each config against ``text-only`` on the same dataset (micro and
+   per-type F1 changes, mean over the seeds each has), and results/relevance.csv: the distribution
+   of HamLearning's r over each run's test posts, by visual input (pixels: the image was read;
+   words: caption only).
+4. The README's tables between the markers ``<!-- results:start -->`` / ``<!-- results:end -->`` and
+   ``<!-- comparison:start -->`` / ``<!-- comparison:end -->`` are rewritten from those files.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ COLUMNS = [
     "f1_PER", "f1_LOC", "f1_ORG", "f1_MISC", "epoch_minutes", "peak_mem_mb", "commit", "machine",
     "f1_per_seed", "dev_f1_mean", "best_epochs", "encoder", "epochs",
 ]  # fmt: skip
-RUN_FILES = ("final.json", "metrics.jsonl", "config.yaml", "run.json")
+RUN_FILES = ("final.json", "metrics.jsonl", "config.yaml", "run.json", "training_curves.png", "test_relevance.csv")
+TYPES = ("PER", "LOC", "ORG", "MISC")
+COMPARISON_COLUMNS = ["dataset", "config", "seeds", "baseline_seeds", "f1_mean", "delta_f1", *[f"delta_{t}" for t in TYPES], "std_pooled"]
+RELEVANCE_COLUMNS = ["dataset", "config", "seed", "visual", "posts", "mean", "std", "q10", "q50", "q90"]
 PUBLISHED_TEXT_ONLY = {"twitter2015": 0.7181, "twitter2017": 0.8344}  # BERT-base-cased CRF (UMT paper)
 
 
@@ -102,6 +109,72 @@ def summarize(results: Path) -> list[dict[str, object]]:
     return rows
 
 
+def compare(rows: list[dict[str, object]], baseline: str = "text-only") -> list[dict[str, object]]:
+    """Each config's F1 minus the baseline's on the same dataset (micro and per type), in points."""
+    base = {r["dataset"]: r for r in rows if r["config"] == baseline}
+    out = []
+    for r in rows:
+        b = base.get(r["dataset"])
+        if b is None or r["config"] == baseline:
+            continue
+        stds = [float(x) for x in (r["f1_std"], b["f1_std"]) if x != ""]
+        out.append(
+            {
+                "dataset": r["dataset"],
+                "config": r["config"],
+                "seeds": r["seeds"],
+                "baseline_seeds": b["seeds"],
+                "f1_mean": r["f1_mean"],
+                "delta_f1": round(100 * (float(r["f1_mean"]) - float(b["f1_mean"])), 2),  # type: ignore[arg-type]
+                **{f"delta_{t}": round(100 * (float(r[f"f1_{t}"]) - float(b[f"f1_{t}"])), 2) for t in TYPES},  # type: ignore[arg-type]
+                "std_pooled": round(100 * (sum(x * x for x in stds) / len(stds)) ** 0.5, 2) if stds else "",
+            }
+        )
+    return out
+
+
+def relevance_rows(results: Path) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for final in sorted((results / "runs").rglob("final.json")):
+        d = json.loads(final.read_text())
+        for kind, stats in sorted(d.get("relevance", {}).items()):
+            out.append(
+                {"dataset": d["dataset"], "config": d["config"], "seed": d["seed"], "visual": kind, "posts": stats["posts"],
+                 **{k: round(stats[k], 4) for k in ("mean", "std", "q10", "q50", "q90")}}
+            )  # fmt: skip
+    return out
+
+
+def comparison_markdown(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| dataset | config | seeds | Δ F1 vs text-only | Δ PER | Δ LOC | Δ ORG | Δ MISC | pooled std |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['dataset']} | {r['config']} | {r['seeds']} (vs {r['baseline_seeds']}) | **{float(r['delta_f1']):+.2f}** | "  # type: ignore[arg-type]
+            + " | ".join(f"{float(r[f'delta_{t}']):+.2f}" for t in TYPES)  # type: ignore[arg-type]
+            + f" | {r['std_pooled'] if r['std_pooled'] != '' else '–'} |"
+        )
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, object]]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _replace_block(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        return text
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
 def markdown(rows: list[dict[str, object]]) -> str:
     lines = [
         "| dataset | config | encoder | seeds | P | R | F1 (mean ± std) | PER | LOC | ORG | MISC | published BERT-CRF F1 | min/epoch | peak MB |",
@@ -127,18 +200,14 @@ def main() -> None:
     args = ap.parse_args()
     n = collect(args.runs, args.results) if args.runs.exists() else 0
     rows = summarize(args.results)
-    with (args.results / "summary.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
+    _write_csv(args.results / "summary.csv", COLUMNS, rows)
+    comparison = compare(rows)
+    _write_csv(args.results / "comparison.csv", COMPARISON_COLUMNS, comparison)
+    _write_csv(args.results / "relevance.csv", RELEVANCE_COLUMNS, relevance_rows(args.results))
     table = markdown(rows)
     if args.readme.exists():
-        text = args.readme.read_text()
-        start, end = "<!-- results:start -->", "<!-- results:end -->"
-        if start in text and end in text:
-            head, rest = text.split(start, 1)
-            _, tail = rest.split(end, 1)
-            args.readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+        text = _replace_block(args.readme.read_text(), "results", table)
+        args.readme.write_text(_replace_block(text, "comparison", comparison_markdown(comparison)))
     print(f"collected {n} runs; {len(rows)} rows in {args.results / 'summary.csv'}")
     print(table)
 

@@ -13,13 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 REQUIRED = "dataset config seeds p_mean r_mean f1_mean f1_std f1_PER f1_LOC f1_ORG f1_MISC epoch_minutes peak_mem_mb commit machine".split()
 
 
-def fake_run(root: Path, seed: int, f1: float) -> None:
-    run = root / "twitter2017" / "text-only" / f"seed{seed}"
+def fake_run(root: Path, seed: int, f1: float, config: str = "text-only", relevance: dict | None = None) -> None:
+    run = root / "twitter2017" / config / f"seed{seed}"
     run.mkdir(parents=True)
     prf = {"precision": f1 + 0.01, "recall": f1 - 0.01, "f1": f1, "tp": 1, "n_pred": 1, "n_gold": 1}
     final = {
         "dataset": "twitter2017",
-        "config": "text-only",
+        "config": config,
         "seed": seed,
         "best_epoch": 3,
         "dev_f1": 0.8,
@@ -29,6 +29,8 @@ def fake_run(root: Path, seed: int, f1: float) -> None:
         "peak_mem_mb": 1000.0 * seed,
         "run": {"git": {"commit": "abcdef1234567890", "dirty": False}, "machine": "cpu: test"},
     }
+    if relevance is not None:
+        final["relevance"] = relevance
     (run / "final.json").write_text(json.dumps(final))
     (run / "config.yaml").write_text(yaml.safe_dump({"model": {"encoder": "enc"}, "train": {"epochs": 8}}))
     (run / "metrics.jsonl").write_text("{}\n")
@@ -79,3 +81,27 @@ def test_a_different_run_with_the_same_key_is_refused(tmp_path: Path) -> None:
         [sys.executable, script, "--runs", str(tmp_path / "other"), *common], capture_output=True, text=True
     )
     assert proc.returncode != 0 and "different runs of the same dataset/config/seed" in proc.stderr
+
+
+def test_comparison_against_text_only_and_the_relevance_distribution(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, f1 in ((1, 0.80), (2, 0.82)):
+        fake_run(runs, seed, f1)
+    stats = {"posts": 10, "mean": 0.6, "std": 0.1, "q00": 0.1, "q10": 0.4, "q25": 0.5, "q50": 0.6, "q75": 0.7, "q90": 0.8, "q100": 0.9}
+    fake_run(runs, 1, 0.85, "hamlearning", {"words": stats, "pixels": {**stats, "posts": 2, "mean": 0.9}})
+    (runs / "twitter2017" / "hamlearning" / "seed1" / "training_curves.png").write_bytes(b"png")
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- comparison:start -->\nold\n<!-- comparison:end -->\n")
+    results = tmp_path / "results"
+    script = str(REPO / "scripts" / "summarize_results.py")
+    subprocess.run([sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(readme)], check=True, capture_output=True)
+    with (results / "comparison.csv").open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["config"] == "hamlearning" and row["seeds"] == "1" and row["baseline_seeds"] == "2"
+    assert float(row["delta_f1"]) == pytest.approx(4.0) and float(row["delta_PER"]) == pytest.approx(4.0)
+    with (results / "relevance.csv").open() as fh:
+        rel = list(csv.DictReader(fh))
+    assert [(r["visual"], r["posts"], r["mean"]) for r in rel] == [("pixels", "2", "0.9"), ("words", "10", "0.6")]
+    assert (results / "runs" / "twitter2017" / "hamlearning" / "seed1" / "training_curves.png").exists()
+    text = readme.read_text()
+    assert "old" not in text and "| twitter2017 | hamlearning | 1 (vs 2) | **+4.00** |" in text

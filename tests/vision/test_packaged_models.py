@@ -111,3 +111,11 @@ def test_preprocess_twitter2017_samples(data_root: Path, tmp_path: Path, capsys:
         assert f.semantic.from_source("caption") and f.semantic.from_source("imagenet") and f.grid is not None
     missing = store[next(k for k in store.keys() if k not in found)]
     assert missing.status == "missing" and set(missing.semantic.sources) == {"caption"} and missing.grid is None
+
+
+def test_loading_the_packaged_backbone_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    """efficientnet_lite_pytorch prints a line when it loads; on stdout it would corrupt 'hamner tag' JSONL."""
+    from hamner.vision.backbones import build_backbone
+
+    build_backbone("efficientnet-lite0", None, {})
+    assert capsys.readouterr().out == ""

@@ -15,9 +15,11 @@ extractor and the checkpoint never hard-code it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
+import io
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -180,8 +182,13 @@ class EfficientNetLite0(Backbone):
 
             weights = EfficientnetLite0ModelFile.get_model_file_path()
         self.weights_path = str(_require_file(weights, "backbone efficientnet-lite0"))
-        # from_pretrained prints one line; it loads from the local file only.
-        self.net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=self.weights_path)
+        # from_pretrained loads from the local file only, and prints a line to standard output: sent to
+        # the log instead, so that the output of 'hamner tag' (JSONL on stdout) stays clean
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            self.net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=self.weights_path)
+        if printed.getvalue().strip():
+            log.debug("efficientnet_lite_pytorch: %s", printed.getvalue().strip())
         self.net.eval()
         self.name = "efficientnet-lite0"
         self.out_channels = 1280
