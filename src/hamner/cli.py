@@ -232,6 +232,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curves(args: argparse.Namespace) -> int:
+    from hamner.training.curves import plot_training_curves
+
+    for run in args.runs:
+        print(plot_training_curves(run))
+    return 0
+
+
 def cmd_data_download(args: argparse.Namespace) -> int:
     from hamner.data.download import DEFAULT_BASE_URL, download_dataset
 
@@ -268,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished epoch")
     p.add_argument("--stop-after-epoch", type=int, metavar="N", help="stop after epoch N, resumable with --resume")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("curves", help="plot a run's per-epoch training loss and dev F1 (training_curves.png)")
+    p.add_argument("runs", nargs="+", help="run directories holding metrics.jsonl (training writes the plot itself)")
+    p.set_defaults(func=cmd_curves)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a dataset split (per-type table)")
     p.add_argument("--model", required=True, help="checkpoint directory (save_pretrained output, e.g. RUN/best)")

@@ -117,3 +117,13 @@ def test_a_line_that_is_not_an_object(tmp_path: Path) -> None:
     path.write_text("[1, 2]\n")
     with pytest.raises(DataFormatError, match="metrics.jsonl:1: expected a JSON object, got list"):
         read_metrics(path)
+
+
+def test_cli_curves_plots_existing_runs_and_names_a_bad_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hamner.cli import main
+
+    run = write_run(tmp_path)
+    assert main(["curves", str(run)]) == 0
+    assert (run / "training_curves.png").exists()
+    assert main(["curves", str(tmp_path / "nowhere")]) == 2
+    assert "metrics.jsonl" in capsys.readouterr().err
