@@ -32,11 +32,14 @@ import yaml
 COLUMNS = [
     "dataset", "config", "seeds", "p_mean", "r_mean", "f1_mean", "f1_std",
     "f1_PER", "f1_LOC", "f1_ORG", "f1_MISC", "epoch_minutes", "peak_mem_mb", "commit", "machine",
-    "f1_per_seed", "dev_f1_mean", "best_epochs", "encoder", "epochs",
+    "f1_per_seed", "dev_f1_mean", "best_epochs", "encoder", "epochs", "seed_ids",
 ]  # fmt: skip
 RUN_FILES = ("final.json", "metrics.jsonl", "config.yaml", "run.json", "training_curves.png", "test_relevance.csv")
 TYPES = ("PER", "LOC", "ORG", "MISC")
-COMPARISON_COLUMNS = ["dataset", "config", "seeds", "baseline_seeds", "f1_mean", "delta_f1", *[f"delta_{t}" for t in TYPES], "std_pooled"]
+COMPARISON_COLUMNS = [
+    "dataset", "config", "seeds", "baseline_seeds", "f1_mean", "delta_f1", "delta_f1_same_seeds",
+    *[f"delta_{t}" for t in TYPES], "std_pooled",
+]  # fmt: skip
 RELEVANCE_COLUMNS = ["dataset", "config", "seed", "visual", "posts", "mean", "std", "q10", "q50", "q90"]
 PUBLISHED_TEXT_ONLY = {"twitter2015": 0.7181, "twitter2017": 0.8344}  # BERT-base-cased CRF (UMT paper)
 
@@ -104,6 +107,7 @@ def summarize(results: Path) -> list[dict[str, object]]:
                 "best_epochs": " ".join(str(r["best_epoch"]) for r in runs),
                 "encoder": runs[0]["_config"]["model"]["encoder"],
                 "epochs": runs[0]["_config"]["train"]["epochs"],
+                "seed_ids": " ".join(str(r["seed"]) for r in runs),
             }
         )
     return rows
@@ -118,6 +122,9 @@ def compare(rows: list[dict[str, object]], baseline: str = "text-only") -> list[
         if b is None or r["config"] == baseline:
             continue
         stds = [float(x) for x in (r["f1_std"], b["f1_std"]) if x != ""]
+        mine = dict(zip(str(r["seed_ids"]).split(), map(float, str(r["f1_per_seed"]).split()), strict=True))
+        theirs = dict(zip(str(b["seed_ids"]).split(), map(float, str(b["f1_per_seed"]).split()), strict=True))
+        common = sorted(set(mine) & set(theirs))
         out.append(
             {
                 "dataset": r["dataset"],
@@ -126,6 +133,8 @@ def compare(rows: list[dict[str, object]], baseline: str = "text-only") -> list[
                 "baseline_seeds": b["seeds"],
                 "f1_mean": r["f1_mean"],
                 "delta_f1": round(100 * (float(r["f1_mean"]) - float(b["f1_mean"])), 2),  # type: ignore[arg-type]
+                # paired by seed: the same seeds' runs of both configs (seed-to-seed spread cancels)
+                "delta_f1_same_seeds": round(100 * sum(mine[k] - theirs[k] for k in common) / len(common), 2) if common else "",
                 **{f"delta_{t}": round(100 * (float(r[f"f1_{t}"]) - float(b[f"f1_{t}"])), 2) for t in TYPES},  # type: ignore[arg-type]
                 "std_pooled": round(100 * (sum(x * x for x in stds) / len(stds)) ** 0.5, 2) if stds else "",
             }
@@ -147,12 +156,13 @@ def relevance_rows(results: Path) -> list[dict[str, object]]:
 
 def comparison_markdown(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| dataset | config | seeds | Δ F1 vs text-only | Δ PER | Δ LOC | Δ ORG | Δ MISC | pooled std |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dataset | config | seeds | Δ F1 vs text-only | Δ F1, same seeds | Δ PER | Δ LOC | Δ ORG | Δ MISC | pooled std |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['config']} | {r['seeds']} (vs {r['baseline_seeds']}) | **{float(r['delta_f1']):+.2f}** | "  # type: ignore[arg-type]
+            + (f"{float(r['delta_f1_same_seeds']):+.2f} | " if r["delta_f1_same_seeds"] != "" else "– | ")  # type: ignore[arg-type]
             + " | ".join(f"{float(r[f'delta_{t}']):+.2f}" for t in TYPES)  # type: ignore[arg-type]
             + f" | {r['std_pooled'] if r['std_pooled'] != '' else '–'} |"
         )

@@ -99,9 +99,10 @@ def test_comparison_against_text_only_and_the_relevance_distribution(tmp_path: P
         (row,) = list(csv.DictReader(fh))
     assert row["config"] == "hamlearning" and row["seeds"] == "1" and row["baseline_seeds"] == "2"
     assert float(row["delta_f1"]) == pytest.approx(4.0) and float(row["delta_PER"]) == pytest.approx(4.0)
+    assert float(row["delta_f1_same_seeds"]) == pytest.approx(5.0)  # against seed 1 of text-only (0.80)
     with (results / "relevance.csv").open() as fh:
         rel = list(csv.DictReader(fh))
     assert [(r["visual"], r["posts"], r["mean"]) for r in rel] == [("pixels", "2", "0.9"), ("words", "10", "0.6")]
     assert (results / "runs" / "twitter2017" / "hamlearning" / "seed1" / "training_curves.png").exists()
     text = readme.read_text()
-    assert "old" not in text and "| twitter2017 | hamlearning | 1 (vs 2) | **+4.00** |" in text
+    assert "old" not in text and "| twitter2017 | hamlearning | 1 (vs 2) | **+4.00** | +5.00 |" in text
