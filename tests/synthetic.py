@@ -70,8 +70,11 @@ def make_posts(n: int, prefix: str, rng: random.Random) -> list[SynthPost]:
     return posts
 
 
-def build_task(base: Path, n_train: int = 240, n_dev: int = 48, n_test: int = 96, seed: int = 0) -> dict[str, object]:
-    """Data root, images and feature cache under ``base``; returns their paths and the posts."""
+def build_task(
+    base: Path, n_train: int = 240, n_dev: int = 48, n_test: int = 96, seed: int = 0, without_image: int = 0
+) -> dict[str, object]:
+    """Data root, images and feature cache under ``base``; returns their paths and the posts. Every
+    ``without_image``-th post (0: none) has no image file: no visual input at all."""
     from hamner.vision.cache import ImageEntry, preprocess
     from hamner.vision.config import VisionConfig
     from hamner.vision.extractor import VisualExtractor
@@ -87,12 +90,16 @@ def build_task(base: Path, n_train: int = 240, n_dev: int = 48, n_test: int = 96
     entries = []
     for split, posts in splits.items():
         write_conll(root / "twitter2017" / f"{split}.txt", [(f"IMGID:{p.imgid}", p.rows) for p in posts])
-        for p in posts:
-            path = images / f"{p.imgid}.png"
-            draw(p.image_colour, p.top, rng).save(path)
+        for i, p in enumerate(posts):
+            path: Path | None = images / f"{p.imgid}.png"
+            if without_image and i % without_image == 0:
+                path = None
+            else:
+                draw(p.image_colour, p.top, rng).save(path)
             entries.append(ImageEntry(p.imgid, path, None, None, split))
     features = base / "features"
-    preprocess(entries, features, VisualExtractor(VisionConfig(**FAKE_VISION)), progress=False)
+    vision = {**FAKE_VISION, "on_bad_image": "skip"} if without_image else FAKE_VISION
+    preprocess(entries, features, VisualExtractor(VisionConfig(**vision)), progress=False)
     return {"root": root, "images": images, "features": features, **splits}
 
 

@@ -12,6 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from conftest import make_tiny_encoder
 from hamner.cli import main
 from hamner.errors import ConfigError
 from hamner.training.config import load_config
@@ -133,6 +134,30 @@ def test_torchrun_two_processes_on_cpu(tiny_encoder: Path, tiny_data_root: Path,
     assert len(list(run.glob("best/model.safetensors"))) == 1 and (run / "final.json").exists()
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert json.loads((run / "run.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_torchrun_hamlearning_with_posts_without_images(tmp_path: Path) -> None:
+    """DDP with a multimodal model: batches without images leave the pixel branches without gradient."""
+    from synthetic import WORDS, build_task
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not installed")
+    task = build_task(tmp_path / "task", n_train=32, n_dev=8, n_test=8, without_image=2)
+    encoder = make_tiny_encoder(tmp_path / "encoder", words=WORDS)
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "hamner.cli", "train", "--config", str(REPO / "configs" / "hamlearning.yaml")]
+    for o in (
+        f"model.encoder={encoder}", f"data.root={task['root']}", f"data.features={task['features']}",
+        f"train.output_dir={tmp_path / 'runs'}", "train.epochs=1", "train.batch_size=2", "train.progress=false",
+        "model.num_heads=4", "model.shape_dim=8", "model.max_length=32", "model.max_semantic_subtokens=16",
+    ):  # fmt: skip
+        cmd += ["--set", o]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HAMNER_DATA_ROOT": ""}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = json.loads((tmp_path / "runs" / "twitter2017" / "hamlearning" / "seed1" / "final.json").read_text())
+    assert final["run"]["world_size"] == 2 and set(final["relevance"]) == {"pixels", "none"}
 
 
 def test_train_without_data_root_says_how_to_give_one(

@@ -330,7 +330,12 @@ def _train(
 
     net: nn.Module = model
     if dist.world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # a multimodal model's pixel branches get no gradient from a batch without images
+        net = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(model.config.multimodal),
+        )
     record_dir = os.environ.get(RECORD_BATCHES_ENV)
     seen: dict[int, list[list[int]]] = {}  # epoch -> the batches of post indices this rank trained on
 
