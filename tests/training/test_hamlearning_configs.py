@@ -94,3 +94,15 @@ def test_a_post_missing_from_the_cache_is_named(tmp_path: Path) -> None:
     post = Post(words=["a"], tags=["O"], imgid="123", source="test.txt:7")
     with pytest.raises(ConfigError, match="test.txt:7: IMGID 123 is not in the feature cache"):
         visual_inputs([post], Store())  # type: ignore[arg-type]
+
+
+def test_modality_dropout_is_a_fixed_draw_per_seed_epoch_and_post() -> None:
+    from hamner.training.trainer import visual_dropped
+
+    draws = [visual_dropped(1, 0, i, 0.3) for i in range(2000)]
+    assert 0.26 < sum(draws) / len(draws) < 0.34
+    assert draws == [visual_dropped(1, 0, i, 0.3) for i in range(2000)]  # a resumed run drops the same posts
+    assert draws != [visual_dropped(1, 1, i, 0.3) for i in range(2000)]  # drawn afresh every epoch
+    assert not any(visual_dropped(1, 0, i, 0.0) for i in range(100))
+    with pytest.raises(ConfigError, match="visual_dropout must be in"):
+        load_config(CONFIGS / "hamlearning.yaml", ["train.visual_dropout=1.0"])

@@ -34,6 +34,9 @@ class TrainConfig:
     lr_head: float = 1e-3
     lr_crf: float = 1e-2
     lr_relevance: float | None = None  # HamLearning's text-image matching head (r); None = lr_head
+    # modality dropout: each training post loses its whole visual input (image and image words) with
+    # this probability, drawn afresh every epoch; 0 = off. Evaluation always sees every input.
+    visual_dropout: float = 0.0
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -43,6 +46,11 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
     progress: bool = True
+
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.visual_dropout < 1.0:
+            raise ConfigError(f"train.visual_dropout must be in [0, 1), got {self.visual_dropout}")
 
 
 @dataclass

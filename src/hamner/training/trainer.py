@@ -120,6 +120,12 @@ def build_optimizer(model: TextTagger, cfg: ExperimentConfig) -> torch.optim.Ada
     return torch.optim.AdamW([{"name": n, "params": ps, "lr": lr, "weight_decay": wd} for n, ps, lr, wd in spec if ps])
 
 
+def visual_dropped(seed: int, epoch: int, index: int, p: float) -> bool:
+    """Whether training post ``index`` loses its visual input in ``epoch`` (modality dropout): a
+    draw fixed by (seed, epoch, index), so that a resumed run drops the same posts."""
+    return p > 0 and random.Random(f"{seed}/{epoch}/{index}").random() < p
+
+
 def open_features(cfg: ExperimentConfig) -> FeatureStore | None:
     """The feature cache a multimodal config needs (None for the text path)."""
     if not cfg.model.multimodal:
@@ -277,13 +283,21 @@ def _train(
         log.info("model %s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
     train_enc = encode_posts(model, train_posts, visual_inputs(train_posts, store))
     dev_visuals = visual_inputs(dev_posts, store)
+    p_drop = cfg.train.visual_dropout if store is not None else 0.0
+    text_enc = encode_posts(model, train_posts) if p_drop > 0 else None  # the same posts without visual input
+
+    def pick(i: int) -> EncodedPost:
+        if text_enc is not None and visual_dropped(cfg.train.seed, sampler.epoch, i, p_drop):
+            return text_enc[i]
+        return train_enc[i]
+
     sampler = BucketBatchSampler(
         [len(e.input_ids) for e in train_enc], cfg.train.batch_size, cfg.train.seed, dist.rank, dist.world
     )
     loader: DataLoader[Any] = DataLoader(
         list(range(len(train_enc))),  # type: ignore[arg-type]
         batch_sampler=sampler,
-        collate_fn=lambda idx: (idx, model.collate([train_enc[i] for i in idx])),
+        collate_fn=lambda idx: (idx, model.collate([pick(i) for i in idx])),
     )
     optimizer = build_optimizer(model, cfg)
     total_steps = cfg.train.epochs * len(loader)
