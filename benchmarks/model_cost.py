@@ -28,13 +28,16 @@ from _results import run_meta, write_csv
 from hamner.data.datasets import load_split
 from hamner.env import peak_memory_mb
 from hamner.models.tagger import TextTagger
+from hamner.training.trainer import visual_inputs
 from hamner.vision.cache import FeatureStore
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", required=True, help="run directories holding best/ and final.json")
-    ap.add_argument("--features", default=None, help="feature cache for multimodal models (default: features/<dataset>)")
+    ap.add_argument(
+        "--features", default=None, help="feature cache for multimodal models (default: features/<dataset>)"
+    )
     ap.add_argument("--split", default="test")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
@@ -51,7 +54,7 @@ def main() -> None:
         visuals = None
         if model.config.multimodal:
             store = FeatureStore.open(args.features or f"features/{final['dataset']}")
-            visuals = [store[p.imgid] for p in posts if p.imgid is not None]
+            visuals = visual_inputs(posts, store)  # a post missing from the cache is an error naming it
         for bs in args.batch_sizes:
             model.run(words[: 2 * bs], visuals[: 2 * bs] if visuals else None, batch_size=bs)  # warm-up
             start = time.perf_counter()

@@ -26,6 +26,7 @@ import torch
 from hamner.data.datasets import load_split
 from hamner.env import git_revision, machine_description
 from hamner.models.tagger import TextTagger
+from hamner.training.trainer import visual_inputs
 from hamner.vision.cache import FeatureStore
 
 
@@ -40,7 +41,7 @@ def analyse(run: Path, features: str | None, data_root: str | None) -> list[dict
         raise SystemExit(f"{run}: not a HamLearning model with relevance r")
     posts = load_split(final["dataset"], "test", data_root)
     store = FeatureStore.open(features or f"features/{final['dataset']}")
-    own = [store[p.imgid] for p in posts if p.imgid is not None]
+    own = visual_inputs(posts, store) or []  # a post missing from the cache is an error naming it
     swapped = own[1:] + own[:1]
     words = [p.words for p in posts]
     r_own = [p.relevance or 0.0 for p in model.run(words, own)]
