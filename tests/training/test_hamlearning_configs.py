@@ -45,8 +45,9 @@ def test_full_model_switches_everything_on_and_the_text_path_everything_off() ->
     assert load_config(CONFIGS / "hamlearning.yaml", ["data.dataset=twitter2015"]).data.features == "features/twitter2015"
     text = load_config(CONFIGS / "text-only.yaml")
     assert not text.model.multimodal
-    # the full model trains exactly like the text path: only the model section differs
-    assert asdict(full.train) == asdict(text.train)
+    # the full model trains like the text path, plus modality dropout
+    assert full.train.visual_dropout == 0.3 and text.train.visual_dropout == 0.0
+    assert {k for k, v in asdict(full.train).items() if asdict(text.train)[k] != v} == {"visual_dropout"}
     assert {k: v for k, v in asdict(full.model).items() if k in asdict(text.model) and v != asdict(text.model)[k]}.keys() <= {
         "use_global", "use_objects", "use_spatial", "use_semantic", "semantic_mode",
     }  # fmt: skip
@@ -60,6 +61,14 @@ def test_each_ablation_changes_only_its_switch(name: str) -> None:
     assert abl["train"] == full["train"] and abl["data"] == full["data"]
     changed = {k: v for k, v in abl["model"].items() if full["model"][k] != v}
     assert changed == ABLATIONS[name]
+
+
+def test_the_no_visual_dropout_ablation_changes_only_the_training_dropout() -> None:
+    full = asdict(load_config(CONFIGS / "hamlearning.yaml"))
+    abl = asdict(load_config(CONFIGS / "hamlearning-no-visual-dropout.yaml"))
+    assert abl["model"] == full["model"] and abl["data"] == full["data"]
+    assert {k for k, v in abl["train"].items() if full["train"][k] != v} == {"visual_dropout"}
+    assert abl["train"]["visual_dropout"] == 0.0
 
 
 def test_base_inheritance_overrides_key_by_key_and_refuses_cycles(tmp_path: Path) -> None:
