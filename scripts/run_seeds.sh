@@ -3,6 +3,7 @@
 # rerunning resumes unfinished runs and skips finished ones. Longest jobs (Twitter-2015) go first.
 # Usage: scripts/run_seeds.sh CONFIG [CONFIG...]   env: SEEDS="1 2 3" DATASETS="twitter2015 twitter2017"
 #        PARALLEL=2 THREADS=1 OUT=runs HAMNER_DATA_ROOT=../shared/data; extra --set via EXTRA="k=v ..."
+#        or JOBS=FILE scripts/run_seeds.sh: one "CONFIG DATASET SEED" per line, run in that order
 set -euo pipefail
 SEEDS=${SEEDS:-"1 2 3"}
 DATASETS=${DATASETS:-"twitter2015 twitter2017"}
@@ -11,11 +12,16 @@ THREADS=${THREADS:-1}
 OUT=${OUT:-runs}
 mkdir -p "$OUT/logs"
 jobs=()
-for config in "$@"; do
-  for dataset in $DATASETS; do
-    for seed in $SEEDS; do jobs+=("$config $dataset $seed"); done
+if [[ -n "${JOBS:-}" ]]; then
+  mapfile -t jobs < <(grep -v -e '^#' -e '^[[:space:]]*$' "$JOBS")
+else
+  for config in "$@"; do
+    for dataset in $DATASETS; do
+      for seed in $SEEDS; do jobs+=("$config $dataset $seed"); done
+    done
   done
-done
+fi
+(( ${#jobs[@]} )) || { echo "no jobs: name configs, or JOBS=FILE" >&2; exit 2; }
 printf '%s\n' "${jobs[@]}" | xargs -P "$PARALLEL" -L 1 bash -c '
   config=$0; dataset=$1; seed=$2; name=$(basename "$config" .yaml)
   extra=(); for kv in ${EXTRA:-}; do extra+=(--set "$kv"); done
