@@ -16,7 +16,7 @@ from fakes import scene
 from hamner.data.labels import bio_labels
 from hamner.errors import ConfigError
 from hamner.models.config import TaggerConfig
-from hamner.models.hamlearning import HamLearningTagger
+from hamner.models.hamlearning import TEXT_VIEW, HamLearningTagger, cross_view_kl
 from hamner.models.tagger import TextTagger, _drop_pooler
 from hamner.vision.config import VisionConfig
 from hamner.vision.extractor import ImageFeatures, VisualExtractor
@@ -233,6 +233,9 @@ def test_sequence_mode_encodes_image_words_on_their_own(encoder_dir: Path, visua
         ({"semantic_mode": "both-ways"}, "semantic_mode must be"),
         ({"num_iterations": -1}, "num_iterations"),
         ({"relevance_loss_weight": -0.1}, "relevance_loss_weight"),
+        ({"cross_view_weight": -1.0}, "cross_view_weight must be >= 0"),
+        ({"cross_view_weight": 1.0, "use_global": False, "use_objects": False, "use_spatial": False,
+          "use_semantic": False}, "cross_view_weight needs a multimodal model"),
     ],
 )
 def test_bad_switches_are_refused(switches: dict[str, Any], message: str) -> None:
@@ -261,3 +264,48 @@ def test_checkpoint_round_trip_keeps_the_class_and_the_outputs(
     batch = _batch(model, [visuals["both"], visuals["red"], visuals["caption"], visuals["nothing"]])
     with torch.no_grad():
         assert torch.equal(model.fuse(batch)["emissions"], again.fuse(batch)["emissions"])
+
+
+def _two_views(model: TextTagger, feats: list[ImageFeatures | None]) -> dict[str, torch.Tensor]:
+    tags = [[1] + [0] * (len(w) - 1) for w in POSTS]
+    batch = model.collate([model.encode_post(w, t, f) for w, t, f in zip(POSTS, tags, feats, strict=True)])
+    text = model.collate([model.encode_post(w, t, None) for w, t in zip(POSTS, tags, strict=True)])
+    batch.update({TEXT_VIEW + k: v for k, v in text.items()})
+    return batch
+
+
+def test_cross_view_alignment_trains_the_text_view_towards_the_multimodal_one(
+    encoder_dir: Path, visuals: dict[str, ImageFeatures]
+) -> None:
+    model = build(encoder_dir, cross_view_weight=2.0).eval()  # eval: the encoder's dropout off, to compare
+    feats = [visuals["both"], visuals["red"], visuals["caption"], visuals["nothing"]]
+    batch = _two_views(model, feats)
+    out = model(batch)
+    plain = model({k: v for k, v in batch.items() if not k.startswith(TEXT_VIEW)})
+    assert {"text_tag_loss", "cross_view_loss"} <= set(out) and "cross_view_loss" not in plain
+    assert float(out["cross_view_loss"].detach()) > 0  # three posts have a visual input: the views disagree
+    assert torch.allclose(out["tag_loss"], plain["tag_loss"])
+    assert torch.allclose(out["loss"], out["tag_loss"] + out["text_tag_loss"] + 2.0 * out["cross_view_loss"])
+    # the text-view loss is the text path's CRF loss on the text-only encodings
+    text = {k[len(TEXT_VIEW) :]: v for k, v in batch.items() if k.startswith(TEXT_VIEW)}
+    ref = model.crf.nll(model.fuse(text)["emissions"], text["tags"], text["word_mask"])
+    assert torch.allclose(out["text_tag_loss"], ref)
+
+
+def test_cross_view_kl_is_zero_for_identical_views_and_the_teacher_gets_no_gradient(encoder_dir: Path) -> None:
+    model = build(encoder_dir)
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 5, len(model.config.labels), requires_grad=True)
+    student = torch.randn(2, 4, len(model.config.labels), requires_grad=True)  # the text view has fewer words
+    t_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    s_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    same = cross_view_kl(model.crf, teacher, t_mask, teacher, t_mask).detach()
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
+    kl = cross_view_kl(model.crf, teacher, t_mask, student, s_mask)
+    assert float(kl.detach()) > 0
+    kl.backward()
+    assert teacher.grad is None
+    assert student.grad is not None and float(student.grad.abs().sum()) > 0
+    assert float(student.grad[1, 2:].abs().sum()) == 0  # padding gets nothing
+    # the student side trains the CRF's transitions; the teacher's marginals are constants
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.crf.parameters())

@@ -167,3 +167,28 @@ def test_train_without_data_root_says_how_to_give_one(
     args = ["train", "--config", str(REPO / "configs" / "text-only.yaml"), "--set", f"train.output_dir={tmp_path}"]
     assert main([*args, "--set", f"model.encoder={tiny_encoder}"]) == 2
     assert "no data root: pass --data-root DIR" in capsys.readouterr().err
+
+
+def test_cross_view_alignment_trains_both_views_and_logs_their_losses(tmp_path: Path) -> None:
+    from synthetic import WORDS, build_task
+
+    task = build_task(tmp_path / "task", n_train=24, n_dev=8, n_test=8, without_image=3)
+    encoder = make_tiny_encoder(tmp_path / "encoder", words=WORDS)
+    overrides = [
+        f"model.encoder={encoder}", f"data.root={task['root']}", f"data.features={task['features']}",
+        f"train.output_dir={tmp_path / 'runs'}", "train.epochs=2", "train.batch_size=8", "train.num_threads=1",
+        "train.progress=false", "model.num_heads=4", "model.shape_dim=8", "model.max_length=32",
+        "model.max_semantic_subtokens=16", "model.cross_view_weight=1.0",
+    ]  # fmt: skip
+    cfg = load_config(REPO / "configs" / "hamlearning.yaml", overrides)
+    final = run_training(cfg)
+    records = [json.loads(x) for x in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for r in records:
+        assert r["train_text_tag_loss"] > 0 and r["train_cross_view_loss"] > 0
+        parts = r["train_tag_loss"] + 0.5 * r["train_relevance_loss"] + r["train_text_tag_loss"] + r["train_cross_view_loss"]
+        assert r["train_loss"] == pytest.approx(parts, rel=1e-4)  # every part is in the loss, KL with weight 1
+    # the checkpoint says how it was trained, and tags like any other
+    saved = json.loads((cfg.run_dir() / "best" / "hamner_config.json").read_text())
+    assert saved["tagger"]["cross_view_weight"] == 1.0
+    assert 0.0 <= final["test_f1"] <= 1.0

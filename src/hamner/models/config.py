@@ -46,6 +46,10 @@ class TaggerConfig:
     # r is also trained to tell a post's own visual input from another post's (in-batch swap),
     # binary cross-entropy with this weight; 0 = r learns from the tagging loss alone
     relevance_loss_weight: float = 0.5
+    # Cross-view alignment (ITA-style, beyond the paper; 0 = off): in training every post is also
+    # read as text alone, that view gets its own CRF loss, and this weight times the KL divergence
+    # from the multimodal view's CRF marginals (the teacher, no gradient) to the text view's.
+    cross_view_weight: float = 0.0
     num_iterations: int = 2  # L cross-modal iterations (text->image, image->text); 0 = no fusion
     num_heads: int = 8
     ffn_mult: int = 2
@@ -105,6 +109,10 @@ class TaggerConfig:
                 raise ConfigError(f"model.{name} is out of range: {getattr(self, name)}")
         if self.relevance_loss_weight < 0:
             raise ConfigError(f"model.relevance_loss_weight must be >= 0, got {self.relevance_loss_weight}")
+        if self.cross_view_weight < 0:
+            raise ConfigError(f"model.cross_view_weight must be >= 0, got {self.cross_view_weight}")
+        if self.cross_view_weight > 0 and not self.multimodal:
+            raise ConfigError("model.cross_view_weight needs a multimodal model: switch a visual level on, or set it to 0")
         if not 0.0 <= self.fusion_dropout < 1.0:
             raise ConfigError(f"model.fusion_dropout must be in [0, 1), got {self.fusion_dropout}")
 

@@ -40,6 +40,38 @@ class CRF(nn.Module):
         llh = self.crf(emissions[keep], tags[keep], mask=mask[keep].bool(), reduction="none")
         return -llh.mean()
 
+    def log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Log posterior of each tag at each word, log p(y_i = k | x), by forward-backward.
+
+        Returns (batch, words, tags); rows past a sequence's length (and rows with no word) are 0,
+        so that ``exp`` of them must not be read as a distribution: mask them.
+        """
+        # shape: emissions (batch, words, tags); mask (batch, words)
+        self._check(emissions, mask)
+        c = self.crf
+        b, n, k = emissions.shape
+        m = mask.bool()
+        trans = c.transitions[None]  # shape: (1, tags from, tags to)
+        alphas = [c.start_transitions[None] + emissions[:, 0]]  # each (batch, tags)
+        for i in range(1, n):
+            step = torch.logsumexp(alphas[-1][:, :, None] + trans, dim=1) + emissions[:, i]
+            alphas.append(torch.where(m[:, i, None], step, alphas[-1]))  # past the end: carry the last
+        lengths = m.long().sum(1)
+        betas: list[torch.Tensor] = [emissions.new_zeros(b, k)] * n
+        beta = c.end_transitions[None].expand(b, k)
+        for i in range(n - 1, -1, -1):
+            # at the last word of a row beta is the end transition; before it, one step back
+            if i < n - 1:
+                step = torch.logsumexp(trans + (emissions[:, i + 1] + beta)[:, None, :], dim=2)
+                beta = torch.where(m[:, i + 1, None], step, c.end_transitions[None].expand(b, k))
+            betas[i] = beta
+        alpha = torch.stack(alphas, 1)  # shape: (batch, words, tags)
+        beta_all = torch.stack(betas, 1)
+        last = (lengths - 1).clamp(min=0)
+        log_z = torch.logsumexp(alpha[torch.arange(b), last] + c.end_transitions[None], dim=-1)  # shape: (batch,)
+        out = alpha + beta_all - log_z[:, None, None]
+        return out * m[..., None]
+
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         self._check(emissions, mask)
         out: list[list[int]] = [[] for _ in range(emissions.size(0))]

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from hamner.data.encoding import EncodedPost, collate
 from hamner.errors import ConfigError, DataFormatError
 from hamner.models.config import TaggerConfig
+from hamner.models.crf import CRF
 from hamner.models.tagger import TextTagger
 
 LEVELS = ("global", "objects", "semantic")
@@ -390,4 +391,29 @@ class HamLearningTagger(TextTagger):
             if "relevance_loss" in parts:
                 out["relevance_loss"] = parts["relevance_loss"]
                 out["loss"] = out["loss"] + self.config.relevance_loss_weight * parts["relevance_loss"]
+            text = {k[len(TEXT_VIEW) :]: v for k, v in batch.items() if k.startswith(TEXT_VIEW)}
+            if text:  # cross-view alignment: the same posts as text alone (see TaggerConfig.cross_view_weight)
+                text_em = self.fuse(text)["emissions"]
+                out["text_tag_loss"] = self.crf.nll(text_em, text["tags"], text["word_mask"])
+                out["cross_view_loss"] = cross_view_kl(
+                    self.crf, parts["emissions"], batch["word_mask"], text_em, text["word_mask"]
+                )
+                out["loss"] = out["loss"] + out["text_tag_loss"] + self.config.cross_view_weight * out["cross_view_loss"]
         return out
+
+
+# batch keys with this prefix hold the text-only view of the same posts (cross-view alignment)
+TEXT_VIEW = "text_view."
+
+
+def cross_view_kl(crf: CRF, teacher: Tensor, teacher_mask: Tensor, student: Tensor, student_mask: Tensor) -> Tensor:
+    """Mean over words of KL(p_teacher || p_student) between the CRF's per-word tag marginals of two
+    views of the same posts (emissions (batch, words, tags) each). The teacher gets no gradient, CRF
+    included. Words are compared where both views have them (a view may truncate a long post)."""
+    n = min(teacher.size(1), student.size(1))
+    mask = teacher_mask[:, :n].bool() & student_mask[:, :n].bool()
+    with torch.no_grad():
+        log_p = crf.log_marginals(teacher.detach(), teacher_mask)[:, :n]
+    log_q = crf.log_marginals(student, student_mask)[:, :n]
+    kl = nn.functional.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)  # shape: (batch, n)
+    return (kl * mask).sum() / mask.sum().clamp(min=1)

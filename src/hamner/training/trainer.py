@@ -30,6 +30,7 @@ from hamner.env import git_revision, machine_description, package_versions, peak
 from hamner.errors import ConfigError
 from hamner.evaluation.evaluate import evaluate
 from hamner.evaluation.metrics import entity_scores
+from hamner.models.hamlearning import TEXT_VIEW
 from hamner.models.tagger import Prediction, TextTagger
 from hamner.training.config import ExperimentConfig
 from hamner.training.curves import plot_training_curves
@@ -284,12 +285,20 @@ def _train(
     train_enc = encode_posts(model, train_posts, visual_inputs(train_posts, store))
     dev_visuals = visual_inputs(dev_posts, store)
     p_drop = cfg.train.visual_dropout if store is not None else 0.0
-    text_enc = encode_posts(model, train_posts) if p_drop > 0 else None  # the same posts without visual input
+    cross_view = store is not None and cfg.model.cross_view_weight > 0
+    # the same posts without visual input (modality dropout, and the text view of cross-view alignment)
+    text_enc = encode_posts(model, train_posts) if (p_drop > 0 or cross_view) else None
 
     def pick(i: int) -> EncodedPost:
         if text_enc is not None and visual_dropped(cfg.train.seed, sampler.epoch, i, p_drop):
             return text_enc[i]
         return train_enc[i]
+
+    def make_batch(idx: list[int]) -> tuple[list[int], dict[str, torch.Tensor]]:
+        batch = model.collate([pick(i) for i in idx])
+        if cross_view and text_enc is not None:  # both views of the same posts, each padded on its own
+            batch.update({TEXT_VIEW + k: v for k, v in model.collate([text_enc[i] for i in idx]).items()})
+        return idx, batch
 
     sampler = BucketBatchSampler(
         [len(e.input_ids) for e in train_enc], cfg.train.batch_size, cfg.train.seed, dist.rank, dist.world
@@ -297,7 +306,7 @@ def _train(
     loader: DataLoader[Any] = DataLoader(
         list(range(len(train_enc))),  # type: ignore[arg-type]
         batch_sampler=sampler,
-        collate_fn=lambda idx: (idx, model.collate([pick(i) for i in idx])),
+        collate_fn=make_batch,
     )
     optimizer = build_optimizer(model, cfg)
     total_steps = cfg.train.epochs * len(loader)
@@ -365,7 +374,7 @@ def _train(
                 seen.setdefault(epoch + 1, []).append([int(i) for i in idx])
             out = net(_to(batch, device))
             loss = out["loss"]
-            for key in ("tag_loss", "relevance_loss"):
+            for key in ("tag_loss", "relevance_loss", "text_tag_loss", "cross_view_loss"):
                 if key in out:
                     parts[key] = parts.get(key, 0.0) + float(out[key].detach())
             optimizer.zero_grad(set_to_none=True)
