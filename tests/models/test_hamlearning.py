@@ -274,7 +274,7 @@ def _two_views(model: TextTagger, feats: list[ImageFeatures | None]) -> dict[str
     return batch
 
 
-def test_cross_view_alignment_trains_the_text_view_towards_the_multimodal_one(
+def test_cross_view_alignment_adds_the_text_views_crf_loss_and_the_kl(
     encoder_dir: Path, visuals: dict[str, ImageFeatures]
 ) -> None:
     model = build(encoder_dir, cross_view_weight=2.0).eval()  # eval: the encoder's dropout off, to compare

@@ -188,7 +188,9 @@ def test_cross_view_alignment_trains_both_views_and_logs_their_losses(tmp_path: 
         assert r["train_text_tag_loss"] > 0 and r["train_cross_view_loss"] > 0
         parts = r["train_tag_loss"] + 0.5 * r["train_relevance_loss"] + r["train_text_tag_loss"] + r["train_cross_view_loss"]
         assert r["train_loss"] == pytest.approx(parts, rel=1e-4)  # every part is in the loss, KL with weight 1
-    # the checkpoint says how it was trained, and tags like any other
-    saved = json.loads((cfg.run_dir() / "best" / "hamner_config.json").read_text())
-    assert saved["tagger"]["cross_view_weight"] == 1.0
-    assert 0.0 <= final["test_f1"] <= 1.0
+    # the checkpoint records how it was trained, reloads on its own, and tags every test post
+    from hamner.models.tagger import TextTagger
+
+    model = TextTagger.from_pretrained(cfg.run_dir() / "best")
+    assert model.config.cross_view_weight == 1.0
+    assert final["test"]["micro"]["n_gold"] == 8  # one entity per synthetic post, none dropped
