@@ -4,7 +4,8 @@
     python scripts/summarize_results.py [--runs runs] [--results results] [--readme README.md]
 
 1. Every run directory under --runs with a final.json is copied (its small files: final.json,
-   metrics.jsonl, config.yaml, run.json; never the weights) to results/runs/<dataset>/<config>/seed<k>/.
+   metrics.jsonl, config.yaml, run.json, the curves, test_relevance.csv and
+   test_predictions.jsonl.gz; never the weights) to results/runs/<dataset>/<config>/seed<k>/.
 2. results/summary.csv gets one row per (dataset, config) over all runs in results/runs, with the
    columns dataset, config, seeds, p_mean, r_mean, f1_mean, f1_std (sample standard deviation over
    seeds), f1_PER, f1_LOC, f1_ORG, f1_MISC, epoch_minutes, peak_mem_mb, commit, machine, then extras.
@@ -34,7 +35,10 @@ COLUMNS = [
     "f1_PER", "f1_LOC", "f1_ORG", "f1_MISC", "epoch_minutes", "peak_mem_mb", "commit", "machine",
     "f1_per_seed", "dev_f1_mean", "best_epochs", "encoder", "epochs", "seed_ids",
 ]  # fmt: skip
-RUN_FILES = ("final.json", "metrics.jsonl", "config.yaml", "run.json", "training_curves.png", "test_relevance.csv")
+RUN_FILES = (
+    "final.json", "metrics.jsonl", "config.yaml", "run.json", "training_curves.png", "test_relevance.csv",
+    "test_predictions.jsonl.gz",
+)  # fmt: skip
 TYPES = ("PER", "LOC", "ORG", "MISC")
 COMPARISON_COLUMNS = [
     "dataset", "config", "seeds", "baseline_seeds", "f1_mean", "delta_f1", "delta_f1_same_seeds",

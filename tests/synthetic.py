@@ -140,4 +140,4 @@ def tiny_hamlearning_checkpoint(base: Path) -> dict[str, object]:
     adopt_features(cfg, store)
     torch.manual_seed(0)
     TextTagger.from_config(cfg.model).eval().save_pretrained(base / "ckpt")
-    return {"base": base, "image": image, "store": store, "ckpt": base / "ckpt", "data_root": base / "data"}
+    return {"base": base, "image": image, "store": store, "ckpt": base / "ckpt", "data_root": base / "data", "features": base / "features"}

@@ -50,8 +50,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from hamner.data.datasets import load_split
-    from hamner.evaluation.evaluate import evaluate
+    from hamner.evaluation.metrics import entity_scores
+    from hamner.evaluation.predictions import write_predictions
     from hamner.models.tagger import TextTagger
+    from hamner.training.trainer import visual_inputs
+    from hamner.vision.cache import FeatureStore
 
     model = TextTagger.from_pretrained(args.model)
     meta = json.loads((Path(args.model) / "hamner_config.json").read_text())
@@ -59,12 +62,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not dataset:
         raise ConfigError(f"{args.model} does not say which dataset it was trained on; pass --dataset")
     posts = load_split(dataset, args.split, args.data_root)
+    visuals = None
+    if model.config.multimodal:
+        if args.features is None and not args.text_path:
+            raise ConfigError(
+                f"{args.model} is a multimodal model ({meta.get('model_class')}): pass --features DIR, the "
+                f"{dataset} feature cache made by 'hamner preprocess' (training read its config's data.features), "
+                "or --text-path to score its text path alone"
+            )
+        if args.features is not None:
+            if args.text_path:
+                raise ConfigError("--features and --text-path exclude each other")
+            store = FeatureStore.open(args.features)
+            want = model.config.vision_fingerprint
+            if want is not None and store.fingerprint != want:
+                raise ConfigError(
+                    f"{args.features}: feature cache made by another image extractor (fingerprint "
+                    f"{store.fingerprint[:12]}) than the one {args.model} was trained with ({want[:12]})"
+                )
+            visuals = visual_inputs(posts, store)
+    elif args.features is not None or args.text_path:
+        raise ConfigError(f"{args.model} is a text-only model: --features and --text-path are for a multimodal one")
     device = torch.device(args.device)
-    report = evaluate(model, posts, device, args.batch_size, progress=True, desc=args.split, mode=args.mode)
+    model.to(device)
+    preds = model.run([p.words for p in posts], visuals, args.batch_size, progress=True, desc=args.split)
+    report = entity_scores([p.tags for p in posts], [p.tags for p in preds], mode=args.mode)
+    if args.predictions:
+        out = write_predictions(args.predictions, posts, [p.tags for p in preds], [p.relevance for p in preds])
+        log.info("predictions of %d posts written to %s", len(posts), out)
+    source = "text path only" if visuals is None and model.config.multimodal else (args.features or "text")
     if args.json:
-        print(json.dumps({"dataset": dataset, "split": args.split, **report.to_dict()}, indent=2))
+        print(json.dumps({"dataset": dataset, "split": args.split, "visual_input": str(source), **report.to_dict()}, indent=2))
     else:
         print(f"{dataset} {args.split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
+        if model.config.multimodal:
+            print(f"visual input: {source}")
         print(report.table())
     return 0
 
@@ -289,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p.add_argument("--features", help="a multimodal model's feature cache for the dataset ('hamner preprocess' output)")
+    p.add_argument("--text-path", action="store_true", help="score a multimodal model with no visual input (its text path)")
+    p.add_argument("--predictions", metavar="FILE", help="also write every post's gold and predicted tags as JSONL (.gz: compressed)")
     p.add_argument(
         "--mode",
         choices=["conlleval", "strict"],

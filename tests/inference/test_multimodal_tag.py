@@ -90,3 +90,51 @@ def test_a_different_extractor_is_refused(setup: dict[str, Any]) -> None:
     tagger.model.config.vision = {**tagger.model.config.vision, "score_threshold": 0.95}
     with pytest.raises(ConfigError, match="differs from the one the model was trained with"):
         tagger.tag("obama in paris", image=setup["image"])
+
+
+def test_cli_evaluate_a_multimodal_model_reads_its_feature_cache(
+    setup: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scoring a HamLearning checkpoint without its visual input would silently score another model
+    (the text path): it is refused unless asked for; with --features it scores the cached path."""
+    from hamner.evaluation.metrics import entity_scores
+    from hamner.evaluation.predictions import read_predictions
+
+    base = ["evaluate", "--model", str(setup["ckpt"]), "--dataset", "twitter2017", "--data-root", str(setup["data_root"])]
+    assert main(base) == 2
+    assert "is a multimodal model (HamLearningTagger): pass --features DIR" in capsys.readouterr().err
+
+    preds_file = tmp_path / "preds.jsonl.gz"
+    assert main([*base, "--features", str(setup["features"]), "--json", "--predictions", str(preds_file)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    posts = read_conll(setup["base"] / "data" / "twitter2017" / "test.txt")
+    model = TextTagger.from_pretrained(setup["ckpt"])
+    cached = model.run([p.words for p in posts], [setup["store"][p.imgid] for p in posts])
+    expected = entity_scores([p.tags for p in posts], [c.tags for c in cached])
+    assert report["visual_input"] == str(setup["features"]) and report["micro"]["tp"] == expected.micro.tp
+    written = read_predictions(preds_file)
+    assert [w.pred for w in written] == [c.tags for c in cached] and [w.gold for w in written] == [p.tags for p in posts]
+    assert written[0].relevance == pytest.approx(cached[0].relevance, abs=1e-6)
+
+    assert main([*base, "--text-path", "--json"]) == 0
+    text = model.run([p.words for p in posts], None)
+    assert json.loads(capsys.readouterr().out)["micro"]["n_pred"] == entity_scores(
+        [p.tags for p in posts], [t.tags for t in text]
+    ).micro.n_pred
+    assert main([*base, "--text-path", "--features", str(setup["features"])]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+
+
+def test_cli_evaluate_refuses_a_cache_of_another_extractor(
+    setup: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(setup["ckpt"], ckpt)
+    meta = json.loads((ckpt / "hamner_config.json").read_text())
+    meta["tagger"]["vision_fingerprint"] = "0" * 64
+    (ckpt / "hamner_config.json").write_text(json.dumps(meta))
+    args = ["evaluate", "--model", str(ckpt), "--dataset", "twitter2017", "--data-root", str(setup["data_root"])]
+    assert main([*args, "--features", str(setup["features"])]) == 2
+    assert "feature cache made by another image extractor" in capsys.readouterr().err

@@ -116,3 +116,11 @@ def test_cli_evaluate_prints_per_type_table(
     )
     strict = json.loads(capsys.readouterr().out)
     assert strict["mode"] == "strict" and strict["micro"]["n_gold"] == 9  # the orphan I-LOC is not an entity
+
+
+def test_cli_evaluate_text_only_model_refuses_visual_flags(
+    checkpoint: Path, tiny_data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["evaluate", "--model", str(checkpoint), "--data-root", str(tiny_data_root)]
+    assert main([*args, "--text-path"]) == 2
+    assert "is a text-only model: --features and --text-path are for a multimodal one" in capsys.readouterr().err

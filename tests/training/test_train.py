@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from conftest import make_tiny_encoder
 from hamner.cli import main
 from hamner.errors import ConfigError
+from hamner.evaluation.metrics import entity_scores
 from hamner.training.config import load_config
 from hamner.training.trainer import linear_warmup_decay, run_training
 
@@ -72,6 +73,18 @@ def test_train_end_to_end_writes_a_complete_run(tiny_encoder: Path, tiny_data_ro
     best = max(records, key=lambda r: r["dev_f1"])
     assert final["best_epoch"] == best["epoch"] and final["dev_f1"] == best["dev_f1"]
     assert final["test"]["micro"]["n_gold"] == 10  # every gold entity of the test split, orphan I- included
+    # the test predictions behind final.json: every post, untruncated, scoring exactly as reported
+    from hamner.evaluation.predictions import read_predictions
+
+    preds = read_predictions(run / "test_predictions.jsonl.gz")
+    assert entity_scores([p.gold for p in preds], [p.pred for p in preds]).to_dict() == final["test"]
+    # a run from before training wrote them gets the same file back from its best checkpoint
+    written = (run / "test_predictions.jsonl.gz").read_bytes()
+    (run / "test_predictions.jsonl.gz").unlink()
+    cmd = [sys.executable, str(REPO / "scripts" / "remake_predictions.py"), str(run), "--data-root", str(tiny_data_root)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0 and "= final.json" in proc.stdout, proc.stderr
+    assert (run / "test_predictions.jsonl.gz").read_bytes() == written
     assert not (run / "last" / "state.pt").exists()
     # a second run into the same folder without --resume is refused
     assert main(args) == 2

@@ -30,6 +30,7 @@ from hamner.env import git_revision, machine_description, package_versions, peak
 from hamner.errors import ConfigError
 from hamner.evaluation.evaluate import evaluate
 from hamner.evaluation.metrics import entity_scores
+from hamner.evaluation.predictions import write_predictions
 from hamner.models.hamlearning import TEXT_VIEW
 from hamner.models.tagger import Prediction, TextTagger
 from hamner.training.config import ExperimentConfig
@@ -39,6 +40,7 @@ from hamner.vision.cache import FeatureStore
 log = logging.getLogger(__name__)
 
 STATE_FILE = "last/state.pt"
+PREDICTIONS_FILE = "test_predictions.jsonl.gz"  # every test post's gold and predicted tags (dev-chosen checkpoint)
 RECORD_BATCHES_ENV = "HAMNER_RECORD_BATCHES"  # debug/test hook: a folder where each rank lists its batches
 
 
@@ -475,6 +477,7 @@ def finish(
         "peak_mem_mb": max(r["peak_mem_mb"] for r in records) if records else math.nan,
         "run": json.loads((run_dir / "run.json").read_text()),
     }
+    write_predictions(run_dir / PREDICTIONS_FILE, test_posts, [p.tags for p in preds], [p.relevance for p in preds])
     if visuals is not None:
         final["relevance"] = relevance_summary(preds, visuals)
         write_relevance(run_dir / "test_relevance.csv", test_posts, preds, visuals)

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Paired bootstrap over test posts: is one config's 3-seed mean F1 above another's by chance?
+
+    python scripts/summarize_results.py   # first: copies each run's files into results/runs
+    python scripts/significance.py [--results results] [--pair hamlearning text-only] [--samples 10000]
+
+Reads every run's per-post test predictions, ``<results>/runs/<dataset>/<config>/seed<k>/
+test_predictions.jsonl.gz``: training writes them from the dev-chosen checkpoint, and for a run
+trained before it did, ``hamner evaluate`` remakes them from that checkpoint:
+
+    hamner evaluate --model runs/twitter2017/hamlearning/seed1/best --features features/twitter2017 \
+        --predictions runs/twitter2017/hamlearning/seed1/test_predictions.jsonl.gz
+
+Before comparing, every file is checked against its run: its micro F1 must equal the ``test_f1``
+in the run's final.json (so the files are the predictions behind the reported numbers), and both
+configs must have the same posts, words and gold tags in the same order. Writes ``<results>/significance.csv``: one row per dataset and
+pair, with the command, the commit and the machine. See hamner.evaluation.significance for what
+the interval and the p-value mean (test-set sampling, not seed randomness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from hamner.env import git_revision, machine_description
+from hamner.evaluation.metrics import entity_scores
+from hamner.evaluation.predictions import PostPrediction, read_predictions
+from hamner.evaluation.significance import paired_bootstrap
+
+PREDICTIONS = "test_predictions.jsonl.gz"
+
+COLUMNS = [
+    "dataset", "config_a", "config_b", "seeds_a", "seeds_b", "posts", "f1_a", "f1_b", "delta",
+    "ci_low", "ci_high", "confidence", "p_value", "samples", "bootstrap_seed", "command", "commit", "machine",
+]  # fmt: skip
+
+
+def load_runs(results: Path, dataset: str, config: str) -> dict[int, list[PostPrediction]]:
+    """Every seed's predictions of ``config``, each checked against the run's recorded test F1."""
+    runs: dict[int, list[PostPrediction]] = {}
+    for run in sorted((results / "runs" / dataset / config).glob("seed*")):
+        path, final = run / PREDICTIONS, run / "final.json"
+        if not path.exists():
+            raise SystemExit(f"{run}: no {PREDICTIONS}; remake it with 'hamner evaluate --predictions' (see --help)")
+        if not final.exists():
+            raise SystemExit(f"{run}: no final.json to check {PREDICTIONS} against")
+        seed = int(run.name.removeprefix("seed"))
+        posts = read_predictions(path)
+        recorded = json.loads(final.read_text())["test_f1"]
+        f1 = entity_scores([p.gold for p in posts], [p.pred for p in posts]).micro.f1
+        if abs(f1 - recorded) > 1e-9:
+            raise SystemExit(f"{path}: micro F1 {f1:.6f}, but the run's final.json says {recorded:.6f}")
+        runs[seed] = posts
+    if not runs:
+        raise SystemExit(f"no runs under {results / 'runs' / dataset / config}")
+    return runs
+
+
+def check_same_posts(a: list[PostPrediction], b: list[PostPrediction], where: str) -> None:
+    if len(a) != len(b):
+        raise SystemExit(f"{where}: {len(a)} posts against {len(b)}")
+    for x, y in zip(a, b, strict=True):
+        if (x.source, x.words, x.gold) != (y.source, y.words, y.gold):
+            raise SystemExit(f"{where}: the post at {x.source} differs from the one at {y.source} (words or gold tags)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=Path("results"))
+    ap.add_argument("--pair", nargs=2, action="append", metavar=("CONFIG_A", "CONFIG_B"),
+                    help="compare A against B (default: hamlearning text-only); repeatable")  # fmt: skip
+    ap.add_argument("--samples", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    args = ap.parse_args()
+    pairs = args.pair or [["hamlearning", "text-only"]]
+    command = shlex.join(["python", *sys.argv])
+    rev = git_revision()
+    commit = f"{rev['commit']}{'+dirty' if rev['dirty'] else ''}"
+    machine = machine_description(torch.device("cpu"))
+    rows = []
+    for dataset_dir in sorted(p for p in (args.results / "runs").iterdir() if p.is_dir()):
+        dataset = dataset_dir.name
+        for config_a, config_b in pairs:
+            if not (dataset_dir / config_a).is_dir() or not (dataset_dir / config_b).is_dir():
+                continue
+            a = load_runs(args.results, dataset, config_a)
+            b = load_runs(args.results, dataset, config_b)
+            reference = next(iter(a.values()))
+            for name, runs in ((config_a, a), (config_b, b)):
+                for seed, posts in runs.items():
+                    check_same_posts(reference, posts, f"{dataset}/{name}/seed{seed}")
+            gold = [p.gold for p in reference]
+            res = paired_bootstrap(
+                gold, [[p.pred for p in r] for r in a.values()], [[p.pred for p in r] for r in b.values()],
+                n_samples=args.samples, seed=args.seed,
+            )  # fmt: skip
+            rows.append({
+                "dataset": dataset, "config_a": config_a, "config_b": config_b,
+                "seeds_a": " ".join(map(str, a)), "seeds_b": " ".join(map(str, b)), "posts": res.n_posts,
+                "f1_a": f"{res.f1_a:.4f}", "f1_b": f"{res.f1_b:.4f}", "delta": f"{res.delta:.4f}",
+                "ci_low": f"{res.ci_low:.4f}", "ci_high": f"{res.ci_high:.4f}", "confidence": res.confidence,
+                "p_value": f"{res.p_value:.4f}", "samples": res.n_samples, "bootstrap_seed": args.seed,
+                "command": command, "commit": commit, "machine": machine,
+            })  # fmt: skip
+            print(
+                f"{dataset}: {config_a} {100 * res.f1_a:.2f} vs {config_b} {100 * res.f1_b:.2f}: "
+                f"delta {100 * res.delta:+.2f} ({100 * res.confidence:.0f}% interval {100 * res.ci_low:+.2f} to "
+                f"{100 * res.ci_high:+.2f}), one-sided p = {res.p_value:.3f}"
+            )
+    if not rows:
+        raise SystemExit(f"no dataset under {args.results / 'runs'} has runs of both configs of a pair")
+    out = args.results / "significance.csv"
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""scripts/significance.py: predictions checked against their runs, then the paired bootstrap."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from hamner.data.conll import Post
+from hamner.evaluation.metrics import entity_scores
+from hamner.evaluation.predictions import write_predictions
+
+REPO = Path(__file__).resolve().parents[1]
+TAGS = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "B-ORG", "B-MISC"]
+
+
+def make(tmp: Path, rng: random.Random, gold_posts: list[Post], config: str, seed: int, error: float) -> float:
+    pred = [[rng.choice(TAGS) if rng.random() < error else t for t in p.tags] for p in gold_posts]
+    run = tmp / "results" / "runs" / "twitter2017" / config / f"seed{seed}"
+    write_predictions(run / "test_predictions.jsonl.gz", gold_posts, pred)
+    f1 = entity_scores([p.tags for p in gold_posts], pred).micro.f1
+    (run / "final.json").write_text(json.dumps({"test_f1": f1}))
+    return f1
+
+
+def run_script(tmp: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(REPO / "scripts" / "significance.py"), "--results", str(tmp / "results"), "--samples", "500"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_significance_script_writes_one_row_per_dataset(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    posts = [Post([f"w{j}" for j in range(8)], [rng.choice(TAGS) for _ in range(8)], str(i), f"test.txt:{i}") for i in range(120)]
+    a = [make(tmp_path, rng, posts, "hamlearning", s, 0.05) for s in (1, 2, 3)]
+    b = [make(tmp_path, rng, posts, "text-only", s, 0.3) for s in (1, 2, 3)]
+    proc = run_script(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((tmp_path / "results" / "significance.csv").open()))
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["dataset"], row["config_a"], row["config_b"], row["seeds_a"], row["posts"]) == (
+        "twitter2017", "hamlearning", "text-only", "1 2 3", "120",
+    )  # fmt: skip
+    assert abs(float(row["f1_a"]) - sum(a) / 3) < 1e-4 and abs(float(row["f1_b"]) - sum(b) / 3) < 1e-4
+    assert float(row["ci_low"]) > 0 and float(row["p_value"]) < 0.01
+    assert row["command"].startswith("python ") and row["commit"] and row["machine"]
+
+
+def test_predictions_that_are_not_the_runs_are_refused(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    posts = [Post(["a", "b"], ["B-PER", "O"], str(i), f"test.txt:{i}") for i in range(30)]
+    make(tmp_path, rng, posts, "hamlearning", 1, 0.2)
+    make(tmp_path, rng, posts, "text-only", 1, 0.2)
+    final = tmp_path / "results" / "runs" / "twitter2017" / "text-only" / "seed1" / "final.json"
+    final.write_text(json.dumps({"test_f1": 0.123}))
+    proc = run_script(tmp_path)
+    assert proc.returncode != 0 and "but the run's final.json says 0.123000" in proc.stderr
+
+    final.unlink()
+    proc = run_script(tmp_path)
+    assert proc.returncode != 0 and "no final.json to check test_predictions.jsonl.gz against" in proc.stderr
+    (final.parent / "test_predictions.jsonl.gz").unlink()
+    proc = run_script(tmp_path)
+    assert proc.returncode != 0 and "no test_predictions.jsonl.gz; remake it with" in proc.stderr
+
+
+def test_different_gold_posts_are_refused(tmp_path: Path) -> None:
+    rng = random.Random(2)
+    posts = [Post(["a", "b"], ["B-PER", "O"], str(i), f"test.txt:{i}") for i in range(20)]
+    other = [Post(["a", "c"], ["B-PER", "O"], str(i), f"test.txt:{i}") for i in range(20)]
+    make(tmp_path, rng, posts, "hamlearning", 1, 0.1)
+    make(tmp_path, rng, other, "text-only", 1, 0.1)
+    proc = run_script(tmp_path)
+    assert proc.returncode != 0 and "the post at test.txt:0 differs" in proc.stderr
