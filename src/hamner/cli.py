@@ -90,9 +90,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.predictions:
         out = write_predictions(args.predictions, posts, [p.tags for p in preds], [p.relevance for p in preds])
         log.info("predictions of %d posts written to %s", len(posts), out)
-    source = "text path only" if visuals is None and model.config.multimodal else (args.features or "text")
+    if not model.config.multimodal:
+        source = "none (a text-only model)"
+    else:
+        source = args.features if visuals is not None else "none (the text path only, --text-path)"
     if args.json:
-        print(json.dumps({"dataset": dataset, "split": args.split, "visual_input": str(source), **report.to_dict()}, indent=2))
+        print(json.dumps({"dataset": dataset, "split": args.split, "visual_input": source, **report.to_dict()}, indent=2))
     else:
         print(f"{dataset} {args.split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
         if model.config.multimodal:

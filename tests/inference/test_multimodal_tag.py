@@ -118,7 +118,9 @@ def test_cli_evaluate_a_multimodal_model_reads_its_feature_cache(
 
     assert main([*base, "--text-path", "--json"]) == 0
     text = model.run([p.words for p in posts], None)
-    assert json.loads(capsys.readouterr().out)["micro"]["n_pred"] == entity_scores(
+    text_report = json.loads(capsys.readouterr().out)
+    assert text_report["visual_input"] == "none (the text path only, --text-path)"
+    assert text_report["micro"]["n_pred"] == entity_scores(
         [p.tags for p in posts], [t.tags for t in text]
     ).micro.n_pred
     assert main([*base, "--text-path", "--features", str(setup["features"])]) == 2
