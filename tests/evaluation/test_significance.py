@@ -103,6 +103,7 @@ def test_predictions_round_trip(tmp_path: Path, name: str) -> None:
         assert path.read_bytes() == first and gzip.decompress(first).count(b"\n") == 2
     with pytest.raises(ValueError, match="test.txt:1: 3 words but 2 predicted tags"):
         write_predictions(tmp_path / "x.jsonl", posts, [["O", "O"], ["O"]])
+    assert not list(tmp_path.glob("x.jsonl*"))  # checked before anything is written
 
 
 def test_a_malformed_predictions_line_is_named(tmp_path: Path) -> None:
