@@ -309,3 +309,41 @@ def test_cross_view_kl_is_zero_for_identical_views_and_the_teacher_gets_no_gradi
     assert float(student.grad[1, 2:].abs().sum()) == 0  # padding gets nothing
     # the student side trains the CRF's transitions; the teacher's marginals are constants
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.crf.parameters())
+
+
+@pytest.mark.parametrize("mode", ["both", "segment", "sequence"])
+def test_image_word_masking_touches_only_image_word_subtokens(
+    encoder_dir: Path, visuals: dict[str, ImageFeatures], mode: str
+) -> None:
+    from hamner.training.trainer import mask_image_words
+
+    model = build(encoder_dir, semantic_mode=mode)
+    mask = model.tokenizer.mask_token_id
+    long_caption = type(visuals["caption"].semantic)(["man", "picture", "red", "square"] * 4, ["caption"] * 16)
+    post = model.encode_post(["obama", "in", "paris"], [1, 0, 2], replace(visuals["caption"], semantic=long_caption))
+    field = "sem_input_ids" if mode == "sequence" else "input_ids"
+    where = post.sem_positions if mode == "sequence" else post.segment_positions
+    assert where and mask not in getattr(post, field)
+    assert mask_image_words(post, 1, 0, 7, 0.0, mask) is post  # off: the very same post
+
+    masked = [mask_image_words(post, 1, 0, 7, 0.5, mask) for _ in range(2)]
+    assert masked[0] == masked[1]  # a fixed draw per (seed, epoch, post): a resumed run masks the same
+    before, after = getattr(post, field), getattr(masked[0], field)
+    changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+    assert changed and set(changed) <= set(where)  # only image-word sub-tokens, never the post or [CLS]/[SEP]
+    assert all(after[i] == mask for i in changed)
+    assert 0 < len(changed) < len(where)
+    # everything else is untouched, and the original post is not modified in place
+    other = "input_ids" if field == "sem_input_ids" else "sem_input_ids"
+    assert getattr(masked[0], other) == getattr(post, other)
+    assert (masked[0].first_sub, masked[0].tag_ids, masked[0].token_type_ids) == (post.first_sub, post.tag_ids, post.token_type_ids)
+    assert mask not in getattr(post, field)
+    # drawn afresh every epoch and per post; the rate is about p
+    assert getattr(mask_image_words(post, 1, 1, 7, 0.5, mask), field) != after or getattr(
+        mask_image_words(post, 1, 2, 7, 0.5, mask), field
+    ) != after
+    hits = sum(getattr(mask_image_words(post, 1, e, 7, 0.2, mask), field).count(mask) for e in range(200))
+    assert 0.15 < hits / (200 * len(where)) < 0.25
+    # a post without image words is returned as it is
+    bare = model.encode_post(["obama"], [1], visuals["nothing"])
+    assert mask_image_words(bare, 1, 0, 0, 0.9, mask) is bare

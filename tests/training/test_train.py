@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from conftest import make_tiny_encoder
 from hamner.cli import main
 from hamner.errors import ConfigError
 from hamner.evaluation.metrics import entity_scores
-from hamner.training.config import load_config
+from hamner.training.config import ExperimentConfig, load_config
 from hamner.training.trainer import linear_warmup_decay, run_training
 
 REPO = Path(__file__).resolve().parents[2]
@@ -207,3 +208,30 @@ def test_cross_view_alignment_trains_both_views_and_logs_their_losses(tmp_path: 
     model = TextTagger.from_pretrained(cfg.run_dir() / "best")
     assert model.config.cross_view_weight == 1.0
     assert final["test"]["micro"]["n_gold"] == 8  # one entity per synthetic post, none dropped
+
+
+def test_image_word_masking_changes_training_only_and_is_recorded(tmp_path: Path) -> None:
+    from synthetic import WORDS, build_task
+
+    task = build_task(tmp_path / "task", n_train=24, n_dev=8, n_test=8, without_image=3)
+    encoder = make_tiny_encoder(tmp_path / "encoder", words=WORDS)
+
+    def train(p: float, out: str) -> tuple[dict[str, Any], list[dict[str, Any]], ExperimentConfig]:
+        overrides = [
+            f"model.encoder={encoder}", f"data.root={task['root']}", f"data.features={task['features']}",
+            f"train.output_dir={tmp_path / out}", "train.epochs=1", "train.batch_size=8", "train.num_threads=1",
+            "train.progress=false", "model.num_heads=4", "model.shape_dim=8", "model.max_length=32",
+            "model.max_semantic_subtokens=16", "train.visual_dropout=0.0", f"train.image_word_dropout={p}",
+        ]  # fmt: skip
+        cfg = load_config(REPO / "configs" / "hamlearning.yaml", overrides)
+        final = run_training(cfg)
+        return final, [json.loads(x) for x in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()], cfg
+
+    plain, plain_metrics, _ = train(0.0, "plain")
+    masked, masked_metrics, cfg = train(0.5, "masked")
+    assert masked_metrics[0]["train_loss"] != plain_metrics[0]["train_loss"]  # the masking reached the batches
+    written = yaml.safe_load((cfg.run_dir() / "config.yaml").read_text())
+    assert written["train"]["image_word_dropout"] == 0.5  # the run says how it was trained
+    assert masked["test"]["micro"]["n_gold"] == plain["test"]["micro"]["n_gold"] == 8
+    with pytest.raises(ConfigError, match="image_word_dropout must be in"):
+        load_config(REPO / "configs" / "hamlearning.yaml", ["train.image_word_dropout=1.0"])

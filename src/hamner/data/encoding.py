@@ -27,6 +27,9 @@ class EncodedPost:
     sem_positions: list[int] | None = None
     sem_input_ids: list[int] | None = None  # the image words as a sequence of their own ([CLS] ... [SEP])
     visual: Any = None  # the post's hamner.vision.ImageFeatures (collated by the multimodal model)
+    # where the image words' sub-tokens sit in ``input_ids`` (the second segment), whatever the
+    # semantic mode; None without a second segment
+    segment_positions: list[int] | None = None
 
 
 class WordEncoder:
@@ -113,7 +116,10 @@ class WordEncoder:
         if self._types is not None:
             types = [self._types[0]] * len(head) + [self._types[1]] * (len(extra) + len(self._pair_suffix))
         positions = list(range(len(head), len(head) + len(extra)))
-        return EncodedPost(input_ids, first, shapes, tag_ids, token_type_ids=types, sem_positions=positions)
+        return EncodedPost(
+            input_ids, first, shapes, tag_ids, token_type_ids=types, sem_positions=positions,
+            segment_positions=list(positions),
+        )  # fmt: skip
 
     def encode_alone(self, words: Sequence[str], limit: int) -> tuple[list[int], list[int]]:
         """``words`` as a one-segment input of their own (special tokens included) and the positions

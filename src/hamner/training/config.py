@@ -37,6 +37,11 @@ class TrainConfig:
     # modality dropout: each training post loses its whole visual input (image and image words) with
     # this probability, drawn afresh every epoch; 0 = off. Evaluation always sees every input.
     visual_dropout: float = 0.0
+    # image-word masking: in each training post that keeps its visual input, every sub-token of its
+    # image words (the BLIP-2 caption, detector and ImageNet class names) is replaced by the
+    # tokenizer's mask token with this probability, drawn afresh every epoch; 0 = off. The post's
+    # own words are never touched, and evaluation always sees the image words as they are.
+    image_word_dropout: float = 0.0
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -51,6 +56,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.visual_dropout < 1.0:
             raise ConfigError(f"train.visual_dropout must be in [0, 1), got {self.visual_dropout}")
+        if not 0.0 <= self.image_word_dropout < 1.0:
+            raise ConfigError(f"train.image_word_dropout must be in [0, 1), got {self.image_word_dropout}")
 
 
 @dataclass

@@ -11,7 +11,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,29 @@ def visual_dropped(seed: int, epoch: int, index: int, p: float) -> bool:
     """Whether training post ``index`` loses its visual input in ``epoch`` (modality dropout): a
     draw fixed by (seed, epoch, index), so that a resumed run drops the same posts."""
     return p > 0 and random.Random(f"{seed}/{epoch}/{index}").random() < p
+
+
+def mask_image_words(post: EncodedPost, seed: int, epoch: int, index: int, p: float, mask_id: int) -> EncodedPost:
+    """Training post ``index`` with each of its image words' sub-tokens replaced by ``mask_id`` with
+    probability ``p`` (image-word masking), in the second encoder segment and in the separate
+    semantic sequence alike. The draw is fixed by (seed, epoch, index), so a resumed run masks the
+    same sub-tokens; the post's own words, the special tokens and the lengths never change. Returns
+    ``post`` itself when nothing is masked."""
+    if p <= 0:
+        return post
+    rng = random.Random(f"{seed}/{epoch}/{index}/image-words")
+    changes: dict[str, list[int]] = {}
+    for field, positions in (("input_ids", post.segment_positions), ("sem_input_ids", post.sem_positions)):
+        ids = getattr(post, field)
+        if ids is None or not positions:  # "both" mode: sem_positions point into input_ids, done above
+            continue
+        hit = [i for i in positions if rng.random() < p]
+        if hit:
+            new = list(ids)
+            for i in hit:
+                new[i] = mask_id
+            changes[field] = new
+    return replace(post, **changes) if changes else post
 
 
 def open_features(cfg: ExperimentConfig) -> FeatureStore | None:
@@ -291,10 +314,15 @@ def _train(
     # the same posts without visual input (modality dropout, and the text view of cross-view alignment)
     text_enc = encode_posts(model, train_posts) if (p_drop > 0 or cross_view) else None
 
+    p_words = cfg.train.image_word_dropout if store is not None else 0.0
+    mask_id = model.tokenizer.mask_token_id
+    if mask_id is None:  # a tokenizer without a mask token: the unknown token stands in
+        mask_id = model.tokenizer.unk_token_id
+
     def pick(i: int) -> EncodedPost:
         if text_enc is not None and visual_dropped(cfg.train.seed, sampler.epoch, i, p_drop):
             return text_enc[i]
-        return train_enc[i]
+        return mask_image_words(train_enc[i], cfg.train.seed, sampler.epoch, i, p_words, mask_id)
 
     def make_batch(idx: list[int]) -> tuple[list[int], dict[str, torch.Tensor]]:
         batch = model.collate([pick(i) for i in idx])
