@@ -168,8 +168,21 @@ def test_gradients_reach_every_enabled_branch_and_no_disabled_one(
         assert "grid" not in batch or batch["grid"].grad is None
 
 
-def test_no_visual_input_gives_exactly_the_text_path(encoder_dir: Path, visuals: dict[str, ImageFeatures]) -> None:
-    ham = build(encoder_dir).eval()
+def test_char_channel_widens_the_fused_words_and_learns(encoder_dir: Path, visuals: dict[str, ImageFeatures]) -> None:
+    model = build(encoder_dir, use_chars=True, char_filters=8).train()
+    assert isinstance(model, HamLearningTagger) and model.width == 32 + 8 + 8  # encoder + shape + chars
+    batch = _batch(model, [visuals["both"], visuals["red"], visuals["caption"], visuals["nothing"]], tags=True)
+    assert batch["char_ids"].shape[:2] == batch["word_mask"].shape
+    model(batch)["loss"].backward()
+    assert model.char_cnn is not None and float(model.char_cnn.conv.weight.grad.abs().sum()) > 0
+    assert all(v > 0 for v in _branch_grads(model).values())
+
+
+@pytest.mark.parametrize("channels", [{}, {"use_chars": True, "char_filters": 8}], ids=["shape", "shape+chars"])
+def test_no_visual_input_gives_exactly_the_text_path(
+    encoder_dir: Path, visuals: dict[str, ImageFeatures], channels: dict[str, Any]
+) -> None:
+    ham = build(encoder_dir, **channels).eval()
     text_cfg = replace(
         ham.config, use_global=False, use_objects=False, use_spatial=False, use_semantic=False
     )

@@ -143,3 +143,59 @@ def test_weights_that_do_not_fit_the_config_are_named(tiny_encoder: Path, tmp_pa
         ConfigError, match=r"model.safetensors: weights do not fit the config .*unexpected \['shape_emb"
     ):
         TextTagger.from_pretrained(ckpt)
+
+
+def test_word_bytes_keep_case_prefix_and_suffix() -> None:
+    from hamner.data.encoding import word_bytes
+
+    assert word_bytes("Ab", 24) == [ord("A") + 1, ord("b") + 1]
+    assert word_bytes("ab", 24) != word_bytes("Ab", 24)  # the case an uncased encoder drops
+    assert word_bytes("é", 24) == [0xC3 + 1, 0xA9 + 1]  # UTF-8 bytes, never 0 (padding)
+    assert word_bytes("", 24) == []
+    long = word_bytes("abcdefghij", 6)  # first 3 and last 3 bytes
+    assert bytes(b - 1 for b in long) == b"abchij"
+    assert len(word_bytes("😀" * 10, 7)) == 7
+
+
+def test_char_channel_widens_words_learns_and_sees_case(tiny_encoder: Path) -> None:
+    model = tiny_tagger(tiny_encoder, use_chars=True, char_filters=8, max_word_chars=6)
+    assert model.char_cnn is not None and model.emission.in_features == 32 + 32 + 8
+    posts = [model.word_encoder.encode(["rt", "@obama", "Parisville"], [0, 1, 0]), model.word_encoder.encode(["paris"], [3])]
+    assert posts[0].char_ids is not None and [len(c) for c in posts[0].char_ids] == [2, 6, 6]
+    batch = collate(posts, model.tokenizer.pad_token_id)
+    assert batch["char_ids"].shape == (2, 3, 6)
+    assert batch["char_ids"][1, 1:].eq(0).all()  # padding words have no bytes
+    out = model(batch)
+    out["loss"].backward()
+    assert model.char_cnn.emb.weight.grad is not None and model.char_cnn.emb.weight.grad.abs().sum() > 0
+    assert model.char_cnn.emb.weight.grad[0].abs().sum() == 0  # padding never learns
+    # "obama" and "Obama" are one input to an uncased encoder, with the same shape class here
+    # ("@mention"), but not to the char channel
+    model.eval()
+    a, b = (model.word_encoder.encode(["rt", w]) for w in ("@obama", "@Obama"))
+    assert a.input_ids == b.input_ids and a.shape_ids == b.shape_ids
+    with torch.no_grad():
+        ea = model.emissions(collate([a], model.tokenizer.pad_token_id))
+        eb = model.emissions(collate([b], model.tokenizer.pad_token_id))
+    assert not torch.allclose(ea[0, 1], eb[0, 1])
+
+
+def test_char_channel_ignores_padding_and_round_trips(tiny_encoder: Path, tmp_path: Path) -> None:
+    model = tiny_tagger(tiny_encoder, use_chars=True, char_filters=8).eval()
+    short, long = ["Paris"], ["Paris", "is", "lovely", "Mississippiriverboat"]
+    with torch.no_grad():
+        alone = model.emissions(collate([model.word_encoder.encode(short)], model.tokenizer.pad_token_id))
+        padded = model.emissions(
+            collate([model.word_encoder.encode(short), model.word_encoder.encode(long)], model.tokenizer.pad_token_id)
+        )
+    assert torch.allclose(alone[0, 0], padded[0, 0], atol=1e-5)  # more bytes and words in the batch change nothing
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = TextTagger.from_pretrained(tmp_path / "ckpt").eval()
+    assert loaded.config.use_chars and loaded.word_encoder.max_word_chars == model.config.max_word_chars
+    assert model.predict([long]) == loaded.predict([long])
+    with pytest.raises(ConfigError, match="char_kernel"):
+        TaggerConfig(use_chars=True, char_kernel=2)
+    with pytest.raises(ConfigError, match="no char_ids"):
+        batch = collate([model.word_encoder.encode(short)], 0)
+        del batch["char_ids"]
+        model.emissions(batch)

@@ -235,3 +235,17 @@ def test_image_word_masking_changes_training_only_and_is_recorded(tmp_path: Path
     assert masked["test"]["micro"]["n_gold"] == plain["test"]["micro"]["n_gold"] == 8
     with pytest.raises(ConfigError, match="image_word_dropout must be in"):
         load_config(REPO / "configs" / "hamlearning.yaml", ["train.image_word_dropout=1.0"])
+
+
+def test_char_channel_trains_and_its_checkpoint_tags(tiny_encoder: Path, tiny_data_root: Path, tmp_path: Path) -> None:
+    from hamner.models.tagger import TextTagger
+
+    args = ["train", "--config", str(REPO / "configs" / "text-only.yaml"), "--set", "model.use_chars=true"]
+    for o in tiny_overrides(tiny_encoder, tiny_data_root, tmp_path / "runs", epochs=1):
+        args += ["--set", o]
+    assert main(args) == 0
+    run = tmp_path / "runs" / "twitter2017" / "text-only" / "seed1"
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["use_chars"] is True
+    model = TextTagger.from_pretrained(run / "best")
+    assert model.char_cnn is not None and model.word_encoder.max_word_chars == 24
+    assert len(model.predict([["Obama", "in", "Paris"]])[0]) == 3

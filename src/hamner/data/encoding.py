@@ -30,6 +30,20 @@ class EncodedPost:
     # where the image words' sub-tokens sit in ``input_ids`` (the second segment), whatever the
     # semantic mode; None without a second segment
     segment_positions: list[int] | None = None
+    # every word's UTF-8 bytes + 1 (0 pads), when the model has a char channel; else None
+    char_ids: list[list[int]] | None = None
+
+
+def word_bytes(word: str, limit: int) -> list[int]:
+    """The word's UTF-8 bytes shifted by one (0 is padding), at most ``limit`` of them: a longer word
+    keeps its first ``limit - limit // 2`` and last ``limit // 2`` bytes, so both a prefix and a
+    suffix (plural, possessive, "-ville") survive. A word with no bytes gets no ids (its char vector
+    is then zero)."""
+    raw = word.encode("utf-8", errors="surrogatepass")
+    if len(raw) > limit:
+        tail = limit // 2
+        raw = raw[: limit - tail] + (raw[-tail:] if tail else b"")
+    return [b + 1 for b in raw]
 
 
 class WordEncoder:
@@ -39,10 +53,11 @@ class WordEncoder:
     datasets) become the unknown token, so that every word keeps a vector and a tag.
     """
 
-    def __init__(self, tokenizer, max_length: int, url_placeholder: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tokenizer, max_length: int, url_placeholder: str | None = None, max_word_chars: int = 0) -> None:  # type: ignore[no-untyped-def]
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.url_placeholder = url_placeholder
+        self.max_word_chars = max_word_chars  # 0: no char ids
         # an LRU cache of word -> sub-token ids, bounded so that a long-running server does not grow
         self._cache: OrderedDict[str, list[int]] = OrderedDict()
         if tokenizer.unk_token_id is None:
@@ -107,9 +122,10 @@ class WordEncoder:
             first.append(len(sub) + self._offset)
             sub.extend(ids[: self._budget - len(sub)])
         shapes = [shape_id(w) for w in words]
+        chars = [word_bytes(w, self.max_word_chars) for w in words] if self.max_word_chars else None
         extra = self.subtokens(second, second_limit) if second else []
         if not extra:
-            return EncodedPost(self._prefix + sub + self._suffix, first, shapes, tag_ids)
+            return EncodedPost(self._prefix + sub + self._suffix, first, shapes, tag_ids, char_ids=chars)
         head = self._prefix + sub + self._middle
         input_ids = head + extra + self._pair_suffix
         types = None
@@ -118,7 +134,7 @@ class WordEncoder:
         positions = list(range(len(head), len(head) + len(extra)))
         return EncodedPost(
             input_ids, first, shapes, tag_ids, token_type_ids=types, sem_positions=positions,
-            segment_positions=list(positions),
+            segment_positions=list(positions), char_ids=chars,
         )  # fmt: skip
 
     def encode_alone(self, words: Sequence[str], limit: int) -> tuple[list[int], list[int]]:
@@ -162,6 +178,14 @@ def collate(posts: Sequence[EncodedPost], pad_id: int) -> dict[str, torch.Tensor
         "shape_ids": shape_ids,
         "tags": tags,
     }
+    if any(p.char_ids is not None for p in posts):
+        c = max((len(ids) for p in posts for ids in (p.char_ids or [])), default=0)
+        chars = torch.zeros((b, w, max(c, 1)), dtype=torch.long)  # shape: (batch, words, bytes)
+        for i, p in enumerate(posts):
+            for j, ids in enumerate(p.char_ids or []):
+                if ids:
+                    chars[i, j, : len(ids)] = torch.tensor(ids)
+        out["char_ids"] = chars
     if any(p.token_type_ids is not None for p in posts):
         types = torch.zeros((b, t), dtype=torch.long)
         for i, p in enumerate(posts):

@@ -22,6 +22,14 @@ class TaggerConfig:
     labels: list[str] = field(default_factory=bio_labels)
     use_shape: bool = True
     shape_dim: int = 32
+    # Character channel (off by default): each word's UTF-8 bytes (cased, so it sees what an uncased
+    # encoder cannot), embedded, one convolution, max-pooled over the word, appended to the word
+    # vector like the shape channel. Bytes need no vocabulary, so a checkpoint needs nothing more.
+    use_chars: bool = False
+    char_dim: int = 32  # byte embedding width
+    char_filters: int = 64  # convolution filters = width added to every word vector
+    char_kernel: int = 3  # convolution width in bytes (odd)
+    max_word_chars: int = 24  # bytes read per word (a longer word keeps its first and last halves)
     dropout: float = 0.1
     max_length: int = 128  # sub-tokens incl. special tokens; words past it are predicted O
     tokenizer_style: str = "twitter2017"  # how raw text is cut into words: twitter2015 | twitter2017
@@ -61,6 +69,11 @@ class TaggerConfig:
     # inference re-extracts raw images exactly the way the training cache was made.
     vision: dict[str, Any] | None = None
     vision_fingerprint: str | None = None
+
+    @property
+    def channel_width(self) -> int:
+        """What the shape and char channels add to the width of the encoder's word vectors."""
+        return (self.shape_dim if self.use_shape else 0) + (self.char_filters if self.use_chars else 0)
 
     @property
     def uses_pixels(self) -> bool:
@@ -103,6 +116,10 @@ class TaggerConfig:
             ("max_grid_side", self.max_grid_side >= 1),
             ("direction_bins", self.direction_bins >= 1),
             ("max_semantic_subtokens", self.max_semantic_subtokens >= 1),
+            ("char_dim", self.char_dim >= 1),
+            ("char_filters", self.char_filters >= 1),
+            ("char_kernel", self.char_kernel >= 1 and self.char_kernel % 2 == 1),
+            ("max_word_chars", self.max_word_chars >= 2),
         ]
         for name, ok in checks:
             if not ok:

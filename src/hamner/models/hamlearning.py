@@ -131,7 +131,7 @@ class HamLearningTagger(TextTagger):
         super().__init__(config, encoder, tokenizer)
         c = config
         hidden = int(encoder.config.hidden_size)
-        d = self.width = hidden + (c.shape_dim if c.use_shape else 0)
+        d = self.width = hidden + c.channel_width
         # the image words' sub-token budget: what the encoder's positions leave after the post
         positions = getattr(encoder.config, "max_position_embeddings", None)
         room = (int(positions) - self.max_subtokens - self.word_encoder.pair_overhead) if isinstance(positions, int) else c.max_semantic_subtokens
@@ -141,7 +141,7 @@ class HamLearningTagger(TextTagger):
         if not c.fuses:
             return
         if d % c.num_heads:
-            raise ConfigError(f"model.num_heads={c.num_heads} does not divide the model width {d} (encoder {hidden} + shape {d - hidden})")
+            raise ConfigError(f"model.num_heads={c.num_heads} does not divide the model width {d} (encoder {hidden} + shape and char channels {d - hidden})")
         if c.use_global:
             self.levels.append("global")
             self.grid_proj = nn.Linear(c.visual_channels, d)
@@ -261,10 +261,7 @@ class HamLearningTagger(TextTagger):
 
     def _gather_words(self, states: Tensor, batch: dict[str, Tensor]) -> Tensor:
         idx = batch["first_sub"].unsqueeze(-1).expand(-1, -1, states.size(-1))  # shape: (batch, words, hidden)
-        words = torch.gather(states, 1, idx)
-        if self.shape_emb is not None:
-            words = torch.cat([words, self.shape_emb(batch["shape_ids"])], dim=-1)  # shape: (batch, words, width)
-        return words
+        return self.add_channels(torch.gather(states, 1, idx), batch)
 
     def word_features(self, batch: dict[str, Tensor]) -> Tensor:
         return self._encode_text(batch)[0]

@@ -44,10 +44,13 @@ class TextTagger(nn.Module):
                 "model.max_length %d is more than the encoder's %d positions; using %d sub-tokens",
                 config.max_length, positions, self.max_subtokens,
             )
-        self.word_encoder = WordEncoder(tokenizer, self.max_subtokens, config.url_placeholder)
+        self.word_encoder = WordEncoder(
+            tokenizer, self.max_subtokens, config.url_placeholder, config.max_word_chars if config.use_chars else 0
+        )
         hidden = int(encoder.config.hidden_size)
         self.shape_emb = nn.Embedding(len(SHAPES), config.shape_dim, padding_idx=0) if config.use_shape else None
-        width = hidden + (config.shape_dim if config.use_shape else 0)
+        self.char_cnn = CharCNN(config.char_dim, config.char_filters, config.char_kernel) if config.use_chars else None
+        width = hidden + config.channel_width
         self.dropout = nn.Dropout(config.dropout)
         self.emission = nn.Linear(width, len(config.labels))
         self.crf = CRF(len(config.labels))
@@ -130,9 +133,18 @@ class TextTagger(nn.Module):
         states = out.last_hidden_state  # shape: (batch, subtokens, hidden)
         idx = batch["first_sub"].unsqueeze(-1).expand(-1, -1, states.size(-1))  # shape: (batch, words, hidden)
         words = torch.gather(states, 1, idx)  # shape: (batch, words, hidden)
+        return self.add_channels(words, batch)
+
+    def add_channels(self, words: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Append the shape and char channels (those switched on) to encoder word vectors."""
+        parts = [words]
         if self.shape_emb is not None:
-            words = torch.cat([words, self.shape_emb(batch["shape_ids"])], dim=-1)  # shape: (batch, words, width)
-        return words
+            parts.append(self.shape_emb(batch["shape_ids"]))  # shape: (batch, words, shape_dim)
+        if self.char_cnn is not None:
+            if "char_ids" not in batch:
+                raise ConfigError("the model has a char channel (model.use_chars) but the batch has no char_ids")
+            parts.append(self.char_cnn(batch["char_ids"]))  # shape: (batch, words, char_filters)
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else words  # shape: (batch, words, width)
 
     def emissions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         h = self.dropout(self.word_features(batch))
@@ -207,6 +219,26 @@ class TextTagger(nn.Module):
     ) -> list[list[str]]:
         """BIO tags for every word of every post (same lengths as the inputs), in input order."""
         return [p.tags for p in self.run(word_lists, visuals, batch_size, progress, desc)]
+
+
+class CharCNN(nn.Module):
+    """Byte embedding -> one 1-D convolution -> max over the word's bytes: a word vector of
+    ``filters`` numbers from its characters. Padding bytes (id 0) never win the max; a word with no
+    bytes gets zeros."""
+
+    def __init__(self, dim: int, filters: int, kernel: int) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(257, dim, padding_idx=0)  # 256 byte values + padding
+        self.conv = nn.Conv1d(dim, filters, kernel, padding=kernel // 2)
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        b, w, c = char_ids.shape  # (batch, words, bytes)
+        x = self.emb(char_ids.reshape(b * w, c)).transpose(1, 2)  # shape: (batch*words, dim, bytes)
+        y = torch.tanh(self.conv(x))  # shape: (batch*words, filters, bytes)
+        keep = (char_ids.reshape(b * w, 1, c) > 0)
+        y = y.masked_fill(~keep, -2.0).amax(-1)  # tanh > -1, so a real byte always beats padding
+        y = y * keep.any(-1).to(y.dtype)  # no bytes at all: zeros
+        return y.reshape(b, w, -1)
 
 
 @dataclass
