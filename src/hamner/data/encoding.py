@@ -179,12 +179,12 @@ def collate(posts: Sequence[EncodedPost], pad_id: int) -> dict[str, torch.Tensor
         "tags": tags,
     }
     if any(p.char_ids is not None for p in posts):
-        c = max((len(ids) for p in posts for ids in (p.char_ids or [])), default=0)
+        c = max((len(word) for p in posts for word in (p.char_ids or [])), default=0)
         chars = torch.zeros((b, w, max(c, 1)), dtype=torch.long)  # shape: (batch, words, bytes)
         for i, p in enumerate(posts):
-            for j, ids in enumerate(p.char_ids or []):
-                if ids:
-                    chars[i, j, : len(ids)] = torch.tensor(ids)
+            for j, word in enumerate(p.char_ids or []):
+                if word:
+                    chars[i, j, : len(word)] = torch.tensor(word)
         out["char_ids"] = chars
     if any(p.token_type_ids is not None for p in posts):
         types = torch.zeros((b, t), dtype=torch.long)

@@ -138,7 +138,7 @@ def mask_image_words(post: EncodedPost, seed: int, epoch: int, index: int, p: fl
     if p <= 0:
         return post
     rng = random.Random(f"{seed}/{epoch}/{index}/image-words")
-    changes: dict[str, list[int]] = {}
+    changes: dict[str, Any] = {}
     for field, positions in (("input_ids", post.segment_positions), ("sem_input_ids", post.sem_positions)):
         ids = getattr(post, field)
         if ids is None or not positions:  # "both" mode: sem_positions point into input_ids, done above
