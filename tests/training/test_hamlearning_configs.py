@@ -13,7 +13,8 @@ from hamner.training.config import load_config
 from hamner.training.trainer import open_features, visual_inputs
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-#: each ablation and the model fields it changes from configs/hamlearning.yaml
+#: each ablation and the model fields it changes from configs/hamlearning-no-chars.yaml, the full
+#: model without the char channel (the ablations were all trained without it)
 ABLATIONS = {
     "hamlearning-no-global": {"use_global": False},
     "hamlearning-no-objects": {"use_objects": False, "use_spatial": False},
@@ -30,7 +31,7 @@ ABLATIONS = {
 
 def test_every_shipped_config_loads_and_is_named_after_its_file() -> None:
     files = sorted(CONFIGS.glob("*.yaml"))
-    assert {f.stem for f in files} >= {"text-only", "hamlearning", *ABLATIONS}
+    assert {f.stem for f in files} >= {"text-only", "hamlearning", "hamlearning-no-chars", *ABLATIONS}
     for f in files:
         cfg = load_config(f)
         assert cfg.name == f.stem
@@ -49,13 +50,21 @@ def test_full_model_switches_everything_on_and_the_text_path_everything_off() ->
     assert full.train.visual_dropout == 0.3 and text.train.visual_dropout == 0.0
     assert {k for k, v in asdict(full.train).items() if asdict(text.train)[k] != v} == {"visual_dropout"}
     assert {k: v for k, v in asdict(full.model).items() if k in asdict(text.model) and v != asdict(text.model)[k]}.keys() <= {
-        "use_global", "use_objects", "use_spatial", "use_semantic", "semantic_mode",
+        "use_global", "use_objects", "use_spatial", "use_semantic", "semantic_mode", "use_chars",
     }  # fmt: skip
+
+
+def test_the_no_chars_reference_is_the_full_model_without_the_char_channel() -> None:
+    full = asdict(load_config(CONFIGS / "hamlearning.yaml"))
+    ref = asdict(load_config(CONFIGS / "hamlearning-no-chars.yaml"))
+    assert full["model"]["use_chars"] and not ref["model"]["use_chars"]
+    assert ref["train"] == full["train"] and ref["data"] == full["data"]
+    assert {k for k, v in ref["model"].items() if full["model"][k] != v} == {"use_chars"}
 
 
 @pytest.mark.parametrize("name", list(ABLATIONS))
 def test_each_ablation_changes_only_its_switch(name: str) -> None:
-    full = asdict(load_config(CONFIGS / "hamlearning.yaml"))
+    full = asdict(load_config(CONFIGS / "hamlearning-no-chars.yaml"))
     abl = asdict(load_config(CONFIGS / f"{name}.yaml"))
     assert abl["name"] == name
     assert abl["train"] == full["train"] and abl["data"] == full["data"]
@@ -64,7 +73,7 @@ def test_each_ablation_changes_only_its_switch(name: str) -> None:
 
 
 def test_the_no_visual_dropout_ablation_changes_only_the_training_dropout() -> None:
-    full = asdict(load_config(CONFIGS / "hamlearning.yaml"))
+    full = asdict(load_config(CONFIGS / "hamlearning-no-chars.yaml"))
     abl = asdict(load_config(CONFIGS / "hamlearning-no-visual-dropout.yaml"))
     assert abl["model"] == full["model"] and abl["data"] == full["data"]
     assert {k for k, v in abl["train"].items() if full["train"][k] != v} == {"visual_dropout"}
