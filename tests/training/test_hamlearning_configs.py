@@ -31,7 +31,7 @@ ABLATIONS = {
 
 def test_every_shipped_config_loads_and_is_named_after_its_file() -> None:
     files = sorted(CONFIGS.glob("*.yaml"))
-    assert {f.stem for f in files} >= {"text-only", "hamlearning", "hamlearning-no-chars", *ABLATIONS}
+    assert {f.stem for f in files} >= {"text-only", "text-only-no-chars", "hamlearning", "hamlearning-no-chars", *ABLATIONS}
     for f in files:
         cfg = load_config(f)
         assert cfg.name == f.stem
@@ -50,13 +50,14 @@ def test_full_model_switches_everything_on_and_the_text_path_everything_off() ->
     assert full.train.visual_dropout == 0.3 and text.train.visual_dropout == 0.0
     assert {k for k, v in asdict(full.train).items() if asdict(text.train)[k] != v} == {"visual_dropout"}
     assert {k: v for k, v in asdict(full.model).items() if k in asdict(text.model) and v != asdict(text.model)[k]}.keys() <= {
-        "use_global", "use_objects", "use_spatial", "use_semantic", "semantic_mode", "use_chars",
+        "use_global", "use_objects", "use_spatial", "use_semantic", "semantic_mode",
     }  # fmt: skip
 
 
-def test_the_no_chars_reference_is_the_full_model_without_the_char_channel() -> None:
-    full = asdict(load_config(CONFIGS / "hamlearning.yaml"))
-    ref = asdict(load_config(CONFIGS / "hamlearning-no-chars.yaml"))
+@pytest.mark.parametrize("name", ["hamlearning", "text-only"])
+def test_each_no_chars_reference_is_its_model_without_the_char_channel(name: str) -> None:
+    full = asdict(load_config(CONFIGS / f"{name}.yaml"))
+    ref = asdict(load_config(CONFIGS / f"{name}-no-chars.yaml"))
     assert full["model"]["use_chars"] and not ref["model"]["use_chars"]
     assert ref["train"] == full["train"] and ref["data"] == full["data"]
     assert {k for k, v in ref["model"].items() if full["model"][k] != v} == {"use_chars"}
