@@ -10,8 +10,10 @@
    columns dataset, config, seeds, p_mean, r_mean, f1_mean, f1_std (sample standard deviation over
    seeds), f1_PER, f1_LOC, f1_ORG, f1_MISC, epoch_minutes, peak_mem_mb, commit, machine, then extras.
    All scores are test-set fractions (0 to 1) of the checkpoint chosen on dev.
-3. results/comparison.csv: each config against ``text-only`` on the same dataset (micro and
-   per-type F1 changes, mean over the seeds each has), and results/relevance.csv: the distribution
+3. results/comparison.csv: each config against the text-only baseline with the same word channels
+   on the same dataset: ``text-only`` for configs with the char channel, ``text-only-no-chars`` (where
+   it has runs) for those without, so a row measures what its visual side adds to the same text
+   path (micro and per-type F1 changes, mean over the seeds each has), and results/relevance.csv: the distribution
    of HamLearning's r over each run's test posts, by visual input (pixels: the image was read;
    words: caption only).
 4. The README's tables between the markers ``<!-- results:start -->`` / ``<!-- results:end -->`` and
@@ -33,7 +35,7 @@ import yaml
 COLUMNS = [
     "dataset", "config", "seeds", "p_mean", "r_mean", "f1_mean", "f1_std",
     "f1_PER", "f1_LOC", "f1_ORG", "f1_MISC", "epoch_minutes", "peak_mem_mb", "commit", "machine",
-    "f1_per_seed", "dev_f1_mean", "best_epochs", "encoder", "epochs", "seed_ids",
+    "f1_per_seed", "dev_f1_mean", "best_epochs", "encoder", "epochs", "seed_ids", "chars",
 ]  # fmt: skip
 RUN_FILES = (
     "final.json", "metrics.jsonl", "config.yaml", "run.json", "training_curves.png", "test_relevance.csv",
@@ -41,7 +43,7 @@ RUN_FILES = (
 )  # fmt: skip
 TYPES = ("PER", "LOC", "ORG", "MISC")
 COMPARISON_COLUMNS = [
-    "dataset", "config", "seeds", "baseline_seeds", "f1_mean", "delta_f1", "delta_f1_same_seeds",
+    "dataset", "config", "baseline", "seeds", "baseline_seeds", "f1_mean", "delta_f1", "delta_f1_same_seeds",
     *[f"delta_{t}" for t in TYPES], "std_pooled",
 ]  # fmt: skip
 RELEVANCE_COLUMNS = ["dataset", "config", "seed", "visual", "posts", "mean", "std", "q10", "q50", "q90"]
@@ -112,18 +114,26 @@ def summarize(results: Path) -> list[dict[str, object]]:
                 "encoder": runs[0]["_config"]["model"]["encoder"],
                 "epochs": runs[0]["_config"]["train"]["epochs"],
                 "seed_ids": " ".join(str(r["seed"]) for r in runs),
+                "chars": bool(runs[0]["_config"]["model"].get("use_chars", False)),
             }
         )
     return rows
 
 
-def compare(rows: list[dict[str, object]], baseline: str = "text-only") -> list[dict[str, object]]:
-    """Each config's F1 minus the baseline's on the same dataset (micro and per type), in points."""
-    base = {r["dataset"]: r for r in rows if r["config"] == baseline}
+BASELINES = {True: "text-only", False: "text-only-no-chars"}  # by char channel; fallback "text-only"
+
+
+def compare(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Each config's F1 minus its text-only baseline's on the same dataset (micro and per type), in
+    points: the baseline with the same char channel (``BASELINES``), else ``text-only``."""
+    by_key = {(r["dataset"], r["config"]): r for r in rows}
     out = []
     for r in rows:
-        b = base.get(r["dataset"])
-        if b is None or r["config"] == baseline:
+        if r["config"] in BASELINES.values():
+            continue
+        b = by_key.get((r["dataset"], BASELINES[bool(r.get("chars"))]))
+        b = b or by_key.get((r["dataset"], "text-only"))
+        if b is None:
             continue
         stds = [float(x) for x in (r["f1_std"], b["f1_std"]) if x != ""]
         mine = dict(zip(str(r["seed_ids"]).split(), map(float, str(r["f1_per_seed"]).split()), strict=True))
@@ -133,6 +143,7 @@ def compare(rows: list[dict[str, object]], baseline: str = "text-only") -> list[
             {
                 "dataset": r["dataset"],
                 "config": r["config"],
+                "baseline": b["config"],
                 "seeds": r["seeds"],
                 "baseline_seeds": b["seeds"],
                 "f1_mean": r["f1_mean"],
@@ -160,12 +171,12 @@ def relevance_rows(results: Path) -> list[dict[str, object]]:
 
 def comparison_markdown(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| dataset | config | seeds | Δ F1 vs text-only | Δ F1, same seeds | Δ PER | Δ LOC | Δ ORG | Δ MISC | pooled std |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | config | against | seeds | Δ F1 | Δ F1, same seeds | Δ PER | Δ LOC | Δ ORG | Δ MISC | pooled std |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['dataset']} | {r['config']} | {r['seeds']} (vs {r['baseline_seeds']}) | **{float(r['delta_f1']):+.2f}** | "  # type: ignore[arg-type]
+            f"| {r['dataset']} | {r['config']} | {r['baseline']} | {r['seeds']} (vs {r['baseline_seeds']}) | **{float(r['delta_f1']):+.2f}** | "  # type: ignore[arg-type]
             + (f"{float(r['delta_f1_same_seeds']):+.2f} | " if r["delta_f1_same_seeds"] != "" else "– | ")  # type: ignore[arg-type]
             + " | ".join(f"{float(r[f'delta_{t}']):+.2f}" for t in TYPES)  # type: ignore[arg-type]
             + f" | {r['std_pooled'] if r['std_pooled'] != '' else '–'} |"

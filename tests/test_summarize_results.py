@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 REQUIRED = "dataset config seeds p_mean r_mean f1_mean f1_std f1_PER f1_LOC f1_ORG f1_MISC epoch_minutes peak_mem_mb commit machine".split()
 
 
-def fake_run(root: Path, seed: int, f1: float, config: str = "text-only", relevance: dict | None = None) -> None:
+def fake_run(
+    root: Path, seed: int, f1: float, config: str = "text-only", relevance: dict | None = None, chars: bool | None = None
+) -> None:
     run = root / "twitter2017" / config / f"seed{seed}"
     run.mkdir(parents=True)
     prf = {"precision": f1 + 0.01, "recall": f1 - 0.01, "f1": f1, "tp": 1, "n_pred": 1, "n_gold": 1}
@@ -32,7 +34,8 @@ def fake_run(root: Path, seed: int, f1: float, config: str = "text-only", releva
     if relevance is not None:
         final["relevance"] = relevance
     (run / "final.json").write_text(json.dumps(final))
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"encoder": "enc"}, "train": {"epochs": 8}}))
+    model = {"encoder": "enc"} if chars is None else {"encoder": "enc", "use_chars": chars}
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": model, "train": {"epochs": 8}}))
     (run / "metrics.jsonl").write_text("{}\n")
     (run / "run.json").write_text("{}")
     (run / "best").mkdir()
@@ -105,4 +108,24 @@ def test_comparison_against_text_only_and_the_relevance_distribution(tmp_path: P
     assert [(r["visual"], r["posts"], r["mean"]) for r in rel] == [("pixels", "2", "0.9"), ("words", "10", "0.6")]
     assert (results / "runs" / "twitter2017" / "hamlearning" / "seed1" / "training_curves.png").exists()
     text = readme.read_text()
-    assert "old" not in text and "| twitter2017 | hamlearning | 1 (vs 2) | **+4.00** | +5.00 |" in text
+    assert "old" not in text and "| twitter2017 | hamlearning | text-only | 1 (vs 2) | **+4.00** | +5.00 |" in text
+
+
+def test_each_config_is_compared_with_the_text_only_baseline_of_its_char_channel(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    fake_run(runs, 1, 0.80, "text-only", chars=True)
+    fake_run(runs, 1, 0.78, "text-only-no-chars", chars=False)
+    fake_run(runs, 1, 0.85, "hamlearning", chars=True)
+    fake_run(runs, 1, 0.81, "hamlearning-no-chars", chars=False)
+    fake_run(runs, 1, 0.77, "text-only-no-shape", chars=False)
+    results = tmp_path / "results"
+    script = str(REPO / "scripts" / "summarize_results.py")
+    cmd = [sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(tmp_path / "none.md")]
+    subprocess.run(cmd, check=True, capture_output=True)
+    with (results / "comparison.csv").open() as fh:
+        rows = {r["config"]: (r["baseline"], float(r["delta_f1"])) for r in csv.DictReader(fh)}
+    assert rows == {
+        "hamlearning": ("text-only", pytest.approx(5.0)),
+        "hamlearning-no-chars": ("text-only-no-chars", pytest.approx(3.0)),
+        "text-only-no-shape": ("text-only-no-chars", pytest.approx(-1.0)),
+    }
