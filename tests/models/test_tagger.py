@@ -195,7 +195,7 @@ def test_char_channel_ignores_padding_and_round_trips(tiny_encoder: Path, tmp_pa
     assert model.predict([long]) == loaded.predict([long])
     with pytest.raises(ConfigError, match="char_kernel"):
         TaggerConfig(use_chars=True, char_kernel=2)
+    batch = collate([model.word_encoder.encode(short)], 0)
+    del batch["char_ids"]
     with pytest.raises(ConfigError, match="no char_ids"):
-        batch = collate([model.word_encoder.encode(short)], 0)
-        del batch["char_ids"]
         model.emissions(batch)
