@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: install, train the default text tagger on Twitter-2017 (10.5
+# The main job on a fresh machine: install, train the default text tagger on Twitter-2017 (12.4
 # minutes in all on a 2-core CPU, results/quickstart.json), evaluate its dev-selected checkpoint on the test split, and tag a
 # few example posts. Data root: $HAMNER_DATA_ROOT, else ../shared/data.
 set -euo pipefail
