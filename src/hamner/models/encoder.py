@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
+from typing import Any
 
 from hamner.errors import ConfigError
 
@@ -40,3 +41,48 @@ def resolve_encoder_path(name: str) -> str:
     if path.exists() and not (path / "config.json").exists():
         raise ConfigError(f"encoder directory {path} has no config.json; expected a Hugging Face model directory")
     return str(path) if path.exists() else name
+
+
+def _dtype_keyword() -> str:
+    """The ``from_pretrained`` keyword for the weights' dtype: ``dtype`` since transformers 4.56,
+    ``torch_dtype`` before (still accepted, with a deprecation warning, by transformers 5)."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__).release >= (4, 56) else "torch_dtype"
+
+
+def as_fp32(encoder: Any) -> Any:
+    """``encoder`` with every floating parameter and buffer in float32, and a config that says so.
+
+    Checkpoints on the hub are often saved in fp16 or bf16, and transformers 5 loads a model in the
+    dtype it was saved in. hamner trains in fp32 master precision (mixed precision is autocast on
+    top, ``train.precision``), so whatever the saved dtype, the weights are upcast here; the saved
+    values are kept exactly (fp16 and bf16 are subsets of fp32).
+    """
+    import torch
+
+    encoder.to(torch.float32)
+    cfg = encoder.config
+    if hasattr(cfg, "dtype"):
+        cfg.dtype = torch.float32
+    else:  # transformers < 4.56
+        cfg.torch_dtype = torch.float32
+    return encoder
+
+
+def load_encoder(path: str) -> Any:
+    """A pretrained Hugging Face encoder from ``path`` with float32 weights (see :func:`as_fp32`)."""
+    import torch
+    from transformers import AutoModel
+
+    return as_fp32(AutoModel.from_pretrained(path, **{_dtype_keyword(): torch.float32}))
+
+
+def encoder_from_config(config: Any) -> Any:
+    """An encoder of ``config``'s architecture with fresh float32 weights (to load a checkpoint into):
+    ``from_config`` would otherwise build it in the dtype the config records."""
+    import torch
+    from transformers import AutoModel
+
+    return as_fp32(AutoModel.from_config(config, **{_dtype_keyword(): torch.float32}))

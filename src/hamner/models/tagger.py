@@ -19,7 +19,8 @@ from hamner.data.shape import SHAPES
 from hamner.errors import ConfigError
 from hamner.models.config import TaggerConfig
 from hamner.models.crf import CRF
-from hamner.models.encoder import resolve_encoder_path
+from hamner.models.encoder import encoder_from_config, load_encoder, resolve_encoder_path
+from hamner.requirements import check_requirements
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,12 @@ class TextTagger(nn.Module):
     @classmethod
     def from_config(cls, config: TaggerConfig) -> TextTagger:
         """A new tagger (of the class the config describes) whose encoder carries pretrained weights."""
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
+        check_requirements()
         path = resolve_encoder_path(config.encoder)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        encoder = _drop_pooler(AutoModel.from_pretrained(path))
+        encoder = _drop_pooler(load_encoder(path))
         return cls.class_for(config)(config, encoder, tokenizer)
 
     def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -95,8 +97,9 @@ class TextTagger(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> TextTagger:
         """Rebuild a tagger from ``save_pretrained`` output alone (no pretrained encoder needed)."""
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
+        check_requirements()
         d = Path(directory)
         cfg_file = d / CONFIG_FILE
         if not cfg_file.exists():
@@ -106,7 +109,7 @@ class TextTagger(nn.Module):
             raise ConfigError(f"{cfg_file}: format_version {meta.get('format_version')} is not {FORMAT_VERSION}")
         config = TaggerConfig.from_dict(meta["tagger"])
         enc_cfg = AutoConfig.from_pretrained(d / "encoder")
-        encoder = _drop_pooler(AutoModel.from_config(enc_cfg))
+        encoder = _drop_pooler(encoder_from_config(enc_cfg))
         tokenizer = AutoTokenizer.from_pretrained(d / "tokenizer")
         model = cls.class_for(config)(config, encoder, tokenizer)
         state = load_file(str(d / WEIGHTS_FILE), device=map_location)

@@ -104,9 +104,11 @@ class TaggingService:
         self.requests = 0
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, config: ServeConfig | None = None, device: str = "cpu") -> TaggingService:
+    def from_pretrained(
+        cls, model_dir: str | Path, config: ServeConfig | None = None, device: str = "cpu", precision: str = "auto"
+    ) -> TaggingService:
         config = config or ServeConfig()
-        tagger = Tagger.from_pretrained(model_dir, device=device)
+        tagger = Tagger.from_pretrained(model_dir, device=device, precision=precision)
         extractor = None
         if tagger.multimodal:
             settings = tagger.vision_config  # a ConfigError now if the checkpoint records none

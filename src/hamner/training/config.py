@@ -29,7 +29,7 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 8
     batch_size: int = 16
-    eval_batch_size: int = 64
+    eval_batch_size: int = 0  # posts per evaluation batch; 0 = auto: 64 on a CPU, 256 on a GPU
     lr_encoder: float = 5e-5
     lr_head: float = 1e-3
     lr_crf: float = 1e-2
@@ -49,15 +49,34 @@ class TrainConfig:
     output_dir: str = "runs"
     run_name: str | None = None  # default: <dataset>/<config name>/seed<seed>
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # auto | fp32 | bf16 | fp16: weights and optimiser stay fp32 ("master" precision), the forward
+    # pass runs under autocast in bf16/fp16 (fp16 with a gradient scaler; CUDA only). auto = bf16 on
+    # a CUDA device that supports it, fp32 on a CPU (where bf16 was measured slower).
+    precision: str = "auto"
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    # batch-building worker processes (0 = in the training process: batches are pre-tokenised and
+    # cheap to pad, so this only helps when a GPU waits for them); batches go to the GPU through
+    # pinned memory with non-blocking copies either way
+    num_workers: int = 0
     progress: bool = True
-
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.visual_dropout < 1.0:
             raise ConfigError(f"train.visual_dropout must be in [0, 1), got {self.visual_dropout}")
         if not 0.0 <= self.image_word_dropout < 1.0:
             raise ConfigError(f"train.image_word_dropout must be in [0, 1), got {self.image_word_dropout}")
+        from hamner.precision import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.eval_batch_size < 0 or self.num_workers < 0:
+            raise ConfigError("train.eval_batch_size and train.num_workers must be >= 0")
+
+    def eval_batch(self, device: Any) -> int:
+        """The evaluation batch size on ``device`` (``eval_batch_size``, or its auto value)."""
+        if self.eval_batch_size:
+            return self.eval_batch_size
+        return 256 if getattr(device, "type", str(device)).startswith("cuda") else 64
 
 
 @dataclass

@@ -33,6 +33,7 @@ from hamner.evaluation.metrics import entity_scores
 from hamner.evaluation.predictions import write_predictions
 from hamner.models.hamlearning import TEXT_VIEW
 from hamner.models.tagger import Prediction, TextTagger
+from hamner.precision import autocast, grad_scaler, resolve_precision
 from hamner.training.config import ExperimentConfig
 from hamner.training.curves import plot_training_curves
 from hamner.vision.cache import FeatureStore
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "last/state.pt"
 PREDICTIONS_FILE = "test_predictions.jsonl.gz"  # every test post's gold and predicted tags (dev-chosen checkpoint)
-RECORD_BATCHES_ENV = "HAMNER_RECORD_BATCHES"  # debug/test hook: a folder where each rank lists its batches
+RECORD_BATCHES_ENV = "HAMNER_RECORD_BATCHES"
+SHOW_EVERY = 20  # steps between progress-bar loss updates (each one reads the loss from the device)  # debug/test hook: a folder where each rank lists its batches
 
 
 @dataclass
@@ -293,6 +295,8 @@ def _train(
     state_path = run_dir / STATE_FILE
     set_seed(cfg.train.seed)
     show = cfg.train.progress and dist.main
+    precision = resolve_precision(cfg.train.precision, device)
+    eval_batch = cfg.train.eval_batch(device)
 
     # data
     root = cfg.data.root
@@ -337,7 +341,10 @@ def _train(
         list(range(len(train_enc))),  # type: ignore[arg-type]
         batch_sampler=sampler,
         collate_fn=make_batch,
+        num_workers=cfg.train.num_workers,
+        pin_memory=device.type == "cuda",  # page-locked batches: the copies to the GPU overlap compute
     )
+    scaler = grad_scaler(device, precision)
     optimizer = build_optimizer(model, cfg)
     total_steps = cfg.train.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -352,6 +359,8 @@ def _train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start_epoch, best_f1, best_epoch = state["epoch"] + 1, state["best_f1"], state["best_epoch"]
         if dist.main:  # drop records of an epoch whose state was never saved (killed in between)
             metrics = run_dir / "metrics.jsonl"
@@ -376,6 +385,9 @@ def _train(
             "packages": package_versions(),
             "machine": machine_description(device),
             "world_size": dist.world,
+            # what reproduces a run bit for bit: the same code, packages, seed, precision and thread count
+            "precision": {"requested": cfg.train.precision, "used": precision},
+            "torch_threads": torch.get_num_threads(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -396,32 +408,48 @@ def _train(
         sampler.set_epoch(epoch)
         net.train()
         t0 = time.perf_counter()
-        total, steps = 0.0, 0
-        parts: dict[str, float] = {}  # the loss's named parts (tagging, relevance matching), summed
+        # losses are summed on the device and read once per epoch (and every SHOW_EVERY steps for
+        # the progress bar): reading a GPU tensor every step would make the host wait for the GPU
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        steps = 0
+        parts: dict[str, torch.Tensor] = {}  # the loss's named parts (tagging, relevance matching), summed
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not show, dynamic_ncols=True)
         for idx, batch in bar:
             if record_dir:
                 seen.setdefault(epoch + 1, []).append([int(i) for i in idx])
-            out = net(_to(batch, device))
+            with autocast(device, precision):
+                out = net(_to(batch, device))
             loss = out["loss"]
             for key in ("tag_loss", "relevance_loss", "text_tag_loss", "cross_view_loss"):
                 if key in out:
-                    parts[key] = parts.get(key, 0.0) + float(out[key].detach())
+                    part = out[key].detach().double()
+                    parts[key] = parts[key] + part if key in parts else part
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is not None:  # fp16: scale the loss so that small gradients do not underflow
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
             if cfg.train.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+                scaler.update()
+            else:
+                optimizer.step()
             scheduler.step()
-            total += float(loss.detach())
+            total += loss.detach().double()
             steps += 1
-            bar.set_postfix(loss=f"{total / steps:.3f}")
+            if show and steps % SHOW_EVERY == 0:
+                bar.set_postfix(loss=f"{float(total) / steps:.3f}")
+        epoch_loss = float(total) / max(1, steps)
         train_seconds = time.perf_counter() - t0
         if record_dir:
             Path(record_dir).mkdir(parents=True, exist_ok=True)
             (Path(record_dir) / f"rank{dist.rank}.json").write_text(json.dumps(seen))
         if dist.main:
-            report = evaluate(model, dev_posts, device, cfg.train.eval_batch_size, show, "dev", visuals=dev_visuals)
+            with autocast(device, precision):
+                report = evaluate(model, dev_posts, device, eval_batch, show, "dev", visuals=dev_visuals)
             f1 = report.micro.f1
             improved = f1 > best_f1
             if improved:
@@ -433,8 +461,8 @@ def _train(
                 os.replace(tmp, run_dir / "best")
             record = {
                 "epoch": epoch + 1,
-                "train_loss": total / max(1, steps),
-                **{f"train_{k}": v / max(1, steps) for k, v in parts.items()},
+                "train_loss": epoch_loss,
+                **{f"train_{k}": float(v) / max(1, steps) for k, v in parts.items()},
                 "lr_encoder": optimizer.param_groups[0]["lr"],
                 "dev": report.to_dict(),
                 "dev_f1": f1,
@@ -458,6 +486,7 @@ def _train(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "rng": _rng_state(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
                     "epoch": epoch,
                     "best_f1": best_f1,
                     "best_epoch": best_epoch,
@@ -475,7 +504,7 @@ def _train(
 
     result: dict[str, Any] = {}
     if dist.main:
-        result = finish(cfg, run_dir, device, best_epoch, best_f1)
+        result = finish(cfg, run_dir, device, best_epoch, best_f1, precision)
     if dist.world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
@@ -483,13 +512,14 @@ def _train(
 
 
 def finish(
-    cfg: ExperimentConfig, run_dir: Path, device: torch.device, best_epoch: int, best_f1: float
+    cfg: ExperimentConfig, run_dir: Path, device: torch.device, best_epoch: int, best_f1: float, precision: str = "fp32"
 ) -> dict[str, Any]:
-    """Evaluate the test split once, with the checkpoint chosen on dev; write final.json."""
+    """Evaluate the test split once, with the checkpoint chosen on dev (in the training precision); write final.json."""
     best = TextTagger.from_pretrained(run_dir / "best").to(device)
     test_posts = load_split(cfg.data.dataset, "test", cfg.data.root, cfg.data.type_map)[: cfg.data.max_eval_posts]
     visuals = visual_inputs(test_posts, open_features(cfg))
-    preds = best.run([p.words for p in test_posts], visuals, cfg.train.eval_batch_size, cfg.train.progress, "test")
+    with autocast(device, precision):
+        preds = best.run([p.words for p in test_posts], visuals, cfg.train.eval_batch(device), cfg.train.progress, "test")
     report = entity_scores([p.tags for p in test_posts], [p.tags for p in preds])
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     epoch_seconds = [r["epoch_seconds"] for r in records]
