@@ -101,3 +101,13 @@ def test_cli_tag_and_evaluate_take_precision(
         scores[precision] = json.loads(capsys.readouterr().out)
         assert scores[precision]["precision"] == precision
     assert scores["bf16"]["micro"] == scores["fp32"]["micro"]  # the overfitted tiny model: the same tags
+
+
+def test_crf_loss_is_exactly_the_mean_when_no_row_is_empty() -> None:
+    """The sync-free loss must give the committed runs' numbers bit for bit: -llh.mean()."""
+    torch.manual_seed(1)
+    crf = CRF(7)
+    em, tags = torch.randn(5, 9, 7), torch.randint(0, 7, (5, 9))
+    mask = torch.arange(9)[None, :] < torch.tensor([9, 4, 1, 7, 2])[:, None]
+    llh = crf.crf(em, tags, mask=mask, reduction="none")
+    assert torch.equal(crf.nll(em, tags, mask), -llh.mean())

@@ -43,7 +43,8 @@ class CRF(nn.Module):
         # word and then weighted 0, which needs no host synchronisation (boolean indexing would)
         m = torch.cat([torch.ones_like(m[:, :1]), m[:, 1:]], dim=1)
         llh = self.crf(emissions.float(), tags, mask=m, reduction="none")  # shape: (batch,)
-        return -(llh * keep).sum() / keep.sum().clamp(min=1)
+        # the mean over kept rows, written so that a batch with no empty row gives exactly llh.mean()
+        return -llh.masked_fill(~keep, 0.0).mean() * (keep.numel() / keep.sum().clamp(min=1))
 
     def log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Log posterior of each tag at each word, log p(y_i = k | x), by forward-backward.
