@@ -26,3 +26,14 @@ def test_model_cost_measures_several_models_in_spawned_processes(trained_tiny_mo
         assert r["config"] == "text-only" and r["dataset"] == "twitter2017" and int(r["posts"]) > 0
         assert float(r["posts_per_second"]) > 0 and int(r["tag_peak_mem_mb"]) > 0 and int(r["parameters"]) > 0
         assert r["command"].startswith("python benchmarks/model_cost.py --models") and r["commit"] and r["machine"]
+
+
+def test_precision_runs_tabulates_runs_from_their_own_files(trained_tiny_model: Path, tmp_path: Path) -> None:
+    run = trained_tiny_model.parent
+    out = tmp_path / "runs.csv"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "precision_runs.py"), str(run), str(tmp_path), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["row"], r["precision"], r["runs"]) for r in rows] == [("run", "fp32", "1"), ("summary", "fp32", "1")]
+    assert float(rows[0]["s_per_epoch"]) > 0 and rows[1]["speedup_vs_fp32"] == "1.0" and rows[0]["test_f1"]

@@ -198,16 +198,20 @@ class TextTagger(nn.Module):
             batch = {k: v.to(device) for k, v in self.collate([encoded[i] for i in idx]).items()}
             parts = self.fuse(batch)
             paths = self.crf.decode(parts["emissions"], batch["word_mask"])
+            # one copy to the host per batch (not one per post: each would wait for the GPU)
+            emissions = parts["emissions"].float().cpu()
+            rel = parts["relevance"].float().cpu().tolist() if parts["relevance"] is not None else None
+            lw = parts["level_weights"].float().cpu().tolist() if parts["level_weights"] is not None else None
+            attention = [a.float().cpu() for a in parts["attention"]]
             for j, (i, path) in enumerate(zip(idx, paths, strict=True)):
                 n = len(word_lists[i])
                 tags = [labels[t] for t in path] + ["O"] * (n - len(path))
-                rel, lw = parts["relevance"], parts["level_weights"]
                 out[i] = Prediction(
                     tags=tags,
-                    emissions=parts["emissions"][j, : len(path)].float().cpu(),
-                    relevance=float(rel[j]) if rel is not None else None,
-                    level_weights=dict(zip(parts["levels"], (float(x) for x in lw[j]), strict=True)) if lw is not None else None,
-                    attention=[a[j, : len(path)].float().cpu() for a in parts["attention"]],
+                    emissions=emissions[j, : len(path)],
+                    relevance=rel[j] if rel is not None else None,
+                    level_weights=dict(zip(parts["levels"], lw[j], strict=True)) if lw is not None else None,
+                    attention=[a[j, : len(path)] for a in attention],
                 )
         self.train(was_training)
         return [p for p in out if p is not None]
