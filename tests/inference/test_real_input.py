@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import torch
 
+from conftest import tiny_text_checkpoint
 from hamner import Tagger
 from hamner.data import tokenize as tokenize_module
 from hamner.data.tokenize import tokenize
@@ -36,12 +37,7 @@ SAMPLE_IMAGES = sorted((REPO.parent / "shared" / "data" / "twitter2017" / "image
 
 @pytest.fixture(scope="module")
 def text_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import make_tiny_encoder
-
-    base = tmp_path_factory.mktemp("text-ckpt")
-    torch.manual_seed(0)
-    model = TextTagger.from_config(TaggerConfig(encoder=str(make_tiny_encoder(base / "encoder")), max_length=64))
-    return model.save_pretrained(base / "ckpt")
+    return tiny_text_checkpoint(tmp_path_factory.mktemp("text-ckpt"))
 
 
 @pytest.fixture(scope="module")

@@ -9,23 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
+from conftest import tiny_text_checkpoint
 from hamner.cli import main
 from hamner.data import tokenize as tokenize_module
-from hamner.models.config import TaggerConfig
-from hamner.models.tagger import TextTagger
 from synthetic import tiny_hamlearning_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import make_tiny_encoder
-
-    base = tmp_path_factory.mktemp("stream-ckpt")
-    torch.manual_seed(0)
-    model = TextTagger.from_config(TaggerConfig(encoder=str(make_tiny_encoder(base / "encoder")), max_length=64))
-    return model.save_pretrained(base / "ckpt")
+    return tiny_text_checkpoint(tmp_path_factory.mktemp("stream-ckpt"))
 
 
 def tag(ckpt: Path, *args: str) -> int:
