@@ -226,6 +226,7 @@ def dumps(record: dict[str, Any]) -> bytes:
 @dataclass
 class StreamOptions:
     chunk_size: int = 256
+    first_chunk: int = 16  # the first chunk is small: output starts as soon as the model has loaded
     on_bad_line: str = "error"  # or "skip": an error record for the line, logged
     offsets: str = "codepoints"
     tokens: bool = False
@@ -249,14 +250,15 @@ class TagStream:
         """Tag every post; ``resume`` (output name, lines it has, its last record) is checked against
         the input before anything is written."""
         chunk: list[InputPost] = []
+        limit = min(self.options.first_chunk, self.options.chunk_size)
         for post in self.reader:
             if resume is not None:
                 self._check_resume(*resume)
                 resume = None
             chunk.append(post)
-            if len(chunk) >= self.options.chunk_size:
+            if len(chunk) >= limit:
                 self._chunk(chunk, progress)
-                chunk = []
+                chunk, limit = [], self.options.chunk_size
         if resume is not None:
             self._check_resume(*resume)
         if chunk:
