@@ -59,6 +59,18 @@ def make_tiny_encoder(
     return directory
 
 
+def tiny_text_checkpoint(base: Path, max_length: int = 64) -> Path:
+    """An untrained text-only checkpoint over a tiny random encoder (64 positions: 62 sub-tokens of words)."""
+    import torch
+
+    from hamner.models.config import TaggerConfig
+    from hamner.models.tagger import TextTagger
+
+    torch.manual_seed(0)
+    model = TextTagger.from_config(TaggerConfig(encoder=str(make_tiny_encoder(base / "encoder")), max_length=max_length))
+    return model.save_pretrained(base / "ckpt")
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))

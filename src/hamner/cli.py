@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hamner import __version__
-from hamner.errors import ConfigError, DataFormatError, HamnerError
+from hamner.errors import ConfigError, HamnerError
 
 log = logging.getLogger("hamner")
 
@@ -107,67 +107,64 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_tag_inputs(path: str, fmt: str) -> list[dict[str, Any]]:
-    """Posts from plain text (one per line) or JSONL (``text`` + optional ``image``/``caption``/``id``)."""
-    import json
-
-    name = "<stdin>" if path == "-" else path
-    records: list[dict[str, Any]] = []
-    with contextlib.nullcontext(sys.stdin) if path == "-" else open(path, encoding="utf-8") as stream:
-        for lineno, line in enumerate(stream, start=1):
-            line = line.rstrip("\n").rstrip("\r")
-            if fmt == "jsonl" or (fmt == "auto" and line.lstrip().startswith("{")):
-                if not line.strip():
-                    raise DataFormatError(name, lineno, "empty line in JSONL input (expected a JSON object)")
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataFormatError(name, lineno, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-                    raise DataFormatError(name, lineno, 'expected a JSON object with a string field "text"')
-                unknown = sorted(set(rec) - {"id", "text", "image", "caption"})
-                if unknown:
-                    raise DataFormatError(name, lineno, f"unknown fields {unknown}; allowed: id, text, image, caption")
-                for key in ("image", "caption"):
-                    if rec.get(key) is not None and not isinstance(rec[key], str):
-                        raise DataFormatError(name, lineno, f'field "{key}" must be a string')
-            else:
-                rec = {"text": line}
-            if not rec["text"].strip():
-                log.warning("%s:%d: empty post; it is written with no entities", name, lineno)
-            rec.setdefault("id", lineno)
-            records.append(rec)
-    return records
-
-
 def cmd_tag(args: argparse.Namespace) -> int:
+    import io
     import json
 
+    from tqdm.auto import tqdm
+
+    from hamner.inference.stream import InputReader, StreamOptions, TagStream, binary_stdout, resume_point
     from hamner.inference.tagger import Tagger
 
     if args.text is not None:
         if args.input != "-":
             raise ConfigError("give either --text or an input file, not both")
-        records = [{"id": 1, "text": args.text, "image": args.image, "caption": args.caption}]
+        if args.resume:
+            raise ConfigError("--resume continues an output file made from an input file, not --text")
+        line = json.dumps({"id": 1, "text": args.text, "image": args.image, "caption": args.caption}, ensure_ascii=False)
+        # through the reader like a file's line: the same checks; surrogates cannot come from argv
+        source: Any = io.BytesIO(line.encode("utf-8", errors="surrogateescape") + b"\n")
+        name, fmt, folder = "--text", "jsonl", None
     elif args.image or args.caption:
         raise ConfigError("--image and --caption go with --text; in an input file use JSONL fields image and caption")
     else:
-        records = _read_tag_inputs(args.input, args.format)
+        name = "<stdin>" if args.input == "-" else args.input
+        fmt = args.format
+        folder = None if args.input == "-" else Path(args.input).resolve().parent
+        source = None
+    skip, last = 0, None
+    if args.resume:
+        if args.output == "-" or args.pretty:
+            raise ConfigError("--resume needs a JSONL output file (-o FILE), not standard output or --pretty")
+        if Path(args.output).exists():
+            skip, last = resume_point(Path(args.output))
+            log.info("--resume: %s already answers %d input lines; continuing after them", args.output, skip)
     tagger = Tagger.from_pretrained(
-        args.model, device=args.device, batch_size=args.batch_size, on_bad_image=args.on_bad_image, precision=args.precision
+        args.model, device=args.device, batch_size=args.batch_size, on_bad_image=args.on_bad_image, long_posts=args.long_posts,
+        precision=args.precision,
     )
-    tagged = tagger.tag_many(
-        [r["text"] for r in records],
-        [r.get("image") for r in records],
-        [r.get("caption") for r in records],
-        progress=len(records) >= 200,
-    )
-    with contextlib.nullcontext(sys.stdout) if args.output == "-" else open(args.output, "w", encoding="utf-8") as out:
-        for rec, post in zip(records, tagged, strict=True):
-            if args.pretty:
-                out.write(_pretty(rec["id"], post.to_dict(with_tokens=args.tokens)))
-            else:
-                out.write(json.dumps({"id": rec["id"], **post.to_dict(with_tokens=args.tokens)}, ensure_ascii=False) + "\n")
+    options = StreamOptions(
+        chunk_size=args.chunk_size, on_bad_line=args.on_bad_line, offsets=args.offsets, tokens=args.tokens,
+        pretty=_pretty if args.pretty else None,
+    )  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if source is None:
+            source = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
+        reader = InputReader(source, name, fmt, folder, on_bad_text=args.on_bad_text, max_line_bytes=args.max_line_bytes, skip_lines=skip)
+        if args.output == "-":
+            sink = binary_stdout()
+        else:
+            sink = stack.enter_context(open(args.output, "ab" if args.resume else "wb"))
+        size = os.fstat(source.fileno()).st_size if name not in ("<stdin>", "--text") else None
+        bar = stack.enter_context(
+            tqdm(total=size, unit="B", unit_scale=True, desc="tag", disable=args.no_progress or size is None or args.output == "-" and args.pretty)
+        )
+        counts = TagStream(tagger, reader, sink, options).run(bar, resume=(args.output, skip, last) if skip else None)
+    log.info(
+        "%d posts tagged, %d error records%s%s", counts["posts"], counts["errors"],
+        f", {counts['windowed']} long posts read in windows" if counts["windowed"] else "",
+        f", {counts['truncated']} truncated" if counts["truncated"] else "",
+    )  # fmt: skip
     return 0
 
 
@@ -355,8 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="?", default="-", help="input file (default: standard input)")
     p.add_argument("-o", "--output", default="-", help="output JSONL file (default: standard output)")
     p.add_argument(
-        "--format", choices=["auto", "text", "jsonl"], default="auto", help="auto: lines starting with { are JSON"
-    )
+        "--format", choices=["auto", "text", "jsonl"], default="auto",
+        help="auto: by extension (.jsonl/.ndjson/.json: JSONL, .txt: text), else by the first non-empty line; chosen once per file",
+    )  # fmt: skip
     p.add_argument("--tokens", action="store_true", help="also write the words with offsets and their BIO tags")
     p.add_argument("--text", help="tag this one post instead of reading an input file")
     p.add_argument("--image", help="with --text: the post's image file (read by a HamLearning model)")
@@ -368,6 +366,28 @@ def build_parser() -> argparse.ArgumentParser:
         default="error",
         help="a missing/unreadable/huge image: stop with an error (default) or tag the post without it (logged)",
     )
+    p.add_argument(
+        "--on-bad-line", choices=["error", "skip"], default="error",
+        help="a line that cannot be tagged (bad JSON or UTF-8, a wrong field, an unpaired surrogate, a tokenizer time-out): "
+        "stop naming file, line and id (default), or write an error record {id, line, error} for it (logged)",
+    )  # fmt: skip
+    p.add_argument(
+        "--on-bad-text", choices=["error", "replace"], default="error",
+        help="invalid UTF-8 or unpaired surrogates: a bad line (default), or replaced by U+FFFD (logged)",
+    )  # fmt: skip
+    p.add_argument(
+        "--long-posts", choices=["window", "truncate"], default="window",
+        help="a post longer than the encoder's input: read in overlapping windows (default), or cut there "
+        "(the record's words_not_read counts the words tagged O unread)",
+    )  # fmt: skip
+    p.add_argument(
+        "--offsets", choices=["codepoints", "utf16"], default="codepoints",
+        help="unit of start/end: Unicode code points (Python string indices, default) or UTF-16 units (JavaScript)",
+    )  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue an interrupted -o FILE after its last complete line")
+    p.add_argument("--chunk-size", type=positive_int, default=256, help="posts read, tagged and written at a time")
+    p.add_argument("--max-line-bytes", type=positive_int, default=1 << 20, help="a longer input line is a bad line")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (shown for an input file, in bytes)")
     p.add_argument("--device", default="cpu")
     add_precision_option(p)
     p.add_argument("--batch-size", type=int, default=32)

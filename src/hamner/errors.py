@@ -47,3 +47,25 @@ class ImageError(HamnerError):
 
 class CacheError(HamnerError):
     """A feature cache is missing, incomplete, corrupt or was made with other settings."""
+
+
+class TextError(HamnerError, ValueError):
+    """A post's text cannot be tagged: an unpaired surrogate (not valid Unicode), or the word
+    tokenizer gave up on it. ``index`` is the post's place in the list given to the tagger, when
+    known; ``detail`` says what is wrong without it."""
+
+    def __init__(self, index: int | None, message: str) -> None:
+        self.index = index
+        self.detail = message
+        super().__init__(f"post {index}: {message}" if index is not None else message)
+
+
+def first_surrogate(text: str) -> int | None:
+    """The index of the first unpaired surrogate in ``text`` (JSON's "\\ud83d" escape makes one), or None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return int(exc.start)
+    return None

@@ -38,7 +38,7 @@ def checkpoint(tiny_encoder: Path, tmp_path: Path) -> Path:
 def _fixed_tags(monkeypatch: pytest.MonkeyPatch, tagger: Tagger, rule: dict[str, str]) -> None:
     """Make the model predict B-/I- tags by a word -> tag rule, to check the offset bookkeeping."""
 
-    def run(word_lists, visuals=None, batch_size=64, progress=False, desc=""):  # type: ignore[no-untyped-def]
+    def run(word_lists, visuals=None, batch_size=64, progress=False, desc="", **options):  # type: ignore[no-untyped-def]
         return [Prediction([rule.get(w, "O") for w in words], torch.zeros(len(words), 9)) for words in word_lists]
 
     monkeypatch.setattr(tagger.model, "run", run)

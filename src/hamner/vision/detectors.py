@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ class OpenCVSSDDetector(Detector):
                 raise ConfigError(f"detector 'ssd-mobilenet-v2-coco': model file {str(p)!r} does not exist")
         self._cv2 = cv2
         self.net = cv2.dnn.readNetFromTensorflow(str(self.graph_path), str(self.config_path))
+        self._lock = threading.Lock()
         self.labels = coco_labels(labels_file)
         self.labels_file = labels_file
         self.input_size = input_size
@@ -127,8 +129,11 @@ class OpenCVSSDDetector(Detector):
             raise ValueError(f"expected an RGB image, got mode {image.mode!r}")
         # The TF graph takes RGB in [0, 255] and normalises inside; PIL already gives RGB, so no swap.
         blob = self._cv2.dnn.blobFromImage(np.asarray(image), size=(self.input_size, self.input_size), swapRB=False)
-        self.net.setInput(blob)
-        out = self.net.forward()  # shape: (1, 1, 100, 7): [image, class_id, score, x1, y1, x2, y2]
+        # a cv2.dnn net holds its input between setInput and forward: one image at a time (threads
+        # sharing this detector take turns; OpenCV still uses several cores inside forward)
+        with self._lock:
+            self.net.setInput(blob)
+            out = self.net.forward()  # shape: (1, 1, 100, 7): [image, class_id, score, x1, y1, x2, y2]
         rows = out.reshape(-1, 7)
         rows = rows[rows[:, 2] > 0]
         class_ids = rows[:, 1].astype(np.int64)

@@ -1,0 +1,345 @@
+"""``hamner tag`` on files of any size: read, tag and write in chunks, one output line per input line.
+
+The input is read in binary and cut on ``b"\\n"`` only (one trailing ``\\r`` of a CRLF is dropped; a
+lone ``\\r`` stays inside its line), so output line *i* always answers input line *i*. The format is
+chosen once per file: by ``--format``, else by the extension (``.jsonl``/``.ndjson``/``.json``: JSONL,
+``.txt``: plain text), else (standard input, other names) by the first non-empty line. A UTF-8 byte
+order mark at the start is dropped. Every problem with a line (not UTF-8, bad JSON, a field of the
+wrong type, an unpaired surrogate, a text the word tokenizer gives up on, a line over the size limit)
+names the file, the line and the post's id: it stops the run (``on_bad_line="error"``) or becomes an
+error record ``{"id", "line", "error"}`` in the output (``"skip"``), logged. Image paths in JSONL are
+relative to the input file's folder (to the working directory for standard input).
+
+Memory holds one chunk of posts (plus the model), whatever the input size; each chunk is written
+and flushed before the next is read. ``--resume`` continues an interrupted output file after its
+last complete line (a partial last line is cut off), once the line number and id of that last
+record match the input's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from hamner.errors import ConfigError, DataFormatError, ImageError, TextError, first_surrogate
+from hamner.inference.tagger import TaggedPost, Tagger
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("auto", "text", "jsonl")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+TEXT_SUFFIXES = (".txt", ".text")
+FIELDS = ("id", "text", "image", "caption")
+BOM = b"\xef\xbb\xbf"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass
+class InputPost:
+    """One input line: a post to tag, or (``error`` set) the reason it cannot be tagged."""
+
+    line: int
+    id: Any
+    text: str = ""
+    image: str | None = None
+    caption: str | None = None
+    error: str | None = None
+    nbytes: int = 0  # bytes of the input this line took, newline included (for the progress bar)
+
+
+def choose_format(name: str, fmt: str) -> str | None:
+    """The format fixed by ``--format`` or the file's extension; None: decide from the first line."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if fmt != "auto":
+        return fmt
+    suffix = Path(name).suffix.lower() if name != "<stdin>" else ""
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    return None
+
+
+class InputReader:
+    """The posts of a binary stream, one per line, each with its line number and id."""
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        name: str,
+        fmt: str = "auto",
+        folder: Path | None = None,
+        on_bad_text: str = "error",
+        max_line_bytes: int = 1 << 20,
+        skip_lines: int = 0,
+    ) -> None:
+        if on_bad_text not in ("error", "replace"):
+            raise ConfigError(f"on_bad_text must be 'error' or 'replace', got {on_bad_text!r}")
+        self.stream, self.name, self.folder = stream, name, folder
+        self.format = choose_format(name, fmt)
+        self.on_bad_text = on_bad_text
+        self.max_line_bytes = max_line_bytes
+        self.skip_lines = skip_lines  # lines already answered (--resume): read and counted, not tagged
+        self.skipped_id: Any = None  # the id of the last skipped line, to check a resumed output against
+        self.skipped_bytes = 0
+        self.lines_read = 0
+
+    def _lines(self) -> Iterator[tuple[int, bytes | None, int]]:
+        """(line number, its bytes without the line break or None when over the limit, bytes read)."""
+        lineno = 0
+        while True:
+            raw = self.stream.readline(self.max_line_bytes + 1)
+            if not raw:
+                return
+            lineno += 1
+            size = len(raw)
+            if lineno == 1 and raw.startswith(BOM):
+                log.info("%s: a UTF-8 byte order mark at the start is ignored", self.name)
+                raw = raw[len(BOM) :]
+            if not raw.endswith(b"\n") and len(raw) > self.max_line_bytes:
+                while raw and not raw.endswith(b"\n"):  # the rest of the long line, in bounded pieces
+                    raw = self.stream.readline(self.max_line_bytes + 1)
+                    size += len(raw)
+                yield lineno, None, size
+                continue
+            if raw.endswith(b"\n"):
+                raw = raw[:-1]
+                if raw.endswith(b"\r"):
+                    raw = raw[:-1]
+            yield lineno, raw, size
+
+    def __iter__(self) -> Iterator[InputPost]:
+        for lineno, raw, size in self._lines():
+            self.lines_read = lineno
+            if lineno <= self.skip_lines:
+                self.skipped_bytes += size
+                if lineno == self.skip_lines:
+                    self.skipped_id = self._parse(lineno, raw).id if raw is not None else lineno
+                continue
+            if raw is None:
+                post = InputPost(lineno, lineno, error=f"the line has more than {self.max_line_bytes:,} bytes")
+            else:
+                post = self._parse(lineno, raw)
+            post.nbytes = size
+            yield post
+
+    def _parse(self, lineno: int, raw: bytes) -> InputPost:
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if self.on_bad_text != "replace":
+                return InputPost(lineno, lineno, error=f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start} of the line)")
+            log.warning("%s:%d: bytes that are not valid UTF-8 replaced by U+FFFD", self.name, lineno)
+            line = raw.decode("utf-8", errors="replace")
+        if self.format is None:
+            if not line.strip():
+                return InputPost(lineno, lineno, text=line)  # a blank first line decides nothing
+            self.format = "jsonl" if line.lstrip().startswith("{") else "text"
+            log.info("%s: read as %s (from its first line; --format chooses)", self.name, self.format)
+        if self.format == "text":
+            return self._checked(InputPost(lineno, lineno, text=line))
+        if not line.strip():
+            return InputPost(lineno, lineno, error="empty line in JSONL input (expected a JSON object)")
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            return InputPost(lineno, lineno, error=f"not valid JSON ({exc.msg} at column {exc.colno})")
+        except RecursionError:
+            return InputPost(lineno, lineno, error="not valid JSON (nested too deeply)")
+        if not isinstance(rec, dict):
+            return InputPost(lineno, lineno, error='expected a JSON object with a string field "text"')
+        post_id = rec.get("id", lineno)
+        if not isinstance(rec.get("text"), str):
+            return InputPost(lineno, post_id, error='expected a JSON object with a string field "text"')
+        unknown = sorted(set(rec) - set(FIELDS))
+        if unknown:
+            return InputPost(lineno, post_id, error=f"unknown fields {unknown}; allowed: {', '.join(FIELDS)}")
+        for key in ("image", "caption"):
+            if rec.get(key) is not None and not isinstance(rec[key], str):
+                return InputPost(lineno, post_id, error=f'field "{key}" must be a string')
+        image = rec.get("image")
+        if image is not None and self.folder is not None and not Path(image).is_absolute():
+            image = str(self.folder / image)
+        return self._checked(InputPost(lineno, post_id, text=rec["text"], image=image, caption=rec.get("caption")))
+
+    def _checked(self, post: InputPost) -> InputPost:
+        """Unpaired surrogates (only JSON escapes can make them) replaced or reported."""
+        for key in ("text", "caption"):
+            value = getattr(post, key)
+            at = first_surrogate(value) if isinstance(value, str) else None
+            if at is None:
+                continue
+            if self.on_bad_text == "replace":
+                log.warning("%s:%d: unpaired surrogates in the %s replaced by U+FFFD", self.name, post.line, key)
+                setattr(post, key, _SURROGATE.sub("\ufffd", value))
+            else:
+                post.error = f"the {key} holds an unpaired surrogate (U+{ord(value[at]):04X}) at character {at}: not valid Unicode"
+        return post
+
+
+def resume_point(path: Path) -> tuple[int, dict[str, Any] | None]:
+    """Cut a partial last line off an interrupted output file; (complete lines, the last record)."""
+    with path.open("r+b") as fh:
+        size = fh.seek(0, 2)
+        end = size
+        while end > 0:  # find the last line break, reading backwards in blocks
+            start = max(0, end - (1 << 16))
+            fh.seek(start)
+            block = fh.read(end - start)
+            k = block.rfind(b"\n")
+            if k >= 0:
+                end = start + k + 1
+                break
+            end = start
+        if end < size:
+            log.info("%s: a partial last line (%d bytes) is cut off", path, size - end)
+            fh.truncate(end)
+        fh.seek(0)
+        lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+        if not lines:
+            return 0, None
+        fh.seek(max(0, end - (1 << 20)))
+        last = fh.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    try:
+        record = json.loads(last)
+    except json.JSONDecodeError:
+        raise ConfigError(f"--resume: the last line of {path} is not JSON (--pretty output cannot be resumed)") from None
+    return lines, record if isinstance(record, dict) else None
+
+
+def dumps(record: dict[str, Any]) -> bytes:
+    """One JSONL line; escaped to ASCII only when the record holds text UTF-8 cannot carry."""
+    text = json.dumps(record, ensure_ascii=False)
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(record) + "\n").encode("ascii")
+
+
+@dataclass
+class StreamOptions:
+    chunk_size: int = 256
+    first_chunk: int = 16  # the first chunk is small: output starts as soon as the model has loaded
+    on_bad_line: str = "error"  # or "skip": an error record for the line, logged
+    offsets: str = "codepoints"
+    tokens: bool = False
+    pretty: Callable[[Any, dict[str, Any]], str] | None = None  # a formatter for people instead of JSONL
+
+
+class TagStream:
+    """Tags an :class:`InputReader`'s posts chunk by chunk into a binary sink."""
+
+    def __init__(self, tagger: Tagger, reader: InputReader, sink: IO[bytes], options: StreamOptions) -> None:
+        if options.on_bad_line not in ("error", "skip"):
+            raise ConfigError(f"on_bad_line must be 'error' or 'skip', got {options.on_bad_line!r}")
+        self.tagger, self.reader, self.sink, self.options = tagger, reader, sink, options
+        self.counts = {"posts": 0, "errors": 0, "windowed": 0, "truncated": 0}
+        self._skipped_seen = 0  # bytes of resumed-over lines already shown by the progress bar
+
+    def where(self, post: InputPost) -> str:
+        return f"{self.reader.name}:{post.line} (id {post.id!r})"
+
+    def run(self, progress: Any = None, resume: tuple[str, int, dict[str, Any] | None] | None = None) -> dict[str, int]:
+        """Tag every post; ``resume`` (output name, lines it has, its last record) is checked against
+        the input before anything is written."""
+        chunk: list[InputPost] = []
+        limit = min(self.options.first_chunk, self.options.chunk_size)
+        for post in self.reader:
+            if resume is not None:
+                self._check_resume(*resume)
+                resume = None
+            chunk.append(post)
+            if len(chunk) >= limit:
+                self._chunk(chunk, progress)
+                chunk, limit = [], self.options.chunk_size
+        if resume is not None:
+            self._check_resume(*resume)
+        if chunk:
+            self._chunk(chunk, progress)
+        return self.counts
+
+    def _check_resume(self, output: str, lines: int, last: dict[str, Any] | None) -> None:
+        """The output's last record must answer the input's line ``lines``, with the same id."""
+        name = self.reader.name
+        if self.reader.lines_read < lines:
+            raise ConfigError(f"--resume: {output} has {lines} lines but {name} only {self.reader.lines_read}: not this input's output")
+        if last is None or last.get("line") != lines or last.get("id") != self.reader.skipped_id:
+            got = (last.get("line"), last.get("id")) if last is not None else None
+            raise ConfigError(
+                f"--resume: the last line of {output} answers (line, id) {got}, but line {lines} of {name} has id "
+                f"{self.reader.skipped_id!r}: not this input's output (or made without line numbers)"
+            )
+        log.info("--resume: %d lines of %s already answered (last id %r)", lines, name, self.reader.skipped_id)
+
+    def _chunk(self, chunk: list[InputPost], progress: Any) -> None:
+        tokens: dict[int, list[Any]] = {}
+        for k, post in enumerate(chunk):
+            if post.error is None:
+                try:
+                    tokens[k] = self.tagger.tokenize(post.text)
+                except TextError as exc:
+                    post.error = exc.detail
+            if post.error is not None and self.options.on_bad_line == "error":
+                self._tag_and_write(chunk[:k], tokens, progress)  # every line before it is answered
+                raise DataFormatError(self.reader.name, post.line, f"{post.error}; post id {post.id!r}")
+            if k in tokens and not tokens[k]:
+                log.warning("%s: empty post; it is written with no entities", self.where(post))
+        self._tag_and_write(chunk, tokens, progress)
+
+    def _tag_and_write(self, chunk: list[InputPost], tokens: dict[int, list[Any]], progress: Any) -> None:
+        good = [k for k in range(len(chunk)) if k in tokens]
+        try:
+            tagged = self.tagger.tag_tokenized(
+                [chunk[k].text for k in good], [tokens[k] for k in good],
+                [chunk[k].image for k in good], [chunk[k].caption for k in good],
+            )  # fmt: skip
+        except ImageError as exc:
+            culprit = next((chunk[k] for k in good if chunk[k].image is not None and str(chunk[k].image) == exc.source), None)
+            if culprit is None:
+                raise
+            raise DataFormatError(self.reader.name, culprit.line, f"{exc}; post id {culprit.id!r}") from None
+        posts: dict[int, TaggedPost] = dict(zip(good, tagged, strict=True))
+        out = []
+        for k, post in enumerate(chunk):
+            got = posts.get(k)
+            if got is None:
+                log.warning("%s: %s; written as an error record", self.where(post), post.error)
+                self.counts["errors"] += 1
+                out.append(dumps({"id": post.id, "line": post.line, "error": post.error}))
+                continue
+            self.counts["posts"] += 1
+            if got.windows > 1:
+                self.counts["windowed"] += 1
+                log.debug("%s: %d words read in %d overlapping windows", self.where(post), len(got.tokens), got.windows)
+            if got.words_past_limit:
+                self.counts["truncated"] += 1
+                log.warning(
+                    "%s: the last %d of %d words were not read (--long-posts truncate); tagged O",
+                    self.where(post), got.words_past_limit, len(got.tokens),
+                )  # fmt: skip
+            data = got.to_dict(with_tokens=self.options.tokens, offsets=self.options.offsets)
+            if self.options.pretty is not None:
+                out.append(self.options.pretty(post.id, data).encode("utf-8", errors="backslashreplace"))
+            else:
+                out.append(dumps({"id": post.id, "line": post.line, **data}))
+        self.sink.write(b"".join(out))
+        self.sink.flush()
+        if progress is not None:
+            skipped, self._skipped_seen = self.reader.skipped_bytes - self._skipped_seen, self.reader.skipped_bytes
+            progress.update(skipped + sum(p.nbytes for p in chunk))
+
+
+def binary_stdout() -> IO[bytes]:
+    """Standard output as bytes (what is written is UTF-8 whatever the locale)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        raise ConfigError("standard output cannot take bytes here; pass -o FILE")
+    sys.stdout.flush()
+    return buffer  # type: ignore[no-any-return]
