@@ -36,14 +36,16 @@ def make_tiny_encoder(
     directory: Path, hidden: int = 32, layers: int = 2, max_positions: int = 64, words: tuple[str, ...] = ()
 ) -> Path:
     """A random BERT with a small WordPiece vocabulary (plus ``words``), saved as a Hugging Face directory."""
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
     directory.mkdir(parents=True, exist_ok=True)
     pieces = list(string.ascii_lowercase) + list(string.digits) + list(string.punctuation)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS, *words, *pieces, *[f"##{p}" for p in pieces]]
-    # transformers 5 reads a vocabulary given as a mapping (vocab_file= would be ignored: every word UNK)
-    tok = BertTokenizer(vocab={w: i for i, w in enumerate(dict.fromkeys(vocab))}, do_lower_case=True)
-    tok.save_pretrained(directory)
+    # a vocab.txt and a tokenizer config, read back through AutoTokenizer: the way every transformers
+    # version since 4 loads a hub BERT (constructor arguments changed between 4 and 5)
+    (directory / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    (directory / "tokenizer_config.json").write_text('{"do_lower_case": true, "tokenizer_class": "BertTokenizer"}')
+    AutoTokenizer.from_pretrained(directory).save_pretrained(directory)
     cfg = BertConfig(
         vocab_size=len(dict.fromkeys(vocab)),
         hidden_size=hidden,
