@@ -115,6 +115,10 @@ def summarize(results: Path) -> list[dict[str, object]]:
                 "epochs": runs[0]["_config"]["train"]["epochs"],
                 "seed_ids": " ".join(str(r["seed"]) for r in runs),
                 "chars": bool(runs[0]["_config"]["model"].get("use_chars", False)),
+                # unrounded, for the deltas of compare() (not written: keys starting with _)
+                "_f1": {str(r["seed"]): r["test"]["micro"]["f1"] for r in runs},
+                "_f1_mean": mean(f1),
+                "_type_f1": {t: type_f1(t) for t in TYPES},
             }
         )
     return rows
@@ -136,8 +140,11 @@ def compare(rows: list[dict[str, object]]) -> list[dict[str, object]]:
         if b is None:
             continue
         stds = [float(x) for x in (r["f1_std"], b["f1_std"]) if x != ""]
-        mine = dict(zip(str(r["seed_ids"]).split(), map(float, str(r["f1_per_seed"]).split()), strict=True))
-        theirs = dict(zip(str(b["seed_ids"]).split(), map(float, str(b["f1_per_seed"]).split()), strict=True))
+        # every delta from unrounded values (rounding the means first moved +0.716 to +0.71)
+        mine: dict[str, float] = r["_f1"]  # type: ignore[assignment]
+        theirs: dict[str, float] = b["_f1"]  # type: ignore[assignment]
+        rt: dict[str, float] = r["_type_f1"]  # type: ignore[assignment]
+        bt: dict[str, float] = b["_type_f1"]  # type: ignore[assignment]
         common = sorted(set(mine) & set(theirs))
         out.append(
             {
@@ -147,10 +154,10 @@ def compare(rows: list[dict[str, object]]) -> list[dict[str, object]]:
                 "seeds": r["seeds"],
                 "baseline_seeds": b["seeds"],
                 "f1_mean": r["f1_mean"],
-                "delta_f1": round(100 * (float(r["f1_mean"]) - float(b["f1_mean"])), 2),  # type: ignore[arg-type]
+                "delta_f1": round(100 * (float(r["_f1_mean"]) - float(b["_f1_mean"])), 2),  # type: ignore[arg-type]
                 # paired by seed: the same seeds' runs of both configs (seed-to-seed spread cancels)
                 "delta_f1_same_seeds": round(100 * sum(mine[k] - theirs[k] for k in common) / len(common), 2) if common else "",
-                **{f"delta_{t}": round(100 * (float(r[f"f1_{t}"]) - float(b[f"f1_{t}"])), 2) for t in TYPES},  # type: ignore[arg-type]
+                **{f"delta_{t}": round(100 * (rt[t] - bt[t]), 2) for t in TYPES},
                 "std_pooled": round(100 * (sum(x * x for x in stds) / len(stds)) ** 0.5, 2) if stds else "",
             }
         )
@@ -186,7 +193,7 @@ def comparison_markdown(rows: list[dict[str, object]]) -> str:
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, object]]) -> None:
     with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns)
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")  # _private keys are not written
         w.writeheader()
         w.writerows(rows)
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hamner.data.conll import Post
 from hamner.evaluation.metrics import entity_scores
 from hamner.evaluation.predictions import write_predictions
@@ -27,7 +29,8 @@ def make(tmp: Path, rng: random.Random, gold_posts: list[Post], config: str, see
 
 
 def run_script(tmp: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, str(REPO / "scripts" / "significance.py"), "--results", str(tmp / "results"), "--samples", "500"]
+    # --allow-dirty: these tests check the statistics, and run in working trees with changes too
+    cmd = [sys.executable, str(REPO / "scripts" / "significance.py"), "--results", str(tmp / "results"), "--samples", "500", "--allow-dirty"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
@@ -46,6 +49,7 @@ def test_significance_script_writes_one_row_per_dataset(tmp_path: Path) -> None:
     )  # fmt: skip
     assert abs(float(row["f1_a"]) - sum(a) / 3) < 1e-4 and abs(float(row["f1_b"]) - sum(b) / 3) < 1e-4
     assert float(row["ci_low"]) > 0 and float(row["p_value"]) < 0.01
+    assert float(row["seed_post_ci_low"]) > 0 and float(row["seed_post_p_value"]) < 0.01 and float(row["seed_t_p_value"]) < 0.01
     assert row["command"].startswith("python ") and row["commit"] and row["machine"]
 
 
@@ -75,3 +79,16 @@ def test_different_gold_posts_are_refused(tmp_path: Path) -> None:
     make(tmp_path, rng, other, "text-only", 1, 0.1)
     proc = run_script(tmp_path)
     assert proc.returncode != 0 and "the post at test.txt:0 differs" in proc.stderr
+
+
+def test_a_dirty_source_tree_is_refused_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("significance_script", REPO / "scripts" / "significance.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "git_revision", lambda: {"commit": "abc", "dirty": True})
+    monkeypatch.setattr(sys, "argv", ["significance.py", "--results", str(tmp_path / "results")])
+    with pytest.raises(SystemExit, match="uncommitted changes: commit them first"):
+        script.main()

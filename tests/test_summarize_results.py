@@ -129,3 +129,18 @@ def test_each_config_is_compared_with_the_text_only_baseline_of_its_char_channel
         "hamlearning-no-chars": ("text-only-no-chars", pytest.approx(3.0)),
         "text-only-no-shape": ("text-only-no-chars", pytest.approx(-1.0)),
     }
+
+
+def test_deltas_come_from_unrounded_means(tmp_path: Path) -> None:
+    """0.807164 - 0.800048 = +0.71 points; the means rounded to 4 decimals first would give +0.72."""
+    runs = tmp_path / "runs"
+    fake_run(runs, 1, 0.800048)
+    fake_run(runs, 1, 0.807164, "hamlearning")
+    results = tmp_path / "results"
+    script = str(REPO / "scripts" / "summarize_results.py")
+    subprocess.run([sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(tmp_path / "none.md")], check=True, capture_output=True)
+    with (results / "comparison.csv").open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["delta_f1"] == "0.71" and row["delta_f1_same_seeds"] == "0.71" and row["delta_PER"] == "0.71"
+    with (results / "summary.csv").open() as fh:
+        assert not [k for k in next(csv.DictReader(fh)) if k.startswith("_")]

@@ -13,7 +13,13 @@ from hamner.data.conll import Post
 from hamner.errors import DataFormatError
 from hamner.evaluation.metrics import entity_scores
 from hamner.evaluation.predictions import read_predictions, write_predictions
-from hamner.evaluation.significance import paired_bootstrap, post_counts
+from hamner.evaluation.significance import (
+    paired_bootstrap,
+    paired_seed_t_test,
+    post_counts,
+    seed_and_post_bootstrap,
+    student_t_sf,
+)
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
 
@@ -114,3 +120,41 @@ def test_a_malformed_predictions_line_is_named(tmp_path: Path) -> None:
     path.write_text('{"source": "a:1", "words": ["x"]}\n')
     with pytest.raises(DataFormatError, match=r"p.jsonl:1: missing fields \['gold', 'pred'\]"):
         read_predictions(path)
+
+
+@pytest.mark.parametrize(
+    ("t", "df", "p"),
+    [(2.919986, 2, 0.05), (6.964557, 2, 0.01), (1.812461, 10, 0.05), (2.527977, 20, 0.01), (0.0, 3, 0.5), (-1.812461, 10, 0.95)],
+)
+def test_student_t_tail_matches_the_tables(t: float, df: int, p: float) -> None:
+    assert student_t_sf(t, df) == pytest.approx(p, abs=1e-6)
+
+
+def test_paired_seed_t_test() -> None:
+    # per-seed F1 of Twitter-2015 hamlearning and text-only (results/runs): p = 0.04, as the review found
+    assert paired_seed_t_test([0.7334, 0.7334, 0.7397], [0.7288, 0.7304, 0.7312]) == pytest.approx(0.0407, abs=5e-4)
+    assert paired_seed_t_test([0.75, 0.5], [0.5, 0.25]) == 0.0  # the same gap every seed: no spread
+    with pytest.raises(ValueError, match="same number"):
+        paired_seed_t_test([0.8], [0.7])
+
+
+def test_resampling_seeds_widens_the_interval_when_the_seeds_disagree() -> None:
+    rng = random.Random(5)
+    gold = random_tags(rng, 300)
+    # A's seeds disagree (one is much worse); B's agree
+    a = [corrupt(rng, gold, 0.05), corrupt(rng, gold, 0.05), corrupt(rng, gold, 0.35)]
+    b = [corrupt(rng, gold, 0.15) for _ in range(3)]
+    posts_only = paired_bootstrap(gold, a, b, n_samples=2000, seed=2)
+    both = seed_and_post_bootstrap(gold, a, b, paired=True, n_samples=2000, seed=2)
+    assert both.delta == pytest.approx(posts_only.delta) and both.f1_a == pytest.approx(posts_only.f1_a)
+    assert both.ci_high - both.ci_low > 2 * (posts_only.ci_high - posts_only.ci_low)
+    assert both.p_value > posts_only.p_value
+    again = seed_and_post_bootstrap(gold, a, b, paired=True, n_samples=2000, seed=2)
+    assert (again.ci_low, again.ci_high, again.p_value) == (both.ci_low, both.ci_high, both.p_value)
+    # with agreeing seeds the two intervals are alike
+    same = [a[0]] * 3
+    x = paired_bootstrap(gold, same, b, n_samples=2000, seed=3)
+    y = seed_and_post_bootstrap(gold, same, b, paired=False, n_samples=2000, seed=3)
+    assert abs((y.ci_high - y.ci_low) - (x.ci_high - x.ci_low)) < 0.5 * (x.ci_high - x.ci_low)
+    with pytest.raises(ValueError, match="paired seeds need as many runs"):
+        seed_and_post_bootstrap(gold, a, b[:2], paired=True)

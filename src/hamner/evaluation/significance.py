@@ -10,10 +10,17 @@ reported beside it.
 The one-sided p-value for "A is better than B" follows Berg-Kirkpatrick et al. (2012): the share
 of samples whose difference is at least twice the observed one (the bootstrap distribution
 shifted to the null of no difference).
+
+Two tests below also count training randomness, which a comparison of 3-seed means needs:
+:func:`seed_and_post_bootstrap` draws the seeds (with replacement, as pairs when both systems have
+the same seeds) as well as the posts, and :func:`paired_seed_t_test` is a one-sided paired t-test
+on the per-seed F1 differences (few seeds make it weak, which is the point: it says how much the
+seeds alone support the gap).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -108,3 +115,99 @@ def paired_bootstrap(
         f1_a=f1_a, f1_b=f1_b, delta=delta, ci_low=float(low), ci_high=float(high), p_value=p,
         n_posts=n, runs_a=len(runs_a), runs_b=len(runs_b), n_samples=n_samples, confidence=confidence,
     )  # fmt: skip
+
+
+def seed_and_post_bootstrap(
+    gold: Sequence[Sequence[str]],
+    runs_a: Sequence[Sequence[Sequence[str]]],
+    runs_b: Sequence[Sequence[Sequence[str]]],
+    paired: bool,
+    n_samples: int = 10_000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    mode: str = "conlleval",
+    chunk: int = 500,
+) -> BootstrapResult:
+    """Like :func:`paired_bootstrap`, but each sample also draws which seeds' runs it averages, with
+    replacement: the runs' indices jointly for A and B when ``paired`` (run i of A and run i of B
+    share a seed), else each system's on its own. The interval then covers the test set's sampling
+    and training randomness; the p-value is computed the same way."""
+    if not runs_a or not runs_b:
+        raise ValueError("each system needs at least one run")
+    if paired and len(runs_a) != len(runs_b):
+        raise ValueError(f"paired seeds need as many runs of A as of B, got {len(runs_a)} and {len(runs_b)}")
+    n = len(gold)
+    if n == 0:
+        raise ValueError("no posts to compare on")
+    counts_a = np.stack([post_counts(gold, r, mode) for r in runs_a])  # shape: (runs, posts, 3)
+    counts_b = np.stack([post_counts(gold, r, mode) for r in runs_b])
+    delta = float(_mean_f1(counts_a.sum(axis=1)) - _mean_f1(counts_b.sum(axis=1)))
+    rng = np.random.default_rng(seed)
+    ra, rb = len(runs_a), len(runs_b)
+    deltas = np.empty(n_samples, dtype=np.float64)
+    uniform = np.full(n, 1.0 / n)
+    for start in range(0, n_samples, chunk):
+        k = min(chunk, n_samples - start)
+        weights = rng.multinomial(n, uniform, size=k).astype(np.float64)  # shape: (k, posts)
+        sums_a = np.einsum("kn,snc->ksc", weights, counts_a)  # shape: (k, runs, 3)
+        sums_b = np.einsum("kn,snc->ksc", weights, counts_b)
+        pick_a = rng.integers(0, ra, size=(k, ra))  # shape: (k, runs drawn)
+        pick_b = pick_a if paired else rng.integers(0, rb, size=(k, rb))
+        rows = np.arange(k)[:, None]
+        deltas[start : start + k] = _mean_f1(sums_a[rows, pick_a]) - _mean_f1(sums_b[rows, pick_b])
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(deltas, [tail, 1 - tail])
+    return BootstrapResult(
+        f1_a=float(_mean_f1(counts_a.sum(axis=1))), f1_b=float(_mean_f1(counts_b.sum(axis=1))), delta=delta,
+        ci_low=float(low), ci_high=float(high), p_value=float(np.mean(deltas >= 2 * delta - 1e-12)),
+        n_posts=n, runs_a=ra, runs_b=rb, n_samples=n_samples, confidence=confidence,
+    )  # fmt: skip
+
+
+def paired_seed_t_test(f1_a: Sequence[float], f1_b: Sequence[float]) -> float:
+    """One-sided p-value of a paired t-test that A's F1 exceeds B's, seed by seed (same seeds in the
+    same order). Needs at least 2 pairs; identical differences give p = 0 or 1 (no spread)."""
+    if len(f1_a) != len(f1_b) or len(f1_a) < 2:
+        raise ValueError(f"a paired t-test needs the same number (>= 2) of runs, got {len(f1_a)} and {len(f1_b)}")
+    d = np.asarray(f1_a, dtype=np.float64) - np.asarray(f1_b, dtype=np.float64)
+    sd = float(d.std(ddof=1))
+    if sd == 0.0:
+        return 0.0 if d.mean() > 0 else 1.0
+    t = float(d.mean()) / (sd / math.sqrt(len(d)))
+    return student_t_sf(t, len(d) - 1)
+
+
+def student_t_sf(t: float, df: int) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom, through the regularised incomplete
+    beta function: P(|T| > |t|) = I_{df / (df + t^2)}(df / 2, 1 / 2)."""
+    two_sided = _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return two_sided / 2 if t > 0 else 1 - two_sided / 2
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b), by its continued fraction (Lentz's method)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast below this point: use the symmetry
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    f, c, d = 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return front * (f - 1.0)
