@@ -52,22 +52,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hamner.data.datasets import load_split
     from hamner.evaluation.metrics import entity_scores
     from hamner.evaluation.predictions import write_predictions
-    from hamner.models.tagger import TextTagger
+    from hamner.inference.tagger import load_model
     from hamner.precision import autocast, resolve_precision
     from hamner.training.trainer import visual_inputs
     from hamner.vision.cache import FeatureStore
 
-    model = TextTagger.from_pretrained(args.model)
-    meta = json.loads((Path(args.model) / "hamner_config.json").read_text())
-    dataset = args.dataset or meta.get("trained_on")
+    model = load_model(args.model)
+    metas = [json.loads((Path(m) / "hamner_config.json").read_text()) for m in args.model]
+    meta = metas[0]
+    trained_on = {m.get("trained_on") for m in metas}
+    dataset = args.dataset or (meta.get("trained_on") if len(trained_on) == 1 else None)
     if not dataset:
-        raise ConfigError(f"{args.model} does not say which dataset it was trained on; pass --dataset")
+        raise ConfigError(f"{' '.join(args.model)}: no single dataset they were trained on is recorded; pass --dataset")
+    name = " + ".join(args.model)
     posts = load_split(dataset, args.split, args.data_root)
     visuals = None
     if model.config.multimodal:
         if args.features is None and not args.text_path:
             raise ConfigError(
-                f"{args.model} is a multimodal model ({meta.get('model_class')}): pass --features DIR, the "
+                f"{name} is a multimodal model ({meta.get('model_class')}): pass --features DIR, the "
                 f"{dataset} feature cache made by 'hamner preprocess' (training read its config's data.features), "
                 "or --text-path to score its text path alone"
             )
@@ -79,11 +82,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if want is not None and store.fingerprint != want:
                 raise ConfigError(
                     f"{args.features}: feature cache made by another image extractor (fingerprint "
-                    f"{store.fingerprint[:12]}) than the one {args.model} was trained with ({want[:12]})"
+                    f"{store.fingerprint[:12]}) than the one {name} was trained with ({want[:12]})"
                 )
             visuals = visual_inputs(posts, store)
     elif args.features is not None or args.text_path:
-        raise ConfigError(f"{args.model} is a text-only model: --features and --text-path are for a multimodal one")
+        raise ConfigError(f"{name} is a text-only model: --features and --text-path are for a multimodal one")
     device = torch.device(args.device)
     precision = resolve_precision(args.precision, device)
     model.to(device)
@@ -264,7 +267,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         vision=vision,
     )
     service = TaggingService.from_pretrained(args.model, config, device=args.device, precision=args.precision)
-    log.info("model %s loaded; serving on http://%s:%d", args.model, args.host, args.port)
+    log.info("model %s loaded; serving on http://%s:%d", " + ".join(args.model), args.host, args.port)
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning" if not args.verbose else "info")
     return 0
 
@@ -328,7 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_curves)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a dataset split (per-type table)")
-    p.add_argument("--model", required=True, help="checkpoint directory (save_pretrained output, e.g. RUN/best)")
+    p.add_argument(
+        "--model", required=True, action="append",
+        help="checkpoint directory (save_pretrained output, e.g. RUN/best); repeat it to score an ensemble",
+    )  # fmt: skip
     p.add_argument("--split", default="test", choices=["train", "valid", "dev", "test"])
     p.add_argument("--dataset", help="twitter2015 or twitter2017 (default: the one the model was trained on)")
     p.add_argument("--data-root", help="folder with twitter2015/ and twitter2017/ (default: $HAMNER_DATA_ROOT)")
@@ -348,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("tag", help="tag raw posts: one per line, or JSONL with text and optional image/caption")
-    p.add_argument("--model", required=True, help="checkpoint directory")
+    p.add_argument("--model", required=True, action="append", help="checkpoint directory; repeat it for an ensemble")
     p.add_argument("input", nargs="?", default="-", help="input file (default: standard input)")
     p.add_argument("-o", "--output", default="-", help="output JSONL file (default: standard output)")
     p.add_argument(
@@ -419,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser("serve", help="a web page and a JSON API (POST /v1/tag) over a checkpoint")
-    p.add_argument("--model", required=True, help="checkpoint directory")
+    p.add_argument("--model", required=True, action="append", help="checkpoint directory; repeat it for an ensemble")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu")

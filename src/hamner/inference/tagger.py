@@ -101,6 +101,18 @@ class TaggedPost:
         return out
 
 
+def load_model(directory: str | Path | Sequence[str | Path]) -> Any:
+    """A checkpoint's model, or an ensemble of several checkpoints' (a list of two or more)."""
+    if isinstance(directory, (str, Path)):
+        return TextTagger.from_pretrained(directory)
+    dirs = list(directory)
+    if len(dirs) == 1:
+        return TextTagger.from_pretrained(dirs[0])
+    from hamner.models.ensemble import EnsembleTagger
+
+    return EnsembleTagger.from_pretrained(dirs)
+
+
 class Tagger:
     """``Tagger.from_pretrained(dir).tag("...")``: the Python API over a trained checkpoint."""
 
@@ -131,15 +143,17 @@ class Tagger:
     @classmethod
     def from_pretrained(
         cls,
-        directory: str | Path,
+        directory: str | Path | Sequence[str | Path],
         device: str = "cpu",
         batch_size: int = 32,
         on_bad_image: str = "error",
         long_posts: str = "window",
         precision: str = "auto",
     ) -> Tagger:
+        """A tagger over one checkpoint directory, or over several read together as an ensemble
+        (:class:`hamner.models.ensemble.EnsembleTagger`: their CRF scores averaged)."""
         return cls(
-            TextTagger.from_pretrained(directory), device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts,
+            load_model(directory), device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts,
             precision=precision,
         )
 

@@ -22,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,10 +106,17 @@ class TaggingService:
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | Path, config: ServeConfig | None = None, device: str = "cpu", precision: str = "auto"
+        cls,
+        model_dir: str | Path | Sequence[str | Path],
+        config: ServeConfig | None = None,
+        device: str = "cpu",
+        precision: str = "auto",
     ) -> TaggingService:
+        """Serve one checkpoint, or several as an ensemble (a list of directories)."""
         config = config or ServeConfig()
-        tagger = Tagger.from_pretrained(model_dir, device=device, precision=precision)
+        dirs = [model_dir] if isinstance(model_dir, (str, Path)) else list(model_dir)
+        tagger = Tagger.from_pretrained(dirs[0] if len(dirs) == 1 else dirs, device=device, precision=precision)
+        model_dir = " + ".join(str(d) for d in dirs)
         extractor = None
         if tagger.multimodal:
             settings = tagger.vision_config  # a ConfigError now if the checkpoint records none
