@@ -35,7 +35,7 @@ import yaml
 COLUMNS = [
     "dataset", "config", "seeds", "p_mean", "r_mean", "f1_mean", "f1_std",
     "f1_PER", "f1_LOC", "f1_ORG", "f1_MISC", "epoch_minutes", "peak_mem_mb", "commit", "machine",
-    "f1_per_seed", "dev_f1_mean", "best_epochs", "encoder", "epochs", "seed_ids", "chars",
+    "f1_per_seed", "dev_f1_mean", "best_epochs", "encoder", "epochs", "seed_ids", "chars", "f1_strict_mean",
 ]  # fmt: skip
 RUN_FILES = (
     "final.json", "metrics.jsonl", "config.yaml", "run.json", "training_curves.png", "test_relevance.csv",
@@ -115,6 +115,9 @@ def summarize(results: Path) -> list[dict[str, object]]:
                 "epochs": runs[0]["_config"]["train"]["epochs"],
                 "seed_ids": " ".join(str(r["seed"]) for r in runs),
                 "chars": bool(runs[0]["_config"]["model"].get("use_chars", False)),
+                # the same predictions scored as strict IOB2 (an orphan I- tag is no entity), for
+                # comparisons with systems scored that way; empty unless every run kept its predictions
+                "f1_strict_mean": _strict_mean(results, dataset, config, runs),
                 # unrounded, for the deltas of compare() (not written: keys starting with _)
                 "_f1": {str(r["seed"]): r["test"]["micro"]["f1"] for r in runs},
                 "_f1_mean": mean(f1),
@@ -122,6 +125,20 @@ def summarize(results: Path) -> list[dict[str, object]]:
             }
         )
     return rows
+
+
+def _strict_mean(results: Path, dataset: str, config: str, runs: list[dict]) -> object:
+    from hamner.evaluation.metrics import entity_scores
+    from hamner.evaluation.predictions import read_predictions
+
+    f1 = []
+    for r in runs:
+        path = results / "runs" / dataset / config / f"seed{r['seed']}" / "test_predictions.jsonl.gz"
+        if not path.exists():
+            return ""
+        posts = read_predictions(path)
+        f1.append(entity_scores([p.gold for p in posts], [p.pred for p in posts], mode="strict").micro.f1)
+    return round(mean(f1), 4)
 
 
 BASELINES = {True: "text-only", False: "text-only-no-chars"}  # by char channel; fallback "text-only"
