@@ -83,8 +83,8 @@ def default_of(f: dataclasses.Field[Any]) -> Any:
 def show(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
     text = text.replace("|", "\\|")
-    if len(text) > 60:
-        text = text[:57] + "..."
+    if len(text) > 40:  # long lists and maps (labels, type_map): their start says what they are
+        text = text[:37] + "..."
     return f"`{text}`"
 
 
