@@ -44,7 +44,7 @@ def test_a_multimodal_card_says_captions_stood_in_for_images() -> None:
     cfg = TaggerConfig(use_global=True, use_objects=True, use_spatial=True, use_semantic=True, semantic_mode="both")
     card = model_card(cfg, {"trained_on": "twitter2015"})
     assert "HamLearning" in card and "spatial relations" in card and "Twitter-2015" in card
-    assert "Captions stood in for images in training" in card
+    assert "Captions stand in for images" in card and "Visual input" in card
 
 
 def test_a_finished_runs_card_has_the_scores_of_final_json(

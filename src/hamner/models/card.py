@@ -38,7 +38,7 @@ def entity_types(config: TaggerConfig) -> list[str]:
 
 def describe(config: TaggerConfig) -> str:
     """One paragraph: which model this config builds."""
-    channels = [name for name, on in (("word shapes", config.use_shape), ("characters", config.use_chars)) if on]
+    channels = [name for name, on in (("word-shape", config.use_shape), ("character", config.use_chars)) if on]
     text = f"the encoder `{config.encoder}` (each word is its first sub-token's vector)"
     if channels:
         text += ", plus learned " + " and ".join(channels) + " channels"
@@ -62,6 +62,25 @@ def describe(config: TaggerConfig) -> str:
         f"A **HamLearning** tagger (text and image; Liu et al., AAAI 2024, as implemented by hamner): {text}; "
         f"visual levels: {', '.join(levels)}; {relevance}; {fusion}; then a CRF over word-level BIO tags."
     )
+
+
+def visual_input_note(final: dict[str, Any] | None) -> str:
+    """What the visual input was, from the test posts' counts by kind in ``final.json`` when known."""
+    note = (
+        "Visual input: each post's image when the feature cache has it (pixels: global grid, objects, "
+        "spatial relations, detector and ImageNet words), and its caption or OCR words (image words) when given."
+    )
+    seen = (final or {}).get("relevance") or {}
+    if seen:
+        counts = ", ".join(f"{v.get('posts', 0)} with {k}" for k, v in sorted(seen.items()))
+        note += f" Test posts by visual input: {counts} (pixels: the image was read; words: caption only)."
+    return note
+
+
+def counting(mode: str | None) -> str:
+    if mode == "strict":
+        return "strict IOB2: an `I-` tag that does not continue an entity is not an entity"
+    return "conlleval counting: an `I-` tag that does not continue an entity starts one"
 
 
 def _pct(x: float) -> str:
@@ -127,22 +146,18 @@ def model_card(config: TaggerConfig, meta: dict[str, Any] | None = None, final: 
         "offsets. Made with hamner (named entity recognition for tweets with their images).\n"
     )
     parts.append("## Data\n")
-    if dataset:
-        parts.append(f"Trained on {DATASETS.get(dataset, f'`{dataset}`')}.")
-    else:
-        parts.append("The training data was not recorded with this checkpoint.")
+    data = [
+        f"Trained on {DATASETS.get(dataset, f'`{dataset}`')}." if dataset else "The training data was not recorded."
+    ]
     if config.multimodal:
-        parts.append(
-            " Visual input in training: only 30 real tweet images were available (15 per dataset), so for every other "
-            "post the image was represented by its BLIP-2 caption (the image words); the pixel levels saw almost "
-            "no training images."
-        )
-    parts.append(" The epoch was chosen on the validation split; the test split was scored once, with that epoch.\n")
+        data.append(visual_input_note(final))
+    data.append("The epoch was chosen on the validation split; the test split was scored once, with that epoch.")
+    parts.append(" ".join(data) + "\n")
     parts.append("## Test scores\n")
     if final is not None:
         parts.append(
-            f"Entity-level scores on the {dataset} test split in % ({final['test'].get('mode', 'conlleval')} "
-            f"counting: an `I-` tag that does not continue an entity starts one), checkpoint of epoch "
+            f"Entity-level scores on the {dataset} test split in % ({counting(final['test'].get('mode'))}), "
+            "checkpoint of epoch "
             f"{final.get('best_epoch')} (validation F1 {_pct(final.get('dev_f1', float('nan')))}). From the run's "
             "`final.json`; exact values in the front matter above.\n"
         )
@@ -172,8 +187,9 @@ def model_card(config: TaggerConfig, meta: dict[str, Any] | None = None, final: 
     ]
     if config.multimodal:
         lim.append(
-            "Captions stood in for images in training: with real images for every post (as in the paper) the "
-            "pixel levels would need training on them; its relevance r and level weights on pixels mean little."
+            "Captions stand in for images where a post's image is missing: on this project's benchmarks only 30 "
+            "real tweet images were available (15 per dataset), so the pixel levels (global grid, objects, spatial "
+            "relations) are close to untrained there, and r and the level weights of a post with pixels mean little."
         )
     parts.append("\n".join(f"- {x}" for x in lim) + "\n")
     parts.append("## How to load it\n")
