@@ -10,4 +10,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export HAMNER_DATA_ROOT=${HAMNER_DATA_ROOT:-$(cd .. && pwd)/shared/data}
 .venv/bin/ruff check --no-cache src tests scripts benchmarks  # no cache: a stale one misjudges moved modules
 .venv/bin/mypy
+NO_MKDOCS_2_WARNING=1 bash scripts/build_docs.sh   # the docs site, strictly: a broken link or a missing page fails
 .venv/bin/python -m pytest "$@"

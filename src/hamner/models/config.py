@@ -19,9 +19,9 @@ class TaggerConfig:
     """Everything needed to rebuild a tagger; the defaults are the documented text path."""
 
     encoder: str = field(default_factory=default_encoder)  # HF directory or "packaged:all-MiniLM-L6-v2"
-    labels: list[str] = field(default_factory=bio_labels)
-    use_shape: bool = True
-    shape_dim: int = 32
+    labels: list[str] = field(default_factory=bio_labels)  # BIO tags, "O" first; the CRF's states
+    use_shape: bool = True  # a learned embedding of each word's shape (Xxxx, XXXX, @mention, #hashtag, URL, ...)
+    shape_dim: int = 32  # its width, added to every word vector
     # Character channel (off by default): each word's UTF-8 bytes (cased, so it sees what an uncased
     # encoder cannot), embedded, one convolution, max-pooled over the word, appended to the word
     # vector like the shape channel. Bytes need no vocabulary, so a checkpoint needs nothing more.
@@ -30,7 +30,7 @@ class TaggerConfig:
     char_filters: int = 64  # convolution filters = width added to every word vector
     char_kernel: int = 3  # convolution width in bytes (odd)
     max_word_chars: int = 24  # bytes read per word (a longer word keeps its first and last halves)
-    dropout: float = 0.1
+    dropout: float = 0.1  # on the word vectors before the emission layer
     max_length: int = 128  # sub-tokens incl. special tokens; words past it are predicted O
     tokenizer_style: str = "twitter2017"  # how raw text is cut into words: twitter2015 | twitter2017
     # URLs are never entities but make up 40 % of Twitter-2015's sub-tokens: the encoder sees each
@@ -42,14 +42,14 @@ class TaggerConfig:
     # object-pair geometry as a bias in the objects' self-attention; semantic: words describing the
     # image (detector classes, ImageNet classes, caption, OCR) read by the text encoder.
     use_global: bool = False
-    use_objects: bool = False
-    use_spatial: bool = False
-    use_semantic: bool = False
+    use_objects: bool = False  # see use_global
+    use_spatial: bool = False  # see use_global; needs use_objects
+    use_semantic: bool = False  # see use_global
     # How the semantic words are used: "sequence" (encoded on their own, fused by cross-attention),
     # "segment" (a second segment of the encoder input: [CLS] words [SEP] image words [SEP]), or
     # "both" (the second segment, whose encoder states also form the fused semantic sequence).
     semantic_mode: str = "sequence"
-    max_semantic_subtokens: int = 64
+    max_semantic_subtokens: int = 64  # sub-token budget of the image words
     use_relevance: bool = True  # r = sigmoid(MLP(text, image)) scales the visual sequence; off: r = 1
     # r is also trained to tell a post's own visual input from another post's (in-batch swap),
     # binary cross-entropy with this weight; 0 = r learns from the tagging loss alone
@@ -59,16 +59,16 @@ class TaggerConfig:
     # from the multimodal view's CRF marginals (the teacher, no gradient) to the text view's.
     cross_view_weight: float = 0.0
     num_iterations: int = 2  # L cross-modal iterations (text->image, image->text); 0 = no fusion
-    num_heads: int = 8
-    ffn_mult: int = 2
-    fusion_dropout: float = 0.1
+    num_heads: int = 8  # attention heads of the fusion blocks
+    ffn_mult: int = 2  # the fusion blocks' feed-forward width, in multiples of the model width
+    fusion_dropout: float = 0.1  # dropout inside the fusion blocks
     visual_channels: int = 1280  # channels of the backbone grid / region vectors (set from the feature cache)
     max_grid_side: int = 16  # largest grid side the learned 2-D cell positions cover
     direction_bins: int = 9  # pair direction classes (8 angle bins + "same place")
     # The feature extractor the model was trained with (VisionConfig fields) and its fingerprint:
     # inference re-extracts raw images exactly the way the training cache was made.
     vision: dict[str, Any] | None = None
-    vision_fingerprint: str | None = None
+    vision_fingerprint: str | None = None  # see vision
 
     @property
     def channel_width(self) -> int:

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from hamner.data.encoding import EncodedPost, WordEncoder, collate
 from hamner.data.shape import SHAPES
 from hamner.errors import ConfigError
+from hamner.models.card import CARD_FILE, model_card
 from hamner.models.config import TaggerConfig
 from hamner.models.crf import CRF
 from hamner.models.encoder import encoder_from_config, load_encoder, resolve_encoder_path
@@ -77,8 +78,15 @@ class TextTagger(nn.Module):
         encoder = _drop_pooler(load_encoder(path))
         return cls.class_for(config)(config, encoder, tokenizer)
 
-    def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write config, labels, encoder config, tokenizer files and safetensors weights."""
+    def save_pretrained(
+        self, directory: str | Path, extra: dict[str, Any] | None = None, card: str | None = None
+    ) -> Path:
+        """Write config, labels, encoder config, tokenizer files, safetensors weights and a model card.
+
+        ``card`` is the model card's text (``README.md``); by default one is made from the config and
+        ``extra`` (:func:`hamner.models.card.model_card`), without test scores: the trainer rewrites
+        it once the test split has been scored.
+        """
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         meta = {
@@ -92,6 +100,7 @@ class TextTagger(nn.Module):
         self.tokenizer.save_pretrained(out / "tokenizer")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+        (out / CARD_FILE).write_text(card if card is not None else model_card(self.config, meta))
         return out
 
     @classmethod

@@ -15,24 +15,24 @@ from hamner.typed_config import build_dataclass as _build
 
 @dataclass
 class DataConfig:
-    dataset: str = "twitter2017"
+    dataset: str = "twitter2017"  # twitter2015 | twitter2017: a folder of that name under the data root
     root: str | None = None  # None: --data-root flag or $HAMNER_DATA_ROOT
-    type_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TYPE_MAP))
+    type_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TYPE_MAP))  # the files' entity types -> ours (OTHER -> MISC)
     # A feature cache made by 'hamner preprocess' (the visual inputs and image words of every IMGID);
     # needed by multimodal models, ignored by the text path.
     features: str | None = None
     max_train_posts: int | None = None  # for smoke tests only; None = the whole split
-    max_eval_posts: int | None = None
+    max_eval_posts: int | None = None  # for smoke tests only: the first N dev and test posts
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 8
-    batch_size: int = 16
+    epochs: int = 8  # the dev F1 of every epoch is measured; the best epoch's checkpoint is kept
+    batch_size: int = 16  # training posts per step (batches are bucketed by length)
     eval_batch_size: int = 0  # posts per evaluation batch; 0 = auto: 64 on a CPU, 256 on a GPU
-    lr_encoder: float = 5e-5
-    lr_head: float = 1e-3
-    lr_crf: float = 1e-2
+    lr_encoder: float = 5e-5  # AdamW learning rate of the pretrained text encoder
+    lr_head: float = 1e-3  # ... of the new layers (channels, fusion, emissions)
+    lr_crf: float = 1e-2  # ... of the CRF transitions
     lr_relevance: float | None = None  # HamLearning's text-image matching head (r); None = lr_head
     # modality dropout: each training post loses its whole visual input (image and image words) with
     # this probability, drawn afresh every epoch; 0 = off. Evaluation always sees every input.
@@ -42,11 +42,11 @@ class TrainConfig:
     # tokenizer's mask token with this probability, drawn afresh every epoch; 0 = off. The post's
     # own words are never touched, and evaluation always sees the image words as they are.
     image_word_dropout: float = 0.0
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    seed: int = 1
-    output_dir: str = "runs"
+    weight_decay: float = 0.01  # AdamW weight decay
+    warmup_ratio: float = 0.1  # share of the steps with a linear warm-up; then linear decay to 0
+    max_grad_norm: float = 1.0  # gradient clipping
+    seed: int = 1  # every random draw of the run (initialisation, shuffling, dropout, modality dropout)
+    output_dir: str = "runs"  # runs are written to <output_dir>/<run_name>
     run_name: str | None = None  # default: <dataset>/<config name>/seed<seed>
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # auto | fp32 | bf16 | fp16: weights and optimiser stay fp32 ("master" precision), the forward
@@ -58,7 +58,7 @@ class TrainConfig:
     # cheap to pad, so this only helps when a GPU waits for them); batches go to the GPU through
     # pinned memory with non-blocking copies either way
     num_workers: int = 0
-    progress: bool = True
+    progress: bool = True  # progress bars (training and evaluation)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.visual_dropout < 1.0:

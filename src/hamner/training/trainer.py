@@ -31,8 +31,9 @@ from hamner.errors import ConfigError
 from hamner.evaluation.evaluate import evaluate
 from hamner.evaluation.metrics import entity_scores
 from hamner.evaluation.predictions import write_predictions
+from hamner.models.card import CARD_FILE, model_card
 from hamner.models.hamlearning import TEXT_VIEW
-from hamner.models.tagger import Prediction, TextTagger
+from hamner.models.tagger import CONFIG_FILE, Prediction, TextTagger
 from hamner.precision import autocast, grad_scaler, resolve_precision
 from hamner.training.config import ExperimentConfig
 from hamner.training.curves import plot_training_curves
@@ -540,6 +541,9 @@ def finish(
         final["relevance"] = relevance_summary(preds, visuals)
         write_relevance(run_dir / "test_relevance.csv", test_posts, preds, visuals)
     (run_dir / "final.json").write_text(json.dumps(final, indent=2) + "\n")
+    # the card written with the checkpoint had no test scores (the test split is scored only now)
+    best_meta = json.loads((run_dir / "best" / CONFIG_FILE).read_text())
+    (run_dir / "best" / CARD_FILE).write_text(model_card(best.config, best_meta, final))
     (run_dir / STATE_FILE).unlink(missing_ok=True)  # optimizer state is large; the run is complete
     log.info("test (checkpoint of epoch %d): F1 %.4f\n%s", best_epoch + 1, report.micro.f1, report.table())
     try:

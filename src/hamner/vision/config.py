@@ -33,26 +33,26 @@ class VisionConfig:
     # "package.module:factory". None switches the grid, region vectors and ImageNet words off.
     backbone: str | None = "efficientnet-lite0"
     backbone_weights: str | None = None  # a weights file; None = the backbone's packaged default
-    backbone_options: dict[str, Any] = field(default_factory=dict)
+    backbone_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments for the backbone's factory
     # Detector: a registered name ("ssd-mobilenet-v2-coco", "torchvision:fasterrcnn_resnet50_fpn")
     # or "package.module:factory". None switches objects and spatial geometry off.
     detector: str | None = "ssd-mobilenet-v2-coco"
-    detector_options: dict[str, Any] = field(default_factory=dict)
+    detector_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments for the detector's factory
 
     # Objects
-    max_objects: int = 10
-    score_threshold: float = 0.4
+    max_objects: int = 10  # the k highest-scoring boxes kept per image
+    score_threshold: float = 0.4  # a box needs at least this detector score
     classes: list[str] | None = None  # keep only these detector classes (None = all)
     nms_iou: float = 0.5  # applied per class when the detector does not do NMS itself
     region_mode: str = "roialign"  # "roialign" over the backbone grid, or "crop" (re-encode each box)
     roi_output_size: int = 2  # RoIAlign bins per side; the bins are averaged into one vector
-    roi_sampling_ratio: int = 2
+    roi_sampling_ratio: int = 2  # RoIAlign sampling points per bin and side
     direction_bins: int = 8  # angle bins of the pairwise geometry (plus one "same place" bin)
 
     # Semantic words
     topk_classes: int = 5  # ImageNet class names kept per image
     min_class_prob: float = 0.05  # ... if their softmax probability reaches this
-    max_caption_words: int = 40
+    max_caption_words: int = 40  # caption / OCR words kept per image
 
     # Image input
     max_image_side: int = 1024  # larger images are downscaled (aspect kept) before anything else
