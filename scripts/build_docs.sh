@@ -6,7 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MKDOCS=mkdocs
-if [ -x .venv/bin/mkdocs ]; then MKDOCS=.venv/bin/mkdocs; fi
+PY=python3
+if [ -x .venv/bin/mkdocs ]; then MKDOCS=.venv/bin/mkdocs; PY=.venv/bin/python; fi
+# the figures from the committed results, and the case studies from the data's sample images (which
+# stay out of git: no licence to redistribute tweets); needs the data root (../shared/data or
+# $HAMNER_DATA_ROOT), else the case-study figure is missing and the strict build says so
+"$PY" scripts/make_figures.py >/dev/null
 if [ "${1:-}" = "serve" ]; then
   shift
   exec "$MKDOCS" serve "$@"

@@ -50,7 +50,7 @@ def test_the_docs_site_inserts_the_reference_into_the_training_page() -> None:
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_the_docs_show_each_committed_figure(name: str) -> None:
-    assert (REPO / "docs" / "figures" / f"{name}.svg").exists(), "run python scripts/make_figures.py"
+    assert (REPO / "docs" / "figures" / f"{name}.svg").exists(), "run bash scripts/build_docs.sh (it draws the figures, the case studies from the data)"
     shown = "".join(p.read_text() for p in (REPO / "docs").rglob("*.md"))
     assert f"figures/{name}.svg" in shown
 
