@@ -3,8 +3,7 @@
 - ``training.md`` holds the marker ``<!-- config-reference -->``; it is replaced at build time by the
   table of every config key, made from the typed dataclass configs (:mod:`hamner.config_reference`).
 - ``results.md`` holds the results and comparison tables between the markers that
-  ``scripts/summarize_results.py`` rewrites in ``README.md``; each build copies README.md's current
-  tables there, so the page shows what the results files say now.
+  ``scripts/summarize_results.py`` rewrites from the results files; the build checks they are there.
 
 A page that lost a marker fails the build, so generated content cannot silently disappear.
 """
@@ -38,9 +37,6 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
         return markdown.replace(CONFIG_MARKER, config_reference_markdown(REPO / "configs"))
     if page.file.src_uri == "results.md":
-        readme = (REPO / "README.md").read_text()
         for name in TABLES:
-            current = marked(readme, name, "README.md").group(0)
-            m = marked(markdown, name, "docs/results.md")
-            markdown = markdown[: m.start()] + current + markdown[m.end() :]
+            marked(markdown, name, "docs/results.md")
     return markdown

@@ -16,8 +16,10 @@
    path (micro and per-type F1 changes, mean over the seeds each has), and results/relevance.csv: the distribution
    of HamLearning's r over each run's test posts, by visual input (pixels: the image was read;
    words: caption only).
-4. The README's tables between the markers ``<!-- results:start -->`` / ``<!-- results:end -->`` and
-   ``<!-- comparison:start -->`` / ``<!-- comparison:end -->`` are rewritten from those files.
+4. The tables of docs/results.md between the markers ``<!-- results:start -->`` / ``<!-- results:end -->``
+   and ``<!-- comparison:start -->`` / ``<!-- comparison:end -->``, and the README's headline table
+   (``<!-- headline:start -->`` / ``<!-- headline:end -->``: our two main models beside the published
+   systems of results/published.csv), are rewritten from those files.
 """
 
 from __future__ import annotations
@@ -241,11 +243,29 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def headline_markdown(rows: list[dict[str, object]], published: Path) -> str:
+    """Our text-only and hamlearning means (± std over seeds) beside the published systems."""
+    ours = {(str(r["dataset"]), str(r["config"])): r for r in rows}
+    lines = ["| system | text encoder | images | Twitter-2015 F1 | Twitter-2017 F1 |", "|---|---|---|---|---|"]
+    for config, images in (("text-only", "none"), ("hamlearning", "BLIP-2 captions")):
+        cells = []
+        for ds in ("twitter2015", "twitter2017"):
+            r = ours.get((ds, config))
+            std = f" ± {100 * float(r['f1_std']):.2f}" if r is not None and r["f1_std"] != "" else ""  # type: ignore[arg-type]
+            cells.append(f"**{100 * float(r['f1_mean']):.2f}**{std} ({r['seeds']} seeds)" if r is not None else "–")  # type: ignore[arg-type]
+        lines.append(f"| hamner `{config}` (ours) | MiniLM-L6, uncased, 22M | {images} | {cells[0]} | {cells[1]} |")
+    with published.open() as fh:
+        for p in csv.DictReader(fh):
+            lines.append(f"| {p['system']} ({p['venue']}) | {p['encoder']} | {'none' if 'text only' in p['system'] else 'pixels'} | {p['twitter2015_f1']} | {p['twitter2017_f1']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--results", type=Path, default=Path("results"))
     ap.add_argument("--readme", type=Path, default=Path("README.md"))
+    ap.add_argument("--docs-results", type=Path, default=Path("docs/results.md"))
     args = ap.parse_args()
     n = collect(args.runs, args.results) if args.runs.exists() else 0
     rows = summarize(args.results)
@@ -254,9 +274,13 @@ def main() -> None:
     _write_csv(args.results / "comparison.csv", COMPARISON_COLUMNS, comparison)
     _write_csv(args.results / "relevance.csv", RELEVANCE_COLUMNS, relevance_rows(args.results))
     table = markdown(rows)
-    if args.readme.exists():
-        text = _replace_block(args.readme.read_text(), "results", table)
-        args.readme.write_text(_replace_block(text, "comparison", comparison_markdown(comparison)))
+    for page in (args.docs_results, args.readme):  # the README kept the tables before the docs site
+        if page.exists():
+            text = _replace_block(page.read_text(), "results", table)
+            page.write_text(_replace_block(text, "comparison", comparison_markdown(comparison)))
+    published = args.results / "published.csv"
+    if args.readme.exists() and published.exists():
+        args.readme.write_text(_replace_block(args.readme.read_text(), "headline", headline_markdown(rows, published)))
     print(f"collected {n} runs; {len(rows)} rows in {args.results / 'summary.csv'}")
     print(table)
 

@@ -144,3 +144,26 @@ def test_deltas_come_from_unrounded_means(tmp_path: Path) -> None:
     assert row["delta_f1"] == "0.71" and row["delta_f1_same_seeds"] == "0.71" and row["delta_PER"] == "0.71"
     with (results / "summary.csv").open() as fh:
         assert not [k for k in next(csv.DictReader(fh)) if k.startswith("_")]
+
+
+def test_readme_headline_puts_our_models_beside_the_published_ones(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, f1 in ((1, 0.80), (2, 0.82)):
+        fake_run(runs, seed, f1)
+        fake_run(runs, seed, f1 + 0.01, "hamlearning")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "published.csv").write_text(
+        "system,venue,encoder,twitter2015_f1,twitter2017_f1,source\nUMT,ACL 2020,BERT-base-cased + ResNet-152,73.41,85.31,paper\n"
+    )
+    readme, page = tmp_path / "README.md", tmp_path / "results.md"
+    readme.write_text("top\n<!-- headline:start -->\nold\n<!-- headline:end -->\nend\n")
+    page.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- comparison:start -->\n<!-- comparison:end -->\n")
+    script = str(REPO / "scripts" / "summarize_results.py")
+    cmd = [sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(readme), "--docs-results", str(page)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    text = readme.read_text()
+    assert "| hamner `text-only` (ours) | MiniLM-L6, uncased, 22M | none | – | **81.00** ± 1.41 (2 seeds) |" in text
+    assert "| hamner `hamlearning` (ours) | MiniLM-L6, uncased, 22M | BLIP-2 captions | – | **82.00** ± 1.41 (2 seeds) |" in text
+    assert "| UMT (ACL 2020) | BERT-base-cased + ResNet-152 | pixels | 73.41 | 85.31 |" in text and "old" not in text
+    assert "| twitter2017 | hamlearning | text-only | 2 (vs 2) | **+1.00** |" in page.read_text()
