@@ -52,12 +52,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hamner.data.datasets import load_split
     from hamner.evaluation.metrics import entity_scores
     from hamner.evaluation.predictions import write_predictions
-    from hamner.models.tagger import TextTagger
+    from hamner.inference.onnx import load_model
     from hamner.precision import autocast, resolve_precision
     from hamner.training.trainer import visual_inputs
     from hamner.vision.cache import FeatureStore
 
-    model = TextTagger.from_pretrained(args.model)
+    model = load_model(args.model)  # a PyTorch checkpoint, or 'hamner export' output (ONNX Runtime)
     meta = json.loads((Path(args.model) / "hamner_config.json").read_text())
     dataset = args.dataset or meta.get("trained_on")
     if not dataset:
@@ -86,6 +86,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.model} is a text-only model: --features and --text-path are for a multimodal one")
     device = torch.device(args.device)
     precision = resolve_precision(args.precision, device)
+    if precision != "fp32" and not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"{args.model} is an exported (ONNX) model: its precision is fixed at export; drop --precision {args.precision}")
     model.to(device)
     with autocast(device, precision):
         preds = model.run([p.words for p in posts], visuals, args.batch_size, progress=True, desc=args.split)
@@ -104,6 +106,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if model.config.multimodal:
             print(f"visual input: {source}")
         print(report.table())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    from hamner.inference.onnx import export
+
+    out = export(args.model, args.out, int8=args.int8)
+    meta = json.loads((out / "onnx_export.json").read_text())
+    print(json.dumps({"out": str(out), "precision": meta["precision"], "inputs": meta["inputs"], "outputs": meta["outputs"]}))
     return 0
 
 
@@ -346,6 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="conlleval (seqeval default) or strict IOB2",
     )
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "export", help="export a checkpoint to ONNX (run on ONNX Runtime by tag/evaluate/serve), optionally int8",
+        description="Write an ONNX model of everything up to the emissions (dynamic batch and length axes), with the "
+        "checkpoint's config, labels and tokenizer beside it; tag, evaluate and serve accept the directory.",
+    )  # fmt: skip
+    p.add_argument("--model", required=True, help="checkpoint directory (save_pretrained output, e.g. RUN/best)")
+    p.add_argument("--out", required=True, help="directory to write")
+    p.add_argument("--int8", action="store_true", help="dynamic int8 weights for the encoder's MatMuls (hamner.inference.onnx.INT8_DEFAULT)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tag", help="tag raw posts: one per line, or JSONL with text and optional image/caption")
     p.add_argument("--model", required=True, help="checkpoint directory")

@@ -14,6 +14,7 @@ import torch
 from hamner.data.labels import spans_from_bio
 from hamner.data.tokenize import Token, tokenize
 from hamner.errors import ConfigError, TextError, first_surrogate
+from hamner.inference.onnx import OnnxTagger, is_exported
 from hamner.models.tagger import Prediction, TextTagger
 from hamner.precision import autocast, resolve_precision
 
@@ -106,7 +107,7 @@ class Tagger:
 
     def __init__(
         self,
-        model: TextTagger,
+        model: TextTagger | OnnxTagger,
         device: str | torch.device = "cpu",
         batch_size: int = 32,
         extractor: Any = None,
@@ -138,10 +139,17 @@ class Tagger:
         long_posts: str = "window",
         precision: str = "auto",
     ) -> Tagger:
-        return cls(
-            TextTagger.from_pretrained(directory), device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts,
-            precision=precision,
-        )
+        """A tagger over a checkpoint directory, or over ``hamner export`` output (run on ONNX Runtime,
+        same outputs; ``device`` must then be the CPU and ``precision`` is the export's)."""
+        model: TextTagger | OnnxTagger
+        if is_exported(directory):
+            model = OnnxTagger(directory)
+            precision = "fp32" if precision == "auto" else precision
+            if precision != "fp32":
+                raise ConfigError(f"{directory} is an exported (ONNX) model: its precision is fixed at export ({model.precision}); drop --precision {precision}")
+        else:
+            model = TextTagger.from_pretrained(directory)
+        return cls(model, device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts, precision=precision)
 
     @property
     def style(self) -> str:
