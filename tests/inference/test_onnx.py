@@ -188,3 +188,15 @@ def test_numpy_is_what_the_session_gets(text_models: dict[str, Path]) -> None:
     batch = model.collate([model.encode_post(["obama", "in", "paris"])])
     feeds = model.feeds(batch)
     assert all(isinstance(v, np.ndarray) for v in feeds.values()) and set(feeds) == set(model.input_names)
+
+
+def test_hamlearning_export_carries_the_backbone_and_the_tagger_reads_images_with_it(mm: dict[str, Any]) -> None:
+    from hamner.vision.onnx_backbone import OnnxBackbone
+
+    meta = json.loads((mm["fp32"] / "onnx_export.json").read_text())
+    assert meta["backbone"]["file"] == "backbone.onnx" and (mm["fp32"] / "backbone.onnx").is_file()
+    onnx_tagger, torch_tagger = Tagger.from_pretrained(mm["fp32"]), Tagger.from_pretrained(mm["ckpt"])
+    assert isinstance(onnx_tagger.extractor.backbone, OnnxBackbone)
+    a, b = onnx_tagger.features(mm["image"], "a caption"), torch_tagger.features(mm["image"], "a caption")
+    assert a.grid is not None and b.grid is not None and torch.allclose(a.grid.float(), b.grid.float(), atol=1e-4)
+    assert a.object_labels == b.object_labels and a.semantic.words == b.semantic.words

@@ -46,6 +46,7 @@ from hamner.models.tagger import CONFIG_FILE, FORMAT_VERSION, Prediction, TextTa
 log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
+BACKBONE_FILE = "backbone.onnx"  # a multimodal model's image backbone (the detector stays on OpenCV)
 META_FILE = "onnx_export.json"  # its presence marks an exported directory
 EXPORT_FORMAT = 1
 OPSET = 17
@@ -297,6 +298,13 @@ def export(
         fp32_path.replace(tmp)
         rule["kept_fp32"] = quantize_int8(tmp, fp32_path, rule["per_channel"], rule["include"], rule["exclude"])
         tmp.unlink()
+    backbone = None
+    vision = model.config.vision
+    if model.config.multimodal and vision and vision.get("backbone"):
+        from hamner.vision.onnx_backbone import export_backbone
+
+        diff = export_backbone(out / BACKBONE_FILE, vision["backbone"], vision.get("backbone_weights"), vision.get("backbone_options"), opset)
+        backbone = {"name": vision["backbone"], "file": BACKBONE_FILE, "max_abs_diff_on_random_image": diff}
     for sub in ("encoder", "tokenizer"):
         if (out / sub).exists():
             shutil.rmtree(out / sub)
@@ -317,6 +325,7 @@ def export(
         "int8_rule": rule,
         "opset": opset,
         "max_abs_diff_on_example": worst,
+        "backbone": backbone,
         "crf": {
             "start": crf.start_transitions.detach().tolist(),
             "end": crf.end_transitions.detach().tolist(),
@@ -403,6 +412,12 @@ class OnnxTagger:
     @property
     def precision(self) -> str:
         return str(self.meta["precision"])
+
+    @property
+    def backbone_path(self) -> Path | None:
+        """The exported image backbone (a multimodal model's), or None."""
+        info = self.meta.get("backbone")
+        return self.directory / info["file"] if info else None
 
     # torch.nn.Module's calls that the Tagger makes: an ONNX Runtime session runs on the CPU only
     def to(self, device: Any) -> OnnxTagger:

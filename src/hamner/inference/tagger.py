@@ -181,13 +181,22 @@ class Tagger:
         return self._extractor
 
     def _build_extractor(self) -> Any:
-        from hamner.vision.extractor import VisualExtractor
+        from hamner.vision.extractor import VisualExtractor, fingerprint_of
 
-        extractor = VisualExtractor(self.vision_config)
+        cfg = self.vision_config
+        onnx_backbone = None
+        if isinstance(self.model, OnnxTagger) and self.model.backbone_path is not None and cfg.backbone:
+            from hamner.vision.backbones import build_backbone
+            from hamner.vision.onnx_backbone import OnnxBackbone
+
+            onnx_backbone = OnnxBackbone(build_backbone(cfg.backbone, cfg.backbone_weights, cfg.backbone_options), self.model.backbone_path)
+        extractor = VisualExtractor(cfg, backbone=onnx_backbone)
+        # an exported backbone is checked against the PyTorch one it was made from (same weights file)
+        have = extractor.fingerprint if onnx_backbone is None else fingerprint_of({**extractor.identity(), "backbone": onnx_backbone.source})
         want = self.model.config.vision_fingerprint
-        if want is not None and extractor.fingerprint != want:
+        if want is not None and have != want:
             raise ConfigError(
-                f"the image extractor here (fingerprint {extractor.fingerprint[:12]}) differs from the one the model was "
+                f"the image extractor here (fingerprint {have[:12]}) differs from the one the model was "
                 f"trained with ({want[:12]}): other backbone/detector weights or settings. Install the same model files."
             )
         return extractor
