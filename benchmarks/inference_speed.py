@@ -3,6 +3,7 @@
 
     python benchmarks/inference_speed.py --text-model RUN/best [--hamlearning-model RUN/best
         --features features/twitter2017] [--repeats 3] [--threads 2] [--out results/bench_inference.csv]
+    python benchmarks/inference_speed.py --table [results/bench_inference.csv]   # the README's table
 
 Every system tags the same Twitter-2017 test posts (raw text: the words joined by spaces, so
 tokenisation is included) in a fresh process of its own (its peak memory is its own), one system
@@ -339,7 +340,7 @@ def _export_encoder(model_dir: str, work: Path) -> None:
     axes = {"input_ids": {0: "batch", 1: "subtokens"}, "attention_mask": {0: "batch", 1: "subtokens"}, "hidden": {0: "batch", 1: "subtokens"}}
     with torch.no_grad():
         torch.onnx.export(
-            Bare(), (ids, mask), str(work / "encoder.onnx"), input_names=["input_ids", "attention_mask"], output_names=["hidden"],
+            Bare().eval(), (ids, mask), str(work / "encoder.onnx"), input_names=["input_ids", "attention_mask"], output_names=["hidden"],
             dynamic_axes=axes, opset_version=17, dynamo=False,
         )  # fmt: skip
 
@@ -402,7 +403,34 @@ def summarise(system: str, runs: list[dict[str, Any]], colds: list[float]) -> di
     return row
 
 
+def table(path: str) -> str:
+    """The README's table: a Markdown row per system of a results file written by this script."""
+    import csv
+
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+
+    def cell(value: str, spread: str) -> str:
+        return f"{value} ({spread})" if value else ""
+
+    out = [
+        "| model | runtime | per s, one at a time | per s, batches of 32 | latency p50 / p95 ms | peak MB | cold start s | test F1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        unit = " images" if r["unit"] == "images" else ""
+        out.append(
+            f"| {r['model']} | {r['runtime']} | {cell(r['per_s_one_at_a_time'], r['per_s_one_range'])}{unit} "
+            f"| {cell(r['per_s_batch32'], r['per_s_batch32_range'])} | {r['latency_p50_ms']} / {r['latency_p95_ms']} "
+            f"| {r['peak_mb']} | {cell(r['cold_start_s'], r['cold_start_range'])} | {r['test_f1']} |"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--table"]:
+        print(table(sys.argv[2] if len(sys.argv) > 2 else "results/bench_inference.csv"))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--text-model", required=True, help="text-only checkpoint (PyTorch)")
     ap.add_argument("--hamlearning-model", help="HamLearning checkpoint (PyTorch); needs --features")

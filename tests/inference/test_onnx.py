@@ -200,3 +200,20 @@ def test_hamlearning_export_carries_the_backbone_and_the_tagger_reads_images_wit
     a, b = onnx_tagger.features(mm["image"], "a caption"), torch_tagger.features(mm["image"], "a caption")
     assert a.grid is not None and b.grid is not None and torch.allclose(a.grid.float(), b.grid.float(), atol=1e-4)
     assert a.object_labels == b.object_labels and a.semantic.words == b.semantic.words
+
+
+def test_serve_answers_from_an_exported_model_like_from_the_checkpoint(trained_tiny_model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from conftest import KNOWN_ENTITIES, KNOWN_POST
+    from hamner.serve.app import create_app
+    from hamner.serve.service import ServeConfig, TaggingService
+
+    exported = export(trained_tiny_model, tmp_path / "int8", int8=True)
+    service = TaggingService.from_pretrained(exported, ServeConfig(detect_objects=False))
+    with TestClient(create_app(service)) as client:
+        info = client.get("/v1/model").json()
+        assert info["kind"] == "text-only" and info["max_subtokens"] == 64
+        answer = client.post("/v1/tag", json={"text": KNOWN_POST}).json()
+    assert [(e["text"], e["type"], e["start"], e["end"]) for e in answer["entities"]] == KNOWN_ENTITIES

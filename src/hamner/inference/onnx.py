@@ -279,7 +279,7 @@ def export(
         parts = model.fuse(batch)  # the PyTorch model's own numbers, before the graph swaps any block
         reference = [parts[k] for k in outputs]
         torch.onnx.export(
-            _EmissionsGraph(model, names), tuple(batch[n] for n in names), str(fp32_path), input_names=names,
+            _EmissionsGraph(model, names).eval(), tuple(batch[n] for n in names), str(fp32_path), input_names=names,
             output_names=outputs, dynamic_axes={n: DYNAMIC_AXES[n] for n in [*names, *outputs]}, opset_version=opset,
             dynamo=False, do_constant_folding=True,
         )  # fmt: skip

@@ -45,12 +45,12 @@ def export_backbone(
     out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
-            Graph(), (torch.zeros(1, 3, h, w),), str(out), input_names=["images"], output_names=["grid", "logits"],
+            Graph().eval(), (torch.zeros(1, 3, h, w),), str(out), input_names=["images"], output_names=["grid", "logits"],
             dynamic_axes={"images": {0: "batch"}, "grid": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
             dynamo=False,
         )  # fmt: skip
         x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
-        want = backbone(x)
+        want = backbone.eval()(x)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     grid, logits = session.run(None, {"images": x.numpy()})
     worst = max(float(np.abs(grid - want.grid.numpy()).max()), float(np.abs(logits - want.logits.numpy()).max()))  # type: ignore[union-attr]
