@@ -86,8 +86,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.model} is a text-only model: --features and --text-path are for a multimodal one")
     device = torch.device(args.device)
     precision = resolve_precision(args.precision, device)
-    if precision != "fp32" and not isinstance(model, torch.nn.Module):
-        raise ConfigError(f"{args.model} is an exported (ONNX) model: its precision is fixed at export; drop --precision {args.precision}")
+    shown = precision
+    if not isinstance(model, torch.nn.Module):
+        if precision != "fp32":
+            raise ConfigError(f"{args.model} is an exported (ONNX) model: its precision is fixed at export; drop --precision {args.precision}")
+        shown = f"onnx-{model.precision}"
     model.to(device)
     with autocast(device, precision):
         preds = model.run([p.words for p in posts], visuals, args.batch_size, progress=True, desc=args.split)
@@ -100,7 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         source = args.features if visuals is not None else "none (the text path only, --text-path)"
     if args.json:
-        print(json.dumps({"dataset": dataset, "split": args.split, "visual_input": source, "precision": precision, **report.to_dict()}, indent=2))
+        print(json.dumps({"dataset": dataset, "split": args.split, "visual_input": source, "precision": shown, **report.to_dict()}, indent=2))
     else:
         print(f"{dataset} {args.split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
         if model.config.multimodal:

@@ -163,6 +163,7 @@ def test_cli_export_then_tag_and_evaluate(text_models: dict[str, Path], tmp_path
     for model in (out, text_models["ckpt"]):
         assert main(["evaluate", "--model", str(model), "--dataset", "twitter2017", "--data-root", str(tiny_data_root), "--json"]) == 0
         scores.append(json.loads(capsys.readouterr().out))
+    assert scores[0].pop("precision") == "onnx-fp32" and scores[1].pop("precision") == "fp32"
     assert scores[0] == scores[1]
     assert main(["tag", "--model", str(out), "--text", "x", "--precision", "bf16"]) == 2
     assert "precision" in capsys.readouterr().err
