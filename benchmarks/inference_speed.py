@@ -335,8 +335,10 @@ def _export_encoder(model_dir: str, work: Path) -> None:
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # type: ignore[no-any-return]
 
-    ids = torch.tensor([[101, 7592, 102, 0], [101, 7592, 2088, 102]])
-    mask = (ids > 0).long()
+    tok = model.tokenizer
+    cls, sep, pad = tok.cls_token_id or 0, tok.sep_token_id or 0, tok.pad_token_id or 0
+    ids = torch.tensor([[cls, 5, sep, pad], [cls, 5, 6, sep]])  # example values only: the axes are dynamic
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
     axes = {"input_ids": {0: "batch", 1: "subtokens"}, "attention_mask": {0: "batch", 1: "subtokens"}, "hidden": {0: "batch", 1: "subtokens"}}
     with torch.no_grad():
         torch.onnx.export(
