@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -37,3 +39,39 @@ def test_precision_runs_tabulates_runs_from_their_own_files(trained_tiny_model: 
     rows = list(csv.DictReader(out.open()))
     assert [(r["row"], r["precision"], r["runs"]) for r in rows] == [("run", "fp32", "1"), ("summary", "fp32", "1")]
     assert float(rows[0]["s_per_epoch"]) > 0 and rows[1]["speedup_vs_fp32"] == "1.0" and rows[0]["test_f1"]
+
+
+def test_inference_speed_runs_each_system_in_its_own_process(trained_tiny_model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    data_root = trained_tiny_model.parent.parents[3] / "data"
+    out = tmp_path / "bench.csv"
+    systems = ["text-only/pytorch-fp32", "text-only/onnx-int8", "encoder/onnx-fp32"]
+    cmd = [
+        sys.executable, str(REPO / "benchmarks" / "inference_speed.py"), "--text-model", str(trained_tiny_model),
+        "--data-root", str(data_root), "--repeats", "1", "--single", "3", "--images", "0", "--threads", "1",
+        "--work", str(tmp_path / "work"), "--only", *systems, "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [f"{r['model']}/{r['runtime']}" for r in rows] == systems
+    assert all(float(r["per_s_one_at_a_time"]) > 0 and float(r["peak_mb"]) > 0 and r["load_avg_1min"] for r in rows)
+    assert rows[0]["test_f1"] and rows[0]["cold_start_s"] and not rows[2]["test_f1"]
+    table = subprocess.run([sys.executable, str(REPO / "benchmarks" / "inference_speed.py"), "--table", str(out)], capture_output=True, text=True, check=True)
+    assert len(table.stdout.strip().splitlines()) == 5  # header, rule, 3 systems
+
+
+def test_spacy_entities_map_onto_the_dataset_words() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from inference_speed import spacy_tags
+
+    class Ent:
+        def __init__(self, start: int, end: int, label: str) -> None:
+            self.start_char, self.end_char, self.label_ = start, end, label
+
+    class Doc:
+        ents = [Ent(0, 12, "PERSON"), Ent(21, 29, "GPE"), Ent(33, 37, "CARDINAL"), Ent(38, 41, "NORP")]
+
+    words = ["Barack", "Obama", "visited", "New", "York", "on", "2016", "US", "!"]
+    # text: "Barack Obama visited New York on 2016 US !"
+    assert spacy_tags(Doc(), words) == ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "O", "B-MISC", "O"]

@@ -89,6 +89,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{name} is a text-only model: --features and --text-path are for a multimodal one")
     device = torch.device(args.device)
     precision = resolve_precision(args.precision, device)
+    shown = precision
+    if not isinstance(model, torch.nn.Module):
+        if precision != "fp32":
+            raise ConfigError(f"{name} is an exported (ONNX) model: its precision is fixed at export; drop --precision {args.precision}")
+        shown = f"onnx-{model.precision}"
     model.to(device)
     with autocast(device, precision):
         preds = model.run([p.words for p in posts], visuals, args.batch_size, progress=True, desc=args.split)
@@ -101,12 +106,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         source = args.features if visuals is not None else "none (the text path only, --text-path)"
     if args.json:
-        print(json.dumps({"dataset": dataset, "split": args.split, "visual_input": source, "precision": precision, **report.to_dict()}, indent=2))
+        print(json.dumps({"dataset": dataset, "split": args.split, "visual_input": source, "precision": shown, **report.to_dict()}, indent=2))
     else:
         print(f"{dataset} {args.split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
         if model.config.multimodal:
             print(f"visual input: {source}")
         print(report.table())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    from hamner.inference.onnx import export
+
+    out = export(args.model, args.out, int8=args.int8)
+    meta = json.loads((out / "onnx_export.json").read_text())
+    print(json.dumps({"out": str(out), "precision": meta["precision"], "inputs": meta["inputs"], "outputs": meta["outputs"]}))
     return 0
 
 
@@ -352,6 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="conlleval (seqeval default) or strict IOB2",
     )
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "export", help="export a checkpoint to ONNX (run on ONNX Runtime by tag/evaluate/serve), optionally int8",
+        description="Write an ONNX model of everything up to the emissions (dynamic batch and length axes), with the "
+        "checkpoint's config, labels and tokenizer beside it; tag, evaluate and serve accept the directory.",
+    )  # fmt: skip
+    p.add_argument("--model", required=True, help="checkpoint directory (save_pretrained output, e.g. RUN/best)")
+    p.add_argument("--out", required=True, help="directory to write")
+    p.add_argument("--int8", action="store_true", help="dynamic int8 weights for the encoder's MatMuls (hamner.inference.onnx.INT8_DEFAULT)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tag", help="tag raw posts: one per line, or JSONL with text and optional image/caption")
     p.add_argument("--model", required=True, action="append", help="checkpoint directory; repeat it for an ensemble")

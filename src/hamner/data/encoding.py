@@ -159,42 +159,28 @@ class WordEncoder:
         return len(self._prefix)
 
 
+def _padded(rows: Sequence[Sequence[Any]], width: int, fill: Any) -> list[list[Any]]:
+    return [[*row, *([fill] * (width - len(row)))] for row in rows]
+
+
 def collate(posts: Sequence[EncodedPost], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad a batch; word positions past a post's length have ``word_mask`` False and tag 0."""
-    b = len(posts)
-    t = max(len(p.input_ids) for p in posts)
+    """Pad a batch; word positions past a post's length have ``word_mask`` False and tag 0.
+    Each tensor is made from one padded list (one ``torch.tensor`` call per field, not per post)."""
+    b, t = len(posts), max(len(p.input_ids) for p in posts)
     w = max(len(p.first_sub) for p in posts)
-    input_ids = torch.full((b, t), pad_id, dtype=torch.long)  # shape: (batch, subtokens)
-    attention_mask = torch.zeros((b, t), dtype=torch.long)
-    first_sub = torch.zeros((b, w), dtype=torch.long)  # shape: (batch, words)
-    word_mask = torch.zeros((b, w), dtype=torch.bool)  # True where the word has a vector
-    shape_ids = torch.zeros((b, w), dtype=torch.long)
-    tags = torch.zeros((b, w), dtype=torch.long)
-    for i, p in enumerate(posts):
-        input_ids[i, : len(p.input_ids)] = torch.tensor(p.input_ids)
-        attention_mask[i, : len(p.input_ids)] = 1
-        fs = torch.tensor(p.first_sub)
-        first_sub[i, : len(fs)] = fs.clamp(min=0)
-        word_mask[i, : len(fs)] = fs >= 0
-        shape_ids[i, : len(p.shape_ids)] = torch.tensor(p.shape_ids)
-        if p.tag_ids is not None:
-            tags[i, : len(p.tag_ids)] = torch.tensor(p.tag_ids)
     out = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "first_sub": first_sub,
-        "word_mask": word_mask,
-        "shape_ids": shape_ids,
-        "tags": tags,
+        "input_ids": torch.tensor(_padded([p.input_ids for p in posts], t, pad_id), dtype=torch.long),  # shape: (batch, subtokens)
+        "attention_mask": torch.tensor(_padded([[1] * len(p.input_ids) for p in posts], t, 0), dtype=torch.long),
+        "first_sub": torch.tensor(_padded([[max(f, 0) for f in p.first_sub] for p in posts], w, 0), dtype=torch.long),  # shape: (batch, words)
+        "word_mask": torch.tensor(_padded([[f >= 0 for f in p.first_sub] for p in posts], w, False), dtype=torch.bool),  # True where the word has a vector
+        "shape_ids": torch.tensor(_padded([p.shape_ids for p in posts], w, 0), dtype=torch.long),
+        "tags": torch.tensor(_padded([p.tag_ids or [] for p in posts], w, 0), dtype=torch.long),
     }
     if any(p.char_ids is not None for p in posts):
-        c = max((len(word) for p in posts for word in (p.char_ids or [])), default=0)
-        chars = torch.zeros((b, w, max(c, 1)), dtype=torch.long)  # shape: (batch, words, bytes)
-        for i, p in enumerate(posts):
-            for j, word in enumerate(p.char_ids or []):
-                if word:
-                    chars[i, j, : len(word)] = torch.tensor(word)
-        out["char_ids"] = chars
+        c = max(max((len(word) for p in posts for word in (p.char_ids or [])), default=0), 1)
+        empty = [0] * c
+        chars = [_padded(p.char_ids or [], c, 0) + [empty] * (w - len(p.char_ids or [])) for p in posts]
+        out["char_ids"] = torch.tensor(chars, dtype=torch.long) if w else torch.zeros((b, 0, c), dtype=torch.long)  # shape: (batch, words, bytes)
     if any(p.token_type_ids is not None for p in posts):
         types = torch.zeros((b, t), dtype=torch.long)
         for i, p in enumerate(posts):

@@ -14,6 +14,7 @@ import torch
 from hamner.data.labels import spans_from_bio
 from hamner.data.tokenize import Token, tokenize
 from hamner.errors import ConfigError, TextError, first_surrogate
+from hamner.inference.onnx import OnnxTagger, is_exported
 from hamner.models.tagger import Prediction, TextTagger
 from hamner.precision import autocast, resolve_precision
 
@@ -102,12 +103,16 @@ class TaggedPost:
 
 
 def load_model(directory: str | Path | Sequence[str | Path]) -> Any:
-    """A checkpoint's model, or an ensemble of several checkpoints' (a list of two or more)."""
-    if isinstance(directory, (str, Path)):
-        return TextTagger.from_pretrained(directory)
-    dirs = list(directory)
+    """A checkpoint's model (``hamner export`` output: an ONNX Runtime model), or an ensemble of
+    several PyTorch checkpoints (a list of two or more)."""
+    from hamner.inference.onnx import load_model as load_one
+
+    dirs = [directory] if isinstance(directory, (str, Path)) else list(directory)
     if len(dirs) == 1:
-        return TextTagger.from_pretrained(dirs[0])
+        return load_one(dirs[0])
+    exported = [str(d) for d in dirs if is_exported(d)]
+    if exported:
+        raise ConfigError(f"an ensemble is made of PyTorch checkpoints; {exported[0]} is an exported (ONNX) model")
     from hamner.models.ensemble import EnsembleTagger
 
     return EnsembleTagger.from_pretrained(dirs)
@@ -118,7 +123,7 @@ class Tagger:
 
     def __init__(
         self,
-        model: TextTagger,
+        model: TextTagger | OnnxTagger,
         device: str | torch.device = "cpu",
         batch_size: int = 32,
         extractor: Any = None,
@@ -150,12 +155,16 @@ class Tagger:
         long_posts: str = "window",
         precision: str = "auto",
     ) -> Tagger:
-        """A tagger over one checkpoint directory, or over several read together as an ensemble
-        (:class:`hamner.models.ensemble.EnsembleTagger`: their CRF scores averaged)."""
-        return cls(
-            load_model(directory), device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts,
-            precision=precision,
-        )
+        """A tagger over one checkpoint directory, over ``hamner export`` output (run on ONNX Runtime,
+        same outputs; ``device`` must then be the CPU and ``precision`` is the export's), or over several
+        checkpoints read together as an ensemble (:class:`hamner.models.ensemble.EnsembleTagger`: their
+        CRF scores averaged)."""
+        model = load_model(directory)
+        if not isinstance(model, torch.nn.Module):  # an exported model
+            precision = "fp32" if precision == "auto" else precision
+            if precision != "fp32":
+                raise ConfigError(f"{directory} is an exported (ONNX) model: its precision is fixed at export ({model.precision}); drop --precision {precision}")
+        return cls(model, device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts, precision=precision)
 
     @property
     def style(self) -> str:
@@ -187,13 +196,22 @@ class Tagger:
         return self._extractor
 
     def _build_extractor(self) -> Any:
-        from hamner.vision.extractor import VisualExtractor
+        from hamner.vision.extractor import VisualExtractor, fingerprint_of
 
-        extractor = VisualExtractor(self.vision_config)
+        cfg = self.vision_config
+        onnx_backbone = None
+        if isinstance(self.model, OnnxTagger) and self.model.backbone_path is not None and cfg.backbone:
+            from hamner.vision.backbones import build_backbone
+            from hamner.vision.onnx_backbone import OnnxBackbone
+
+            onnx_backbone = OnnxBackbone(build_backbone(cfg.backbone, cfg.backbone_weights, cfg.backbone_options), self.model.backbone_path)
+        extractor = VisualExtractor(cfg, backbone=onnx_backbone)
+        # an exported backbone is checked against the PyTorch one it was made from (same weights file)
+        have = extractor.fingerprint if onnx_backbone is None else fingerprint_of({**extractor.identity(), "backbone": onnx_backbone.source})
         want = self.model.config.vision_fingerprint
-        if want is not None and extractor.fingerprint != want:
+        if want is not None and have != want:
             raise ConfigError(
-                f"the image extractor here (fingerprint {extractor.fingerprint[:12]}) differs from the one the model was "
+                f"the image extractor here (fingerprint {have[:12]}) differs from the one the model was "
                 f"trained with ({want[:12]}): other backbone/detector weights or settings. Install the same model files."
             )
         return extractor

@@ -104,8 +104,9 @@ class CrossBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, query: Tensor, memory: Tensor, memory_mask: Tensor) -> tuple[Tensor, Tensor]:
-        keep = memory_mask.clone()
-        keep[:, 0] |= ~keep.any(1)  # a row with no key at all attends to position 0 (its result is gated off)
+        # a row with no key at all attends to position 0 (its result is gated off); written without
+        # an in-place |= so that the ONNX exporter can trace it
+        keep = torch.cat([memory_mask[:, :1] | ~memory_mask.any(1, keepdim=True), memory_mask[:, 1:]], dim=1)
         ctx, weights = self.attn(query, memory, memory, key_padding_mask=~keep, need_weights=True, average_attn_weights=True)
         x = self.norm1(query + self.drop(ctx))
         x = self.norm2(x + self.drop(self.ffn(x)))

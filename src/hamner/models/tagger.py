@@ -217,6 +217,20 @@ class TextTagger(nn.Module):
                 shared += length(nxt)
             start = nxt
 
+    def encode_inputs(
+        self, word_lists: Sequence[Sequence[str]], visuals: Sequence[Any] | None, long_posts: str
+    ) -> tuple[list[list[tuple[int, int]]], list[EncodedPost], list[int]]:
+        """Each post's windows, the encoder inputs of all of them (in post order) and the order to
+        batch them in (by length: less padding)."""
+        if visuals is not None and len(visuals) != len(word_lists):
+            raise ValueError(f"{len(word_lists)} posts but {len(visuals)} visual inputs")
+        vis = list(visuals) if visuals is not None else [None] * len(word_lists)
+        plans = [self.plan_windows(words, long_posts) for words in word_lists]
+        units = [(i, s, e) for i, plan in enumerate(plans) for s, e in plan]  # one encoder input each
+        encoded = [self.encode_post(word_lists[i][s:e], None, vis[i]) for i, s, e in units]
+        order = sorted(range(len(encoded)), key=lambda u: len(encoded[u].input_ids))  # less padding
+        return plans, encoded, order
+
     @torch.no_grad()
     def run(
         self,
@@ -232,16 +246,10 @@ class TextTagger(nn.Module):
         encoder's sub-token budget is read over overlapping windows (see :meth:`plan_windows` and
         :meth:`merge_windows`), or, with ``long_posts="truncate"``, only as far as the budget goes (the
         rest tagged O and counted in ``Prediction.words_not_read``)."""
-        if visuals is not None and len(visuals) != len(word_lists):
-            raise ValueError(f"{len(word_lists)} posts but {len(visuals)} visual inputs")
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        vis = list(visuals) if visuals is not None else [None] * len(word_lists)
-        plans = [self.plan_windows(words, long_posts) for words in word_lists]
-        units = [(i, s, e) for i, plan in enumerate(plans) for s, e in plan]  # one encoder input each
-        encoded = [self.encode_post(word_lists[i][s:e], None, vis[i]) for i, s, e in units]
-        order = sorted(range(len(encoded)), key=lambda u: len(encoded[u].input_ids))  # less padding
+        plans, encoded, order = self.encode_inputs(word_lists, visuals, long_posts)
         got: list[Prediction | None] = [None] * len(encoded)
         labels = self.config.labels
         for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
@@ -263,6 +271,13 @@ class TextTagger(nn.Module):
                     attention=[a[j, : len(path)] for a in attention],
                 )
         self.train(was_training)
+        return self.assemble(word_lists, plans, got)
+
+    def assemble(
+        self, word_lists: Sequence[Sequence[str]], plans: Sequence[list[tuple[int, int]]], got: Sequence[Prediction | None]
+    ) -> list[Prediction]:
+        """Each post's prediction from those of its encoder inputs (``got``, in the order of
+        ``plans``): a long post's windows merged, a truncated post's unread words tagged O."""
         out: list[Prediction] = []
         k = 0
         for words, plan in zip(word_lists, plans, strict=True):
@@ -292,8 +307,7 @@ class TextTagger(nn.Module):
                     best[j], source[j] = context, w
         rows = [(source[j], j - plan[source[j]][0]) for j in range(n)]  # (window, word in it) of each word
         emissions = torch.stack([preds[w].emissions[i] for w, i in rows])  # shape: (words, labels)
-        crf_device = next(self.crf.parameters()).device
-        path = self.crf.decode(emissions[None].to(crf_device), torch.ones(1, n, dtype=torch.bool, device=crf_device))[0]
+        path = self.decode_one(emissions)
         first = preds[0]
         return Prediction(
             tags=[self.config.labels[t] for t in path],
@@ -303,6 +317,12 @@ class TextTagger(nn.Module):
             attention=[torch.stack([preds[w].attention[it][i] for w, i in rows]) for it in range(len(first.attention))],
             windows=len(plan),
         )
+
+    def decode_one(self, emissions: torch.Tensor) -> list[int]:
+        """The CRF's best tag ids for one post's (words, labels) emissions."""
+        crf_device = next(self.crf.parameters()).device
+        n = emissions.size(0)
+        return self.crf.decode(emissions[None].to(crf_device), torch.ones(1, n, dtype=torch.bool, device=crf_device))[0]
 
     def predict(
         self,

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Choose what ``hamner export --int8`` quantizes, by dev F1 (test is not read here).
+
+    python scripts/int8_dev_choice.py --model RUN/best [--features DIR] [--out results/int8_dev.csv]
+
+The rule, written before any test score of an int8 model was looked at: among the candidate
+variants below, keep those whose dev F1 is within 0.3 points of the fp32 export's dev F1, and take
+the fastest of them (the encoder-only session on the dev batches of 32, median of 3 alternating
+runs); a variant within 5 % of the fastest that quantizes less wins the tie. Candidates:
+
+- ``all-per-tensor``: onnxruntime's default, every MatMul with one weight scale per matrix
+- ``all-per-channel``: every MatMul, one scale per output column
+- ``encoder-per-channel``: the encoder's MatMuls only (char CNN, fusion, gate and emission in fp32)
+- ``encoder-per-channel-no-ffn-out``: as above without the feed-forward output projections
+
+Writes one row per variant: dev F1, posts/s of the session alone, argmax agreement with fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from _results import run_meta, write_csv  # noqa: E402
+
+from hamner.data.datasets import load_split  # noqa: E402
+from hamner.evaluation.metrics import entity_scores  # noqa: E402
+from hamner.inference.onnx import ONNX_FILE, OnnxTagger, export, quantize_int8  # noqa: E402
+from hamner.training.trainer import visual_inputs  # noqa: E402
+from hamner.vision.cache import FeatureStore  # noqa: E402
+
+CANDIDATES = {
+    "all-per-tensor": {"per_channel": False, "include": [], "exclude": []},
+    "all-per-channel": {"per_channel": True, "include": [], "exclude": []},
+    "encoder-per-channel": {"per_channel": True, "include": [r"/encoder/"], "exclude": []},
+    "encoder-per-channel-no-ffn-out": {"per_channel": True, "include": [r"/encoder/"], "exclude": [r"/output/dense/"]},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--dataset", default="twitter2017")
+    ap.add_argument("--features")
+    ap.add_argument("--work", default="/tmp/hamner-int8-choice")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="results/int8_dev.csv")
+    args = ap.parse_args()
+    work = Path(args.work)
+    fp32 = export(args.model, work / "fp32")
+    dirs = {"fp32": fp32}
+    for name, rule in CANDIDATES.items():
+        d = work / name
+        if d.exists():
+            shutil.rmtree(d)
+        shutil.copytree(fp32, d)
+        quantize_int8(fp32 / ONNX_FILE, d / ONNX_FILE, rule["per_channel"], rule["include"], rule["exclude"])
+        dirs[name] = d
+    posts = load_split(args.dataset, "dev", None)
+    visuals = visual_inputs(posts, FeatureStore.open(args.features)) if args.features else None
+    words = [p.words for p in posts]
+    models = {k: OnnxTagger(d) for k, d in dirs.items()}
+    first = models["fp32"]
+    _, encoded, order = first.encode_inputs(words, visuals, "window")
+    feeds = [first.feeds(first.collate([encoded[u] for u in order[s : s + 32]])) for s in range(0, len(order), 32)]
+    speed: dict[str, list[float]] = {k: [] for k in models}
+    outs: dict[str, list[np.ndarray]] = {}
+    for _ in range(args.repeats):
+        for k, m in models.items():  # alternating: drift of the shared machine hits all alike
+            t = time.perf_counter()
+            got = [m.session.run(None, {n: f[n] for n in m.input_names})[0] for f in feeds]
+            speed[k].append(len(order) / (time.perf_counter() - t))
+            outs[k] = got
+    rows = []
+    for k, m in models.items():
+        preds = m.run(words, visuals, batch_size=32)
+        f1 = entity_scores([p.tags for p in posts], [p.tags for p in preds]).micro.f1
+        agree = float(np.mean([(a.argmax(-1) == b.argmax(-1)).mean() for a, b in zip(outs[k], outs["fp32"], strict=True)]))
+        rows.append({
+            "model": args.model, "dataset": args.dataset, "split": "dev", "variant": k, "dev_f1": round(100 * f1, 2),
+            "session_posts_per_s": round(statistics.median(speed[k]), 1),
+            "session_range": f"{min(speed[k]):.1f}-{max(speed[k]):.1f}", "argmax_agreement": round(agree, 4),
+        })  # fmt: skip
+        print(rows[-1], flush=True)
+    base = rows[0]["dev_f1"]
+    ok = [r for r in rows[1:] if r["dev_f1"] >= base - 0.3]
+    best = None
+    if ok:
+        top = max(r["session_posts_per_s"] for r in ok)
+        near = [r for r in ok if r["session_posts_per_s"] >= 0.95 * top]
+        best = near[-1]  # CANDIDATES go from quantizing most to least
+    for r in rows:
+        r["chosen"] = best is not None and r["variant"] == best["variant"]
+    meta = run_meta("int8_dev_choice.py")
+    meta["command"] = meta["command"].replace("benchmarks/", "scripts/", 1)
+    write_csv(args.out, rows, meta)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""hamner export and the ONNX Runtime backend: the same emissions, tags, offsets, relevance and level
+weights as the PyTorch model (tiny random models; text-only and HamLearning)."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from conftest import TINY_WORDS, tiny_text_checkpoint  # noqa: E402
+from hamner import Tagger  # noqa: E402
+from hamner.cli import main  # noqa: E402
+from hamner.errors import ConfigError  # noqa: E402
+from hamner.inference.onnx import OnnxTagger, export, is_exported, load_model, viterbi  # noqa: E402
+from hamner.models.crf import CRF  # noqa: E402
+from hamner.models.tagger import TextTagger  # noqa: E402
+from synthetic import TINY_POSTS, tiny_hamlearning_checkpoint  # noqa: E402
+
+ATOL = 1e-4  # fp32 emissions: ONNX Runtime's fused kernels against PyTorch's
+INT8_AGREEMENT = 0.8  # share of words whose int8 tag equals the fp32 tag, at least (random tiny models)
+
+
+def _texts(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    words = [*TINY_WORDS, "Obama", "@nba", "#paris", "http://t.co/x", "!", "Zürich", "🙂"]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 14))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def text_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("onnx-text")
+    ckpt = tiny_text_checkpoint(base)
+    return {"ckpt": ckpt, "fp32": export(ckpt, base / "fp32"), "int8": export(ckpt, base / "int8", int8=True)}
+
+
+@pytest.fixture(scope="module")
+def mm(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    setup = tiny_hamlearning_checkpoint(tmp_path_factory.mktemp("onnx-mm"))
+    setup["fp32"] = export(setup["ckpt"], setup["base"] / "fp32")
+    setup["int8"] = export(setup["ckpt"], setup["base"] / "int8", int8=True)
+    return setup
+
+
+def test_viterbi_equals_the_crf_decoder() -> None:
+    torch.manual_seed(0)
+    crf = CRF(5)
+    for p in crf.parameters():
+        torch.nn.init.normal_(p)
+    emissions = torch.randn(7, 9, 5)
+    lengths = torch.tensor([9, 1, 0, 4, 9, 2, 6])
+    mask = torch.arange(9)[None] < lengths[:, None]
+    c = crf.crf
+    got = viterbi(
+        emissions.numpy(), lengths.numpy(), c.start_transitions.detach().numpy(), c.end_transitions.detach().numpy(),
+        c.transitions.detach().numpy(),
+    )  # fmt: skip
+    assert got == crf.decode(emissions, mask)
+    assert got[2] == []
+
+
+def test_an_exported_directory_describes_itself(text_models: dict[str, Path]) -> None:
+    d = text_models["fp32"]
+    assert is_exported(d) and not is_exported(text_models["ckpt"])
+    for name in ("model.onnx", "onnx_export.json", "hamner_config.json", "tokenizer", "encoder"):
+        assert (d / name).exists(), name
+    meta = json.loads((d / "onnx_export.json").read_text())
+    assert meta["precision"] == "fp32" and meta["outputs"] == ["emissions"]
+    assert len(meta["crf"]["transitions"]) == 9
+    assert json.loads((text_models["int8"] / "onnx_export.json").read_text())["int8_rule"]["per_channel"] is True
+
+
+def test_text_only_fp32_emissions_and_tags_equal_pytorch(text_models: dict[str, Path]) -> None:
+    texts = _texts(40)
+    torch_tagger = Tagger.from_pretrained(text_models["ckpt"], batch_size=8)
+    onnx_tagger = Tagger.from_pretrained(text_models["fp32"], batch_size=8)
+    assert isinstance(onnx_tagger.model, OnnxTagger)
+    want, got = torch_tagger.tag_many(texts), onnx_tagger.tag_many(texts)
+    for w, g in zip(want, got, strict=True):
+        assert w.emissions is not None and g.emissions is not None
+        assert torch.allclose(w.emissions, g.emissions, atol=ATOL), (w.emissions - g.emissions).abs().max()
+        assert g.tags == w.tags and g.to_dict(with_tokens=True) == w.to_dict(with_tokens=True)
+
+
+def test_text_only_long_posts_are_windowed_and_truncated_alike(text_models: dict[str, Path]) -> None:
+    long = " ".join(["new york city paris london"] * 30)  # far past the 62 sub-tokens of one input
+    for mode in ("window", "truncate"):
+        w = Tagger.from_pretrained(text_models["ckpt"], long_posts=mode).tag(long)
+        g = Tagger.from_pretrained(text_models["fp32"], long_posts=mode).tag(long)
+        assert g.tags == w.tags and g.windows == w.windows and g.words_past_limit == w.words_past_limit
+        assert w.windows > 1 if mode == "window" else w.words_past_limit > 0
+
+
+def test_text_only_int8_tags_agree_with_fp32_on_most_words(text_models: dict[str, Path]) -> None:
+    texts = _texts(60, seed=1)
+    fp32 = Tagger.from_pretrained(text_models["fp32"]).tag_many(texts)
+    int8 = Tagger.from_pretrained(text_models["int8"]).tag_many(texts)
+    pairs = [(a, b) for x, y in zip(fp32, int8, strict=True) for a, b in zip(x.tags, y.tags, strict=True)]
+    assert sum(a == b for a, b in pairs) / len(pairs) >= INT8_AGREEMENT
+
+
+def test_hamlearning_fp32_matches_pytorch_with_pixels_caption_only_and_no_image(mm: dict[str, Any]) -> None:
+    texts = [" ".join(w for w, _ in rows) for _, rows, _ in TINY_POSTS] + ["obama in paris", "the nba game in london"]
+    images = [mm["image"], None, None, mm["image"]]
+    captions = [TINY_POSTS[0][2], None, "a red square", None]  # pixels+caption, nothing, caption only, pixels only
+    want = Tagger.from_pretrained(mm["ckpt"]).tag_many(texts, images, captions)
+    got = Tagger.from_pretrained(mm["fp32"]).tag_many(texts, images, captions)
+    for w, g in zip(want, got, strict=True):
+        assert w.emissions is not None and g.emissions is not None
+        assert torch.allclose(w.emissions, g.emissions, atol=ATOL)
+        assert g.tags == w.tags
+        assert w.relevance is not None and g.relevance is not None and abs(w.relevance - g.relevance) < 1e-5
+        assert w.level_weights is not None and g.level_weights is not None
+        assert g.level_weights.keys() == w.level_weights.keys()
+        assert all(abs(w.level_weights[k] - g.level_weights[k]) < 1e-5 for k in w.level_weights)
+        assert json.dumps(g.to_dict()) and g.to_dict()["entities"] == w.to_dict()["entities"]
+    assert got[1].relevance == 0.0  # neither image nor caption: the text path
+
+
+@pytest.mark.parametrize("which", [[0], [1], [0, 1]])
+def test_hamlearning_fp32_batches_with_and_without_visual_levels(mm: dict[str, Any], which: list[int]) -> None:
+    """A batch where no post has an image (the PyTorch model then has no visual level at all) and
+    mixed batches: the graph's empty levels must give the same numbers."""
+    from hamner.data.conll import read_conll
+
+    posts = read_conll(mm["data_root"] / "twitter2017" / "test.txt")
+    chosen = [posts[i] for i in which]
+    visuals = [mm["store"][p.imgid] for p in chosen]
+    want = TextTagger.from_pretrained(mm["ckpt"]).run([p.words for p in chosen], visuals)
+    got = OnnxTagger(mm["fp32"]).run([p.words for p in chosen], visuals)
+    for w, g in zip(want, got, strict=True):
+        assert torch.allclose(w.emissions, g.emissions, atol=ATOL) and w.tags == g.tags
+        assert w.relevance == pytest.approx(g.relevance, abs=1e-5)
+
+
+def test_hamlearning_int8_tags_agree_with_fp32_on_most_words(mm: dict[str, Any]) -> None:
+    texts = _texts(30, seed=2)
+    images = [mm["image"] if i % 2 else None for i in range(30)]
+    fp32 = Tagger.from_pretrained(mm["fp32"]).tag_many(texts, images)
+    int8 = Tagger.from_pretrained(mm["int8"]).tag_many(texts, images)
+    pairs = [(a, b) for x, y in zip(fp32, int8, strict=True) for a, b in zip(x.tags, y.tags, strict=True)]
+    assert sum(a == b for a, b in pairs) / len(pairs) >= INT8_AGREEMENT
+
+
+def test_cli_export_then_tag_and_evaluate(text_models: dict[str, Path], tmp_path: Path, tiny_data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "exported"
+    assert main(["export", "--model", str(text_models["ckpt"]), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["precision"] == "fp32"
+    assert main(["tag", "--model", str(out), "--text", "obama in paris", "--tokens"]) == 0
+    onnx_line = json.loads(capsys.readouterr().out)
+    assert main(["tag", "--model", str(text_models["ckpt"]), "--text", "obama in paris", "--tokens"]) == 0
+    assert json.loads(capsys.readouterr().out) == onnx_line
+    scores = []
+    for model in (out, text_models["ckpt"]):
+        assert main(["evaluate", "--model", str(model), "--dataset", "twitter2017", "--data-root", str(tiny_data_root), "--json"]) == 0
+        scores.append(json.loads(capsys.readouterr().out))
+    assert scores[0].pop("precision") == "onnx-fp32" and scores[1].pop("precision") == "fp32"
+    assert scores[0] == scores[1]
+    assert main(["tag", "--model", str(out), "--text", "x", "--precision", "bf16"]) == 2
+    assert "precision" in capsys.readouterr().err
+
+
+def test_export_refuses_an_exported_directory_and_load_model_picks_the_backend(text_models: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="already an exported"):
+        export(text_models["fp32"], tmp_path / "again")
+    assert isinstance(load_model(text_models["fp32"]), OnnxTagger)
+    assert isinstance(load_model(text_models["ckpt"]), TextTagger)
+    with pytest.raises(ConfigError, match="CPU"):
+        OnnxTagger(text_models["fp32"]).to("cuda")
+
+
+def test_importing_the_backend_does_not_import_onnxruntime() -> None:
+    code = "import sys, hamner.inference.onnx, hamner.inference.tagger, hamner.cli; print('onnxruntime' in sys.modules, 'onnx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_numpy_is_what_the_session_gets(text_models: dict[str, Path]) -> None:
+    model = OnnxTagger(text_models["fp32"])
+    batch = model.collate([model.encode_post(["obama", "in", "paris"])])
+    feeds = model.feeds(batch)
+    assert all(isinstance(v, np.ndarray) for v in feeds.values()) and set(feeds) == set(model.input_names)
+
+
+def test_hamlearning_export_carries_the_backbone_and_the_tagger_reads_images_with_it(mm: dict[str, Any]) -> None:
+    from hamner.vision.onnx_backbone import OnnxBackbone
+
+    meta = json.loads((mm["fp32"] / "onnx_export.json").read_text())
+    assert meta["backbone"]["file"] == "backbone.onnx" and (mm["fp32"] / "backbone.onnx").is_file()
+    onnx_tagger, torch_tagger = Tagger.from_pretrained(mm["fp32"]), Tagger.from_pretrained(mm["ckpt"])
+    assert isinstance(onnx_tagger.extractor.backbone, OnnxBackbone)
+    a, b = onnx_tagger.features(mm["image"], "a caption"), torch_tagger.features(mm["image"], "a caption")
+    assert a.grid is not None and b.grid is not None and torch.allclose(a.grid.float(), b.grid.float(), atol=1e-4)
+    assert a.object_labels == b.object_labels and a.semantic.words == b.semantic.words
+
+
+def test_serve_answers_from_an_exported_model_like_from_the_checkpoint(trained_tiny_model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from conftest import KNOWN_ENTITIES, KNOWN_POST
+    from hamner.serve.app import create_app
+    from hamner.serve.service import ServeConfig, TaggingService
+
+    exported = export(trained_tiny_model, tmp_path / "int8", int8=True)
+    service = TaggingService.from_pretrained(exported, ServeConfig(detect_objects=False))
+    with TestClient(create_app(service)) as client:
+        info = client.get("/v1/model").json()
+        assert info["kind"] == "text-only" and info["max_subtokens"] == 64
+        answer = client.post("/v1/tag", json={"text": KNOWN_POST}).json()
+    assert [(e["text"], e["type"], e["start"], e["end"]) for e in answer["entities"]] == KNOWN_ENTITIES
