@@ -14,6 +14,7 @@ import torch
 from hamner.data.labels import spans_from_bio
 from hamner.data.tokenize import Token, tokenize
 from hamner.errors import ConfigError, TextError, first_surrogate
+from hamner.models.config import TaggerConfig
 from hamner.models.tagger import Prediction, TextTagger
 from hamner.precision import autocast, resolve_precision
 
@@ -101,6 +102,31 @@ class TaggedPost:
         return out
 
 
+def vision_config_for(config: TaggerConfig, on_bad_image: str = "error") -> Any:
+    """The extractor settings a multimodal checkpoint's config records (a VisionConfig)."""
+    from hamner.vision.config import VisionConfig
+
+    if not config.multimodal or config.vision is None:
+        raise ConfigError("this checkpoint records no image extractor settings (a text-only model?)")
+    return VisionConfig(**{**config.vision, "on_bad_image": on_bad_image})
+
+
+def extractor_for(config: TaggerConfig, on_bad_image: str = "error") -> Any:
+    """The image extractor of a multimodal checkpoint's training cache (settings and model files),
+    without loading the model (``hamner bulk`` runs it in processes of its own); a different weights
+    file (another fingerprint) is refused: its features would not match."""
+    from hamner.vision.extractor import VisualExtractor
+
+    extractor = VisualExtractor(vision_config_for(config, on_bad_image))
+    want = config.vision_fingerprint
+    if want is not None and extractor.fingerprint != want:
+        raise ConfigError(
+            f"the image extractor here (fingerprint {extractor.fingerprint[:12]}) differs from the one the model was "
+            f"trained with ({want[:12]}): other backbone/detector weights or settings. Install the same model files."
+        )
+    return extractor
+
+
 class Tagger:
     """``Tagger.from_pretrained(dir).tag("...")``: the Python API over a trained checkpoint."""
 
@@ -154,12 +180,7 @@ class Tagger:
     @property
     def vision_config(self) -> Any:
         """The extractor settings the model was trained with (a VisionConfig), for a multimodal model."""
-        from hamner.vision.config import VisionConfig
-
-        settings = self.model.config.vision
-        if not self.multimodal or settings is None:
-            raise ConfigError("this checkpoint records no image extractor settings (a text-only model?)")
-        return VisionConfig(**{**settings, "on_bad_image": self.on_bad_image})
+        return vision_config_for(self.model.config, self.on_bad_image)
 
     @property
     def extractor(self) -> Any:
@@ -173,16 +194,7 @@ class Tagger:
         return self._extractor
 
     def _build_extractor(self) -> Any:
-        from hamner.vision.extractor import VisualExtractor
-
-        extractor = VisualExtractor(self.vision_config)
-        want = self.model.config.vision_fingerprint
-        if want is not None and extractor.fingerprint != want:
-            raise ConfigError(
-                f"the image extractor here (fingerprint {extractor.fingerprint[:12]}) differs from the one the model was "
-                f"trained with ({want[:12]}): other backbone/detector weights or settings. Install the same model files."
-            )
-        return extractor
+        return extractor_for(self.model.config, self.on_bad_image)
 
     def features(self, image: Any = None, caption: str | None = None, key: str | None = None) -> Any:
         """A post's visual inputs (ImageFeatures), extracted exactly as 'hamner preprocess' does:
