@@ -145,3 +145,13 @@ def test_the_manifest_refuses_another_job_unless_overwrite(tmp_path: Path) -> No
     (tmp_path / "busy" / "x").write_text("")
     with pytest.raises(ConfigError, match="not a hamner bulk output"):
         out_mod.open_output(tmp_path / "busy", ident, False)
+
+
+def test_an_unpaired_surrogate_in_an_id_or_an_image_path_cannot_stop_the_job(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "\\ud83d", "text": "obama"}\n{"id": "i", "text": "obama", "image": "\\ud83d.png"}\n')
+    from hamner.bulk.inputs import id_text
+
+    first, second = (p for part in make_parts([index_file(path, 10)], None) for p in read_part(part))
+    assert first.error is None and id_text(first.id) == '"\\ud83d"'  # ASCII-escaped JSON: any format can hold it
+    assert second.error is not None and error_kind(second.error) == "invalid_unicode" and "image path" in second.error

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hamner.errors import ConfigError
+from hamner.errors import ConfigError, first_surrogate
 from hamner.inference.stream import FIELDS, JSONL_SUFFIXES, InputPost, InputReader
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ ERROR_PREFIXES = (
     ('field "', "bad_field"),
     ("the text holds an unpaired surrogate", "invalid_unicode"),
     ("the caption holds an unpaired surrogate", "invalid_unicode"),
+    ("the image path holds an unpaired surrogate", "invalid_unicode"),
     ("the line has more than", "line_too_long"),
 )
 EMPTY_TEXT = "empty text: nothing to tag"
@@ -221,12 +222,24 @@ def _in(ranges: Sequence[tuple[int, int]], line: int) -> bool:
 
 
 def id_text(post_id: Any) -> str:
-    """The output's ``id`` column is text: a string id as it is, any other JSON value as JSON (7 -> "7")."""
-    return post_id if isinstance(post_id, str) else json.dumps(post_id, ensure_ascii=False, default=str)
+    """The output's ``id`` column is text: a string id as it is, any other JSON value as JSON (7 -> "7");
+    an id holding an unpaired surrogate (which no output format can carry) as ASCII-escaped JSON."""
+    if isinstance(post_id, str) and first_surrogate(post_id) is None:
+        return post_id
+    text = json.dumps(post_id, ensure_ascii=False, default=str)
+    return text if first_surrogate(text) is None else json.dumps(post_id, default=str)
 
 
 def read_part(part: Part, on_bad_text: str = "error", max_line_bytes: int = 1 << 20) -> Iterator[InputPost]:
     """The part's posts, each with its line (row) number; a bad row is a post with ``error`` set."""
+    for post in _read_part(part, on_bad_text, max_line_bytes):
+        at = first_surrogate(post.image) if post.error is None and post.image is not None else None
+        if at is not None:  # no file system can open it (hamner tag fails on it too)
+            post.error = f"the image path holds an unpaired surrogate (U+{ord(post.image[at]):04X}) at character {at}: not valid Unicode"  # type: ignore[index]
+        yield post
+
+
+def _read_part(part: Part, on_bad_text: str, max_line_bytes: int) -> Iterator[InputPost]:
     if part.format == "jsonl":
         with open(part.path, "rb") as fh:
             stream = io.BufferedReader(_Slice(fh, part.start, part.end), BLOCK // 8)

@@ -102,7 +102,7 @@ def ray_session(options: BulkOptions) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
     if options.runtime_env:
         kwargs["runtime_env"] = options.runtime_env
     if options.address is None:
@@ -111,6 +111,7 @@ def ray_session(options: BulkOptions) -> Iterator[Any]:
             log.info("RAY_ADDRESS is ignored: without --address hamner bulk runs an embedded Ray (--address auto joins a cluster)")
         kwargs.update(
             address="local", _node_ip_address="127.0.0.1", num_cpus=options.num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
         )  # fmt: skip
         if options.num_gpus is not None:
             kwargs["num_gpus"] = options.num_gpus

@@ -114,6 +114,8 @@ def write_shard(rows: list[dict[str, Any]], out_dir: str, sources: Sequence[str]
     else:
         with tmp.open("wb") as fh:
             for r in plain:
+                if r["level_weights"] is not None:  # a map column reads back as (key, value) pairs
+                    r["level_weights"] = dict(r["level_weights"])
                 fh.write((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8", errors="backslashreplace"))
     errors = Counter(r["error_kind"] for r in rows if r["error_kind"] is not None)
     shard = f"{name}.{fmt}"
