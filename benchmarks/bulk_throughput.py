@@ -4,6 +4,11 @@ against the number of posts. Writes ``results/bench_bulk.csv``.
 
     python benchmarks/bulk_throughput.py [--model DIR] [--mm-model DIR] [--repeats 3]
         [--text-posts 5000] [--image-posts 300] [--memory-posts 10000 50000] [--out results/bench_bulk.csv]
+        [--tools tag tag-1t-x2 bulk bulk-1x2t] [--skip images memory]
+
+``--tools`` adds two layouts that separate Ray's own cost from the thread layout: two ``hamner tag``
+processes of one thread each, each on half the posts (bulk's default layout without Ray), and bulk
+with one tagging actor of two threads (hamner tag's layout on Ray).
 
 Every measurement is one command run as a subprocess, timed from start to exit (model loading and,
 for bulk, starting Ray included). Each repeat runs tag and bulk one after the other, alternating which
@@ -116,12 +121,13 @@ def _ray_workers(session: set[int]) -> list[int]:
     return out
 
 
-def run(cmd: list[str], watch_workers: bool) -> dict[str, Any]:
-    """Run one command; wall seconds, the driver's and the Ray workers' peak memory."""
+def run(cmds: list[list[str]], watch_workers: bool, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run commands side by side; wall seconds until the last ends, the drivers' (largest) and the
+    Ray workers' peak memory."""
     before = set(_ray_workers(set())) if watch_workers else set()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env_extra or {})}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for cmd in cmds]
     peaks: dict[int, int] = {}
     driver = {"hwm": 0}
     total = {"sum": 0}
@@ -129,9 +135,10 @@ def run(cmd: list[str], watch_workers: bool) -> dict[str, Any]:
 
     def poll() -> None:
         while not stop.is_set():
-            hwm = _hwm_kb(proc.pid)
-            if hwm:
-                driver["hwm"] = max(driver["hwm"], hwm)
+            for proc in procs:
+                hwm = _hwm_kb(proc.pid)
+                if hwm:
+                    driver["hwm"] = max(driver["hwm"], hwm)
             if watch_workers:
                 now = 0
                 for pid in _ray_workers(before):
@@ -144,12 +151,16 @@ def run(cmd: list[str], watch_workers: bool) -> dict[str, Any]:
 
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()
-    out, err = proc.communicate()
+    outs = []
+    for cmd, proc in zip(cmds, procs, strict=True):
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
+        outs.append(out)
     seconds = time.perf_counter() - t0
     stop.set()
     thread.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
+    out = b"".join(outs)
     return {
         "seconds": seconds,
         "driver_peak_mb": round(driver["hwm"] / 1024),
@@ -171,6 +182,10 @@ def bulk_cmd(model: Path, posts: Path, out: Path, extra: list[str]) -> list[str]
     ]  # fmt: skip
 
 
+#: extra hamner bulk options of each bulk variant
+TOOLS: dict[str, list[str]] = {"tag": [], "tag-1t-x2": [], "bulk": [], "bulk-1x2t": ["--tag-actors", "1", "--cpus-per-tag-actor", "2"]}
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -186,6 +201,12 @@ def main() -> None:
     ap.add_argument("--memory-posts", type=int, nargs="*", default=[10_000, 50_000])
     ap.add_argument("--bulk-args", default="", help="extra hamner bulk options, e.g. '--tag-actors 1 --cpus-per-tag-actor 2'")
     ap.add_argument("--skip", nargs="*", default=[], choices=["text", "images", "memory"])
+    ap.add_argument(
+        "--tools", nargs="+", default=["tag", "bulk"], choices=list(TOOLS),
+        help="tag: hamner tag as it runs (torch's default threads, one per core); tag-1t-x2: two hamner tag processes "
+        "side by side, one thread each, each on half the posts (the layout of bulk's two actors, without Ray); bulk: "
+        "hamner bulk with its defaults; bulk-1x2t: one tagging actor of 2 threads (the layout of hamner tag)",
+    )  # fmt: skip
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench_bulk.csv")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-bulk-"))
@@ -197,15 +218,26 @@ def main() -> None:
     def measure(kind: str, model: Path, posts: Path, n: int, order: list[str], repeat: int) -> None:
         for tool in order:
             out = work / f"out-{tool}"
-            cmd = tag_cmd(model, posts, out.with_suffix(".jsonl")) if tool == "tag" else bulk_cmd(model, posts, out, extra)
+            env: dict[str, str] = {}
+            if tool == "tag":
+                cmds = [tag_cmd(model, posts, out.with_suffix(".jsonl"))]
+            elif tool == "tag-1t-x2":
+                lines = posts.read_text().splitlines(keepends=True)
+                halves = [work / f"half{k}.jsonl" for k in (0, 1)]
+                halves[0].write_text("".join(lines[: (len(lines) + 1) // 2]))
+                halves[1].write_text("".join(lines[(len(lines) + 1) // 2 :]))
+                cmds = [tag_cmd(model, h, h.with_suffix(".out.jsonl")) for h in halves]
+                env = {"OMP_NUM_THREADS": "1"}
+            else:
+                cmds = [bulk_cmd(model, posts, out, extra + TOOLS[tool])]
             load = loadavg()
-            got = run(cmd, watch_workers=tool == "bulk")
+            got = run(cmds, watch_workers=tool.startswith("bulk"), env_extra=env)
             row = {
                 "input": kind, "posts": n, "tool": tool, "repeat": repeat, "seconds": round(got["seconds"], 2),
                 "rows_per_s": round(n / got["seconds"], 1), "driver_peak_mb": got["driver_peak_mb"],
                 "workers": got["workers"], "worker_peak_mb": got["worker_peak_mb"],
                 "workers_peak_sum_mb": got["workers_peak_sum_mb"], "loadavg_1_5_15": load,
-                "bulk_args": " ".join(extra) if tool == "bulk" else "",
+                "bulk_args": " ".join(extra + TOOLS[tool]) if tool.startswith("bulk") else "",
             }  # fmt: skip
             print(row, flush=True)
             rows.append(row)
@@ -221,13 +253,13 @@ def main() -> None:
         full = write_posts(work / f"{kind}-{n}.jsonl", texts, n, imgs)
         one = write_posts(work / f"{kind}-1.jsonl", texts, 1, imgs)
         for repeat in range(1, args.repeats + 1):
-            order = ["tag", "bulk"] if repeat % 2 else ["bulk", "tag"]
+            order = list(args.tools) if repeat % 2 else list(reversed(args.tools))
             measure(kind, m, one, 1, order, repeat)
             measure(kind, m, full, n, order, repeat)
     for n in args.memory_posts if "memory" not in args.skip else []:
         posts = write_posts(work / f"memory-{n}.jsonl", texts, n)
         measure("text (memory)", model, posts, n, ["bulk"], 1)
-    write_csv(args.out, rows, run_meta("bulk_throughput.py"))
+    write_csv(args.out, rows, run_meta("bulk_throughput.py"))  # (tag-1t-x2: the larger of the two drivers' peaks)
     summarise(rows)
 
 
