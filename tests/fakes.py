@@ -6,6 +6,8 @@ Configs name them like a user's own plug-ins, ``backbone: "fakes:tiny_backbone"`
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,9 @@ class TinyBackbone(Backbone):
         self.seed = seed
 
     def forward(self, images: Tensor) -> BackboneOutput:
+        delay = float(os.environ.get("HAMNER_TEST_BACKBONE_DELAY", "0"))  # seconds per call: a slow model, for fault tests
+        if delay:
+            time.sleep(delay)
         grid = torch.relu(self.conv(images))  # shape: (batch, channels, 8, 8)
         return BackboneOutput(grid=grid, logits=self.fc(grid.mean(dim=(2, 3))))
 

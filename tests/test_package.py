@@ -5,7 +5,7 @@ import sys
 
 
 def test_importing_hamner_is_light() -> None:
-    code = "import sys, hamner; print(sorted(m for m in ('torch', 'transformers', 'cv2', 'matplotlib', 'fastapi') if m in sys.modules))"
+    code = "import sys, hamner; print(sorted(m for m in ('torch', 'transformers', 'cv2', 'matplotlib', 'fastapi', 'ray', 'pyarrow') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
 

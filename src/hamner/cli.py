@@ -187,6 +187,33 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bulk(args: argparse.Namespace) -> int:
+    try:
+        from hamner.bulk.job import BulkOptions, run_bulk
+    except ImportError as exc:
+        raise ConfigError(f"hamner bulk needs the 'bulk' extra (pip install -e '.[bulk]'): {exc}") from exc
+
+    options = BulkOptions(
+        model=args.model, inputs=args.input, output=args.output, output_format=args.output_format,
+        images_root=args.images_root, on_bad_image=args.on_bad_image, on_bad_text=args.on_bad_text,
+        max_line_bytes=args.max_line_bytes, overwrite=args.overwrite, address=args.address, num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus, object_store_mb=args.object_store_mb, part_rows=args.part_rows,
+        rows_per_shard=args.rows_per_shard, tag_batch=args.tag_batch, model_batch=args.batch_size,
+        image_batch=args.image_batch, tag_actors=args.tag_actors, image_actors=args.image_actors,
+        cpus_per_tag_actor=args.cpus_per_tag_actor, cpus_per_image_actor=args.cpus_per_image_actor,
+        gpus_per_tag_actor=args.gpus_per_tag_actor, io_tasks=args.io_tasks, device=args.device, precision=args.precision,
+        max_attempts=args.max_attempts, progress=not args.no_progress,
+    )  # fmt: skip
+    s = run_bulk(options)
+    errors = ", ".join(f"{k} {v}" for k, v in s["errors"].items())
+    speed = f", {s['rows_per_s']} rows/s" if s["rows_per_s"] else ""
+    print(f"hamner bulk: {s['rows']:,} rows from {s['inputs']} file(s) ({s['rows_this_run']:,} this run, {s['seconds']} s{speed})")
+    print(f"  entities: {s['entities']:,}")
+    print(f"  rows with an error: {s['error_rows']:,}" + (f" ({errors})" if errors else ""))
+    print(f"  output: {s['output']} ({args.output_format} shards, _manifest.json)")
+    return 0
+
+
 def _pretty(post_id: Any, data: dict[str, Any]) -> str:
     """One post for people: its entities, then what a HamLearning model saw of the image."""
     lines = [f"post {post_id}: {data['text']}"]
@@ -424,6 +451,47 @@ def build_parser() -> argparse.ArgumentParser:
     add_precision_option(p)
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser(
+        "bulk",
+        help="tag JSONL/Parquet collections (with their images) on Ray Data, embedded here or on a cluster",
+        description="Read -> image features (actor pool, HamLearning) -> tagging (actor pool) -> Parquet or JSONL shards. "
+        "One output row per input row (bad ones with 'error'); rerun the same command to finish an interrupted job.",
+    )
+    p.add_argument("--model", required=True, help="checkpoint directory")
+    p.add_argument("--input", required=True, action="append", metavar="PATH_OR_GLOB",
+                   help="JSONL (.jsonl/.ndjson/.json) or Parquet files: a file, a folder or a glob; repeatable")  # fmt: skip
+    p.add_argument("--output", required=True, metavar="DIR", help="output folder: shards, _index/ and _manifest.json")
+    p.add_argument("--output-format", choices=["parquet", "jsonl"], default="parquet", help="shard format (default parquet)")
+    p.add_argument("--images-root", help="folder of relative image paths (default: each input file's folder)")
+    p.add_argument(
+        "--on-bad-image", choices=["error", "skip"], default="error",
+        help="a missing/unreadable/truncated/too large image: the row gets the error and no entities (default), "
+        "or also is tagged from its text and caption (skip)",
+    )  # fmt: skip
+    p.add_argument("--on-bad-text", choices=["error", "replace"], default="error", help="invalid UTF-8 or unpaired surrogates: a bad row, or replaced by U+FFFD")
+    p.add_argument("--max-line-bytes", type=positive_int, default=1 << 20, help="a longer JSONL line is a bad row")
+    p.add_argument("--overwrite", action="store_true", help="delete the output of another job (other model, inputs or options) in --output")
+    p.add_argument("--address", help="join a running Ray cluster: 'auto' (from a machine of the cluster) or 'ray://HOST:10001'; default: embedded")
+    p.add_argument("--num-cpus", type=positive_int, help="embedded Ray: CPUs to use (default: all cores)")
+    p.add_argument("--num-gpus", type=int, help="embedded Ray: GPUs to use (default: those detected)")
+    p.add_argument("--object-store-mb", type=positive_int, help="embedded Ray: object store size (default: Ray's, 30%% of memory)")
+    p.add_argument("--part-rows", type=positive_int, default=512, help="input rows per read task (a Parquet file is read by row group)")
+    p.add_argument("--rows-per-shard", type=positive_int, default=10_000, help="rows per output shard (the unit of restart)")
+    p.add_argument("--tag-batch", type=positive_int, default=256, help="rows per call of a tagging actor")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="posts per forward pass of the model")
+    p.add_argument("--image-batch", type=positive_int, default=16, help="rows per call of an image actor")
+    p.add_argument("--tag-actors", type=positive_int, help="tagging actors (default: one per GPU, else one per CPU for text-only, per 16 CPUs for HamLearning)")
+    p.add_argument("--image-actors", type=positive_int, help="image actors of a HamLearning model (default: one per CPU the tagging actors leave)")
+    p.add_argument("--cpus-per-tag-actor", type=float, help="CPUs (and torch threads) of each tagging actor (default 1; 0 reserved for a HamLearning model on CPUs)")
+    p.add_argument("--cpus-per-image-actor", type=float, default=1.0, help="CPUs (and threads) of each image actor")
+    p.add_argument("--gpus-per-tag-actor", type=float, help="GPUs of each tagging actor (default: 1 when the cluster has GPUs, else 0)")
+    p.add_argument("--io-tasks", type=positive_int, help="read and write tasks running at a time (default: CPUs/8, 1 to 8)")
+    p.add_argument("--device", help="the tagging actors' torch device (default: cuda when they have a GPU, else cpu)")
+    add_precision_option(p)
+    p.add_argument("--max-attempts", type=positive_int, default=3, help="passes over the rows still missing after a failure Ray could not recover from")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (rows written)")
+    p.set_defaults(func=cmd_bulk)
 
     p = sub.add_parser(
         "preprocess",

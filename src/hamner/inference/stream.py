@@ -79,6 +79,7 @@ class InputReader:
         on_bad_text: str = "error",
         max_line_bytes: int = 1 << 20,
         skip_lines: int = 0,
+        first_line: int = 1,
     ) -> None:
         if on_bad_text not in ("error", "replace"):
             raise ConfigError(f"on_bad_text must be 'error' or 'replace', got {on_bad_text!r}")
@@ -90,10 +91,11 @@ class InputReader:
         self.skipped_id: Any = None  # the id of the last skipped line, to check a resumed output against
         self.skipped_bytes = 0
         self.lines_read = 0
+        self.first_line = first_line  # the number of the stream's first line (a slice of a file, for hamner bulk)
 
     def _lines(self) -> Iterator[tuple[int, bytes | None, int]]:
         """(line number, its bytes without the line break or None when over the limit, bytes read)."""
-        lineno = 0
+        lineno = self.first_line - 1
         while True:
             raw = self.stream.readline(self.max_line_bytes + 1)
             if not raw:
@@ -155,9 +157,14 @@ class InputReader:
             return InputPost(lineno, lineno, error="not valid JSON (nested too deeply)")
         if not isinstance(rec, dict):
             return InputPost(lineno, lineno, error='expected a JSON object with a string field "text"')
+        return self.post_from_record(lineno, rec)
+
+    def post_from_record(self, lineno: int, rec: dict[str, Any], container: str = "a JSON object") -> InputPost:
+        """The checks of a JSONL line's object, for any record of the fields (``hamner bulk`` reads
+        Parquet rows through it: ``container`` names what the record is in messages)."""
         post_id = rec.get("id", lineno)
         if not isinstance(rec.get("text"), str):
-            return InputPost(lineno, post_id, error='expected a JSON object with a string field "text"')
+            return InputPost(lineno, post_id, error=f'expected {container} with a string field "text"')
         unknown = sorted(set(rec) - set(FIELDS))
         if unknown:
             return InputPost(lineno, post_id, error=f"unknown fields {unknown}; allowed: {', '.join(FIELDS)}")

@@ -15,6 +15,7 @@ from hamner.data.labels import spans_from_bio
 from hamner.data.tokenize import Token, tokenize
 from hamner.errors import ConfigError, TextError, first_surrogate
 from hamner.inference.onnx import OnnxTagger, is_exported
+from hamner.models.config import TaggerConfig
 from hamner.models.tagger import Prediction, TextTagger
 from hamner.precision import autocast, resolve_precision
 
@@ -118,6 +119,31 @@ def load_model(directory: str | Path | Sequence[str | Path]) -> Any:
     return EnsembleTagger.from_pretrained(dirs)
 
 
+def vision_config_for(config: TaggerConfig, on_bad_image: str = "error") -> Any:
+    """The extractor settings a multimodal checkpoint's config records (a VisionConfig)."""
+    from hamner.vision.config import VisionConfig
+
+    if not config.multimodal or config.vision is None:
+        raise ConfigError("this checkpoint records no image extractor settings (a text-only model?)")
+    return VisionConfig(**{**config.vision, "on_bad_image": on_bad_image})
+
+
+def extractor_for(config: TaggerConfig, on_bad_image: str = "error") -> Any:
+    """The image extractor of a multimodal checkpoint's training cache (settings and model files),
+    without loading the model (``hamner bulk`` runs it in processes of its own); a different weights
+    file (another fingerprint) is refused: its features would not match."""
+    from hamner.vision.extractor import VisualExtractor
+
+    extractor = VisualExtractor(vision_config_for(config, on_bad_image))
+    want = config.vision_fingerprint
+    if want is not None and extractor.fingerprint != want:
+        raise ConfigError(
+            f"the image extractor here (fingerprint {extractor.fingerprint[:12]}) differs from the one the model was "
+            f"trained with ({want[:12]}): other backbone/detector weights or settings. Install the same model files."
+        )
+    return extractor
+
+
 class Tagger:
     """``Tagger.from_pretrained(dir).tag("...")``: the Python API over a trained checkpoint."""
 
@@ -177,12 +203,7 @@ class Tagger:
     @property
     def vision_config(self) -> Any:
         """The extractor settings the model was trained with (a VisionConfig), for a multimodal model."""
-        from hamner.vision.config import VisionConfig
-
-        settings = self.model.config.vision
-        if not self.multimodal or settings is None:
-            raise ConfigError("this checkpoint records no image extractor settings (a text-only model?)")
-        return VisionConfig(**{**settings, "on_bad_image": self.on_bad_image})
+        return vision_config_for(self.model.config, self.on_bad_image)
 
     @property
     def extractor(self) -> Any:
@@ -199,15 +220,15 @@ class Tagger:
         from hamner.vision.extractor import VisualExtractor, fingerprint_of
 
         cfg = self.vision_config
-        onnx_backbone = None
-        if isinstance(self.model, OnnxTagger) and self.model.backbone_path is not None and cfg.backbone:
-            from hamner.vision.backbones import build_backbone
-            from hamner.vision.onnx_backbone import OnnxBackbone
+        if not (isinstance(self.model, OnnxTagger) and self.model.backbone_path is not None and cfg.backbone):
+            return extractor_for(self.model.config, self.on_bad_image)
+        from hamner.vision.backbones import build_backbone
+        from hamner.vision.onnx_backbone import OnnxBackbone
 
-            onnx_backbone = OnnxBackbone(build_backbone(cfg.backbone, cfg.backbone_weights, cfg.backbone_options), self.model.backbone_path)
+        onnx_backbone = OnnxBackbone(build_backbone(cfg.backbone, cfg.backbone_weights, cfg.backbone_options), self.model.backbone_path)
         extractor = VisualExtractor(cfg, backbone=onnx_backbone)
         # an exported backbone is checked against the PyTorch one it was made from (same weights file)
-        have = extractor.fingerprint if onnx_backbone is None else fingerprint_of({**extractor.identity(), "backbone": onnx_backbone.source})
+        have = fingerprint_of({**extractor.identity(), "backbone": onnx_backbone.source})
         want = self.model.config.vision_fingerprint
         if want is not None and have != want:
             raise ConfigError(
