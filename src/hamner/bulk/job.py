@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -225,6 +226,8 @@ def _quiet_ray_data(ray: Any, verbose: bool) -> None:
     ctx.print_on_execution_start = verbose
     if not verbose:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
+        # a small input (fewer parts than actors) is not worth a warning
+        warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
 
 
 def run_bulk(options: BulkOptions) -> dict[str, Any]:
