@@ -8,12 +8,14 @@ that a change to the training loop can be measured against the code before it on
 Each repeat runs every tree once, in turn (so slow drifts of a shared machine hit all of them), as
 ``python -m hamner.cli train --config configs/text-only.yaml`` on the first ``--posts`` Twitter-2017
 training posts, one epoch, with the tree's ``src`` first on PYTHONPATH, and reads the epoch's
-training seconds from the run's metrics.jsonl (evaluation excluded).
+training seconds from the run's metrics.jsonl (evaluation excluded), and the SHA-256 of the
+checkpoint it saved: equal hashes across trees mean the change left training bit for bit the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -32,7 +34,7 @@ def commit_of(tree: Path) -> str:
     return out.stdout.strip() or "unknown"
 
 
-def epoch_seconds(tree: Path, args: argparse.Namespace, out: Path) -> float:
+def epoch_seconds(tree: Path, args: argparse.Namespace, out: Path) -> tuple[float, str]:
     cmd = [
         sys.executable, "-m", "hamner.cli", "train", "--config", str(tree / "configs" / "text-only.yaml"),
         "--set", f"data.max_train_posts={args.posts}", "--set", "data.max_eval_posts=64", "--set", "train.epochs=1",
@@ -43,7 +45,9 @@ def epoch_seconds(tree: Path, args: argparse.Namespace, out: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree / "src"), "OMP_NUM_THREADS": str(args.threads)}
     subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
     runs = list(out.glob("**/metrics.jsonl"))
-    return float(json.loads(runs[0].read_text().splitlines()[0])["epoch_seconds"])
+    weights = runs[0].parent / "best" / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    return float(json.loads(runs[0].read_text().splitlines()[0])["epoch_seconds"]), digest
 
 
 def main() -> None:
@@ -57,10 +61,13 @@ def main() -> None:
     args = ap.parse_args()
     trees = {label: Path(d).resolve() for label, d in (t.split("=", 1) for t in args.tree)}
     times: dict[str, list[float]] = {label: [] for label in trees}
+    digests: dict[str, set[str]] = {label: set() for label in trees}
     for r in range(args.repeats):
         for label, tree in trees.items():
             with tempfile.TemporaryDirectory() as tmp:
-                times[label].append(epoch_seconds(tree, args, Path(tmp)))
+                seconds, digest = epoch_seconds(tree, args, Path(tmp))
+            times[label].append(seconds)
+            digests[label].add(digest)
             print(f"repeat {r + 1}: {label} {times[label][-1]:.1f} s", flush=True)
     first = next(iter(trees))
     rows = [
@@ -69,7 +76,7 @@ def main() -> None:
             "overrides": " ".join(args.set or []), "epoch_s_median": round(statistics.median(times[label]), 2),
             "epoch_s_min": round(min(times[label]), 2), "epoch_s_max": round(max(times[label]), 2),
             "vs_first": round(statistics.median(times[label]) / statistics.median(times[first]), 3),
-            "repeats": args.repeats,
+            "repeats": args.repeats, "weights_sha256": " ".join(sorted(digests[label])),
         }  # fmt: skip
         for label, tree in trees.items()
     ]
