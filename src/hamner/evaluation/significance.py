@@ -85,36 +85,7 @@ def paired_bootstrap(
     chunk: int = 500,
 ) -> BootstrapResult:
     """Compare system A (one predicted tag list per post, per run/seed) with system B on ``gold``."""
-    if not runs_a or not runs_b:
-        raise ValueError("each system needs at least one run")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be positive, got {n_samples}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    n = len(gold)
-    if n == 0:
-        raise ValueError("no posts to compare on")
-    counts_a = np.stack([post_counts(gold, r, mode) for r in runs_a])  # (runs, posts, 3)
-    counts_b = np.stack([post_counts(gold, r, mode) for r in runs_b])
-    f1_a = float(_mean_f1(counts_a.sum(axis=1)))
-    f1_b = float(_mean_f1(counts_b.sum(axis=1)))
-    delta = f1_a - f1_b
-    rng = np.random.default_rng(seed)
-    deltas = np.empty(n_samples, dtype=np.float64)
-    uniform = np.full(n, 1.0 / n)
-    for start in range(0, n_samples, chunk):
-        k = min(chunk, n_samples - start)
-        weights = rng.multinomial(n, uniform, size=k).astype(np.float64)  # how often each post is drawn
-        sums_a = np.einsum("kn,snc->ksc", weights, counts_a)
-        sums_b = np.einsum("kn,snc->ksc", weights, counts_b)
-        deltas[start : start + k] = _mean_f1(sums_a) - _mean_f1(sums_b)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(deltas, [tail, 1 - tail])
-    p = float(np.mean(deltas >= 2 * delta - 1e-12))
-    return BootstrapResult(
-        f1_a=f1_a, f1_b=f1_b, delta=delta, ci_low=float(low), ci_high=float(high), p_value=p,
-        n_posts=n, runs_a=len(runs_a), runs_b=len(runs_b), n_samples=n_samples, confidence=confidence,
-    )  # fmt: skip
+    return _bootstrap(gold, runs_a, runs_b, None, n_samples, seed, confidence, mode, chunk)
 
 
 def seed_and_post_bootstrap(
@@ -132,35 +103,59 @@ def seed_and_post_bootstrap(
     replacement: the runs' indices jointly for A and B when ``paired`` (run i of A and run i of B
     share a seed), else each system's on its own. The interval then covers the test set's sampling
     and training randomness; the p-value is computed the same way."""
-    if not runs_a or not runs_b:
-        raise ValueError("each system needs at least one run")
     if paired and len(runs_a) != len(runs_b):
         raise ValueError(f"paired seeds need as many runs of A as of B, got {len(runs_a)} and {len(runs_b)}")
+    return _bootstrap(gold, runs_a, runs_b, "paired" if paired else "independent", n_samples, seed, confidence, mode, chunk)
+
+
+def _bootstrap(
+    gold: Sequence[Sequence[str]],
+    runs_a: Sequence[Sequence[Sequence[str]]],
+    runs_b: Sequence[Sequence[Sequence[str]]],
+    seeds: str | None,
+    n_samples: int,
+    seed: int,
+    confidence: float,
+    mode: str,
+    chunk: int,
+) -> BootstrapResult:
+    """Both bootstraps: posts drawn with replacement (the same for every run of both systems) and,
+    unless ``seeds`` is None, the runs averaged drawn too ("paired": the same indices for A and B)."""
+    if not runs_a or not runs_b:
+        raise ValueError("each system needs at least one run")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be positive, got {n_samples}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     n = len(gold)
     if n == 0:
         raise ValueError("no posts to compare on")
     counts_a = np.stack([post_counts(gold, r, mode) for r in runs_a])  # shape: (runs, posts, 3)
     counts_b = np.stack([post_counts(gold, r, mode) for r in runs_b])
-    delta = float(_mean_f1(counts_a.sum(axis=1)) - _mean_f1(counts_b.sum(axis=1)))
-    rng = np.random.default_rng(seed)
+    f1_a = float(_mean_f1(counts_a.sum(axis=1)))
+    f1_b = float(_mean_f1(counts_b.sum(axis=1)))
+    delta = f1_a - f1_b
     ra, rb = len(runs_a), len(runs_b)
+    rng = np.random.default_rng(seed)
     deltas = np.empty(n_samples, dtype=np.float64)
     uniform = np.full(n, 1.0 / n)
     for start in range(0, n_samples, chunk):
         k = min(chunk, n_samples - start)
-        weights = rng.multinomial(n, uniform, size=k).astype(np.float64)  # shape: (k, posts)
+        weights = rng.multinomial(n, uniform, size=k).astype(np.float64)  # shape: (k, posts) draws per post
         sums_a = np.einsum("kn,snc->ksc", weights, counts_a)  # shape: (k, runs, 3)
         sums_b = np.einsum("kn,snc->ksc", weights, counts_b)
-        pick_a = rng.integers(0, ra, size=(k, ra))  # shape: (k, runs drawn)
-        pick_b = pick_a if paired else rng.integers(0, rb, size=(k, rb))
-        rows = np.arange(k)[:, None]
-        deltas[start : start + k] = _mean_f1(sums_a[rows, pick_a]) - _mean_f1(sums_b[rows, pick_b])
+        if seeds is not None:
+            pick_a = rng.integers(0, ra, size=(k, ra))  # shape: (k, runs drawn)
+            pick_b = pick_a if seeds == "paired" else rng.integers(0, rb, size=(k, rb))
+            rows = np.arange(k)[:, None]
+            sums_a, sums_b = sums_a[rows, pick_a], sums_b[rows, pick_b]
+        deltas[start : start + k] = _mean_f1(sums_a) - _mean_f1(sums_b)
     tail = (1 - confidence) / 2
     low, high = np.quantile(deltas, [tail, 1 - tail])
     return BootstrapResult(
-        f1_a=float(_mean_f1(counts_a.sum(axis=1))), f1_b=float(_mean_f1(counts_b.sum(axis=1))), delta=delta,
-        ci_low=float(low), ci_high=float(high), p_value=float(np.mean(deltas >= 2 * delta - 1e-12)),
-        n_posts=n, runs_a=ra, runs_b=rb, n_samples=n_samples, confidence=confidence,
+        f1_a=f1_a, f1_b=f1_b, delta=delta, ci_low=float(low), ci_high=float(high),
+        p_value=float(np.mean(deltas >= 2 * delta - 1e-12)), n_posts=n, runs_a=ra, runs_b=rb,
+        n_samples=n_samples, confidence=confidence,
     )  # fmt: skip
 
 
