@@ -135,13 +135,18 @@ def extractor_for(config: TaggerConfig, on_bad_image: str = "error") -> Any:
     from hamner.vision.extractor import VisualExtractor
 
     extractor = VisualExtractor(vision_config_for(config, on_bad_image))
+    check_extractor_fingerprint(extractor.fingerprint, config)
+    return extractor
+
+
+def check_extractor_fingerprint(have: str, config: TaggerConfig) -> None:
+    """Refuse image models other than those the checkpoint was trained with (their features differ)."""
     want = config.vision_fingerprint
-    if want is not None and extractor.fingerprint != want:
+    if want is not None and have != want:
         raise ConfigError(
-            f"the image extractor here (fingerprint {extractor.fingerprint[:12]}) differs from the one the model was "
+            f"the image extractor here (fingerprint {have[:12]}) differs from the one the model was "
             f"trained with ({want[:12]}): other backbone/detector weights or settings. Install the same model files."
         )
-    return extractor
 
 
 class Tagger:
@@ -228,13 +233,7 @@ class Tagger:
         onnx_backbone = OnnxBackbone(build_backbone(cfg.backbone, cfg.backbone_weights, cfg.backbone_options), self.model.backbone_path)
         extractor = VisualExtractor(cfg, backbone=onnx_backbone)
         # an exported backbone is checked against the PyTorch one it was made from (same weights file)
-        have = fingerprint_of({**extractor.identity(), "backbone": onnx_backbone.source})
-        want = self.model.config.vision_fingerprint
-        if want is not None and have != want:
-            raise ConfigError(
-                f"the image extractor here (fingerprint {have[:12]}) differs from the one the model was "
-                f"trained with ({want[:12]}): other backbone/detector weights or settings. Install the same model files."
-            )
+        check_extractor_fingerprint(fingerprint_of({**extractor.identity(), "backbone": onnx_backbone.source}), self.model.config)
         return extractor
 
     def features(self, image: Any = None, caption: str | None = None, key: str | None = None) -> Any:
