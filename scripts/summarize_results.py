@@ -19,7 +19,7 @@
 4. The tables of docs/results.md between the markers ``<!-- results:start -->`` / ``<!-- results:end -->``
    and ``<!-- comparison:start -->`` / ``<!-- comparison:end -->``, and the README's headline table
    (``<!-- headline:start -->`` / ``<!-- headline:end -->``: our two main models beside the published
-   systems of results/published.csv), are rewritten from those files.
+   systems of results/published.csv; docs/index.md holds the same block), are rewritten from those files.
 """
 
 from __future__ import annotations
@@ -256,7 +256,7 @@ def headline_markdown(rows: list[dict[str, object]], published: Path) -> str:
         lines.append(f"| hamner `{config}` (ours) | MiniLM-L6, uncased, 22M | {images} | {cells[0]} | {cells[1]} |")
     with published.open() as fh:
         for p in csv.DictReader(fh):
-            lines.append(f"| {p['system']} ({p['venue']}) | {p['encoder']} | {'none' if 'text only' in p['system'] else 'pixels'} | {p['twitter2015_f1']} | {p['twitter2017_f1']} |")
+            lines.append(f"| {p['system']} ({p['venue']}) | {p['encoder']} | {p['images']} | {p['twitter2015_f1']} | {p['twitter2017_f1']} |")
     return "\n".join(lines)
 
 
@@ -266,6 +266,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=Path("results"))
     ap.add_argument("--readme", type=Path, default=Path("README.md"))
     ap.add_argument("--docs-results", type=Path, default=Path("docs/results.md"))
+    ap.add_argument("--docs-index", type=Path, default=Path("docs/index.md"))
     args = ap.parse_args()
     n = collect(args.runs, args.results) if args.runs.exists() else 0
     rows = summarize(args.results)
@@ -279,8 +280,11 @@ def main() -> None:
             text = _replace_block(page.read_text(), "results", table)
             page.write_text(_replace_block(text, "comparison", comparison_markdown(comparison)))
     published = args.results / "published.csv"
-    if args.readme.exists() and published.exists():
-        args.readme.write_text(_replace_block(args.readme.read_text(), "headline", headline_markdown(rows, published)))
+    if published.exists():
+        headline = headline_markdown(rows, published)
+        for page in (args.readme, args.docs_index):
+            if page.exists():
+                page.write_text(_replace_block(page.read_text(), "headline", headline))
     print(f"collected {n} runs; {len(rows)} rows in {args.results / 'summary.csv'}")
     print(table)
 

@@ -154,16 +154,21 @@ def test_readme_headline_puts_our_models_beside_the_published_ones(tmp_path: Pat
     results = tmp_path / "results"
     results.mkdir()
     (results / "published.csv").write_text(
-        "system,venue,encoder,twitter2015_f1,twitter2017_f1,source\nUMT,ACL 2020,BERT-base-cased + ResNet-152,73.41,85.31,paper\n"
+        "system,venue,encoder,images,twitter2015_f1,twitter2017_f1,source\nUMT,ACL 2020,BERT-base-cased + ResNet-152,pixels,73.41,85.31,paper\n"
     )
     readme, page = tmp_path / "README.md", tmp_path / "results.md"
     readme.write_text("top\n<!-- headline:start -->\nold\n<!-- headline:end -->\nend\n")
+    (tmp_path / "index.md").write_text("# docs\n<!-- headline:start -->\n<!-- headline:end -->\n")
     page.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- comparison:start -->\n<!-- comparison:end -->\n")
     script = str(REPO / "scripts" / "summarize_results.py")
-    cmd = [sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(readme), "--docs-results", str(page)]
+    cmd = [sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(readme), "--docs-results", str(page), "--docs-index", str(tmp_path / "index.md")]
     subprocess.run(cmd, check=True, capture_output=True)
     text = readme.read_text()
     assert "| hamner `text-only` (ours) | MiniLM-L6, uncased, 22M | none | – | **81.00** ± 1.41 (2 seeds) |" in text
     assert "| hamner `hamlearning` (ours) | MiniLM-L6, uncased, 22M | BLIP-2 captions | – | **82.00** ± 1.41 (2 seeds) |" in text
     assert "| UMT (ACL 2020) | BERT-base-cased + ResNet-152 | pixels | 73.41 | 85.31 |" in text and "old" not in text
+    def block(page: str) -> str:
+        return page.split("<!-- headline:start -->")[1].split("<!-- headline:end -->")[0]
+
+    assert block(text) == block((tmp_path / "index.md").read_text()) and "UMT" in block(text)
     assert "| twitter2017 | hamlearning | text-only | 2 (vs 2) | **+1.00** |" in page.read_text()
