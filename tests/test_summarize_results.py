@@ -59,7 +59,7 @@ def test_summary_csv_and_readme_table(tmp_path: Path) -> None:
         "--readme",
         str(readme),
     ]
-    subprocess.run(cmd, check=True, capture_output=True)
+    subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
     with (results / "summary.csv").open() as fh:
         reader = csv.DictReader(fh)
         assert reader.fieldnames is not None and reader.fieldnames[: len(REQUIRED)] == REQUIRED
@@ -79,9 +79,9 @@ def test_a_different_run_with_the_same_key_is_refused(tmp_path: Path) -> None:
     fake_run(tmp_path / "other", 1, 0.90)
     script = str(REPO / "scripts" / "summarize_results.py")
     common = ["--results", str(tmp_path / "results"), "--readme", str(tmp_path / "none.md")]
-    subprocess.run([sys.executable, script, "--runs", str(tmp_path / "runs"), *common], check=True, capture_output=True)
+    subprocess.run([sys.executable, script, "--runs", str(tmp_path / "runs"), *common], check=True, capture_output=True, cwd=tmp_path)
     proc = subprocess.run(
-        [sys.executable, script, "--runs", str(tmp_path / "other"), *common], capture_output=True, text=True
+        [sys.executable, script, "--runs", str(tmp_path / "other"), *common], capture_output=True, text=True, cwd=tmp_path
     )
     assert proc.returncode != 0 and "different runs of the same dataset/config/seed" in proc.stderr
 
@@ -97,7 +97,7 @@ def test_comparison_against_text_only_and_the_relevance_distribution(tmp_path: P
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- comparison:start -->\nold\n<!-- comparison:end -->\n")
     results = tmp_path / "results"
     script = str(REPO / "scripts" / "summarize_results.py")
-    subprocess.run([sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(readme)], check=True, capture_output=True)
+    subprocess.run([sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(readme)], check=True, capture_output=True, cwd=tmp_path)
     with (results / "comparison.csv").open() as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["config"] == "hamlearning" and row["seeds"] == "1" and row["baseline_seeds"] == "2"
@@ -121,7 +121,7 @@ def test_each_config_is_compared_with_the_text_only_baseline_of_its_char_channel
     results = tmp_path / "results"
     script = str(REPO / "scripts" / "summarize_results.py")
     cmd = [sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(tmp_path / "none.md")]
-    subprocess.run(cmd, check=True, capture_output=True)
+    subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
     with (results / "comparison.csv").open() as fh:
         rows = {r["config"]: (r["baseline"], float(r["delta_f1"])) for r in csv.DictReader(fh)}
     assert rows == {
@@ -138,7 +138,7 @@ def test_deltas_come_from_unrounded_means(tmp_path: Path) -> None:
     fake_run(runs, 1, 0.807164, "hamlearning")
     results = tmp_path / "results"
     script = str(REPO / "scripts" / "summarize_results.py")
-    subprocess.run([sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(tmp_path / "none.md")], check=True, capture_output=True)
+    subprocess.run([sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(tmp_path / "none.md")], check=True, capture_output=True, cwd=tmp_path)
     with (results / "comparison.csv").open() as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["delta_f1"] == "0.71" and row["delta_f1_same_seeds"] == "0.71" and row["delta_PER"] == "0.71"
@@ -162,7 +162,7 @@ def test_readme_headline_puts_our_models_beside_the_published_ones(tmp_path: Pat
     page.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- comparison:start -->\n<!-- comparison:end -->\n")
     script = str(REPO / "scripts" / "summarize_results.py")
     cmd = [sys.executable, script, "--runs", str(runs), "--results", str(results), "--readme", str(readme), "--docs-results", str(page), "--docs-index", str(tmp_path / "index.md")]
-    subprocess.run(cmd, check=True, capture_output=True)
+    subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
     text = readme.read_text()
     assert "| hamner `text-only` (ours) | MiniLM-L6, uncased, 22M | none | – | **81.00** ± 1.41 (2 seeds) |" in text
     assert "| hamner `hamlearning` (ours) | MiniLM-L6, uncased, 22M | BLIP-2 captions | – | **82.00** ± 1.41 (2 seeds) |" in text
