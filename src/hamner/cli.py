@@ -158,9 +158,12 @@ def cmd_tag(args: argparse.Namespace) -> int:
         if Path(args.output).exists():
             skip, last = resume_point(Path(args.output))
             log.info("--resume: %s already answers %d input lines; continuing after them", args.output, skip)
+    from hamner.vision import set_threads
+
+    set_threads(args.threads)
     tagger = Tagger.from_pretrained(
         args.model, device=args.device, batch_size=args.batch_size, on_bad_image=args.on_bad_image, long_posts=args.long_posts,
-        precision=args.precision,
+        precision=args.precision, image_workers=args.image_workers, threads=args.threads,
     )
     options = StreamOptions(
         chunk_size=args.chunk_size, on_bad_line=args.on_bad_line, offsets=args.offsets, tokens=args.tokens,
@@ -270,7 +273,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     log.info("models loaded in %.1f s; fingerprint %s", time.perf_counter() - t0, extractor.fingerprint[:12])
     manifest = preprocess(
         entries, out, extractor, inputs=inputs, shard_size=args.shard_size, overwrite=args.overwrite,
-        progress=not args.no_progress, extra={"folder": facts, "command": args.command_line},
+        progress=not args.no_progress, workers=args.workers, extra={"folder": facts, "command": args.command_line},
     )
     counts = manifest["counts"]
     bad = {k: v for k, v in counts.items() if k not in ("entries", "images_found") and v}
@@ -450,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     add_precision_option(p)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=positive_int, help="torch/OpenCV/ONNX Runtime threads (default: all cores)")
+    p.add_argument(
+        "--image-workers", type=positive_int, default=1,
+        help="a HamLearning model: images read at once, each in its own thread (with --threads 1, one per core reads the most images/s)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_tag)
 
     p = sub.add_parser(
@@ -514,6 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--shard-size", type=positive_int, default=256, help="images per shard (the unit of resumption)")
     p.add_argument("--threads", type=positive_int, help="torch/OpenCV threads (default: all cores)")
+    p.add_argument(
+        "--workers", type=positive_int, default=1,
+        help="images extracted at once, each in its own thread (with --threads 1 and one worker per core: the most images/s)",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="delete a cache made with other settings or inputs and rebuild")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_preprocess)

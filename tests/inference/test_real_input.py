@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import random
 import sys
 import threading
@@ -25,7 +26,7 @@ from conftest import tiny_text_checkpoint
 from hamner import Tagger
 from hamner.data import tokenize as tokenize_module
 from hamner.data.tokenize import tokenize
-from hamner.errors import TextError
+from hamner.errors import ConfigError, ImageError, TextError
 from hamner.inference.tagger import TaggedPost, utf16_offsets
 from hamner.models.config import TaggerConfig
 from hamner.models.tagger import TextTagger
@@ -87,6 +88,23 @@ def test_eight_threads_give_the_sequential_answers_with_images(mm: dict[str, Any
     same_posts(got, sequential)
 
 
+def test_image_workers_give_the_sequential_answers_and_errors(mm: dict[str, Any], drawn_images: list[Path], tmp_path: Path) -> None:
+    texts = [f"obama in paris {i}" for i in range(24)]
+    images = [drawn_images[i % len(drawn_images)] if i % 4 else None for i in range(24)]
+    captions = ["a red square" if i % 3 == 0 else None for i in range(24)]
+    sequential = Tagger.from_pretrained(mm["ckpt"]).tag_many(texts, images, captions)
+    workers = Tagger.from_pretrained(mm["ckpt"], image_workers=3)
+    same_posts(workers.tag_many(texts, images, captions), sequential)
+    # a bad image: the same error as without workers (the first bad one in post order)
+    (tmp_path / "bad1.jpg").write_bytes(b"not an image")
+    (tmp_path / "bad2.jpg").write_bytes(b"not one either")
+    bad = [*images[:5], tmp_path / "bad1.jpg", *images[6:10], tmp_path / "bad2.jpg", *images[11:]]
+    with pytest.raises(ImageError, match="bad1.jpg"):
+        workers.tag_many(texts, bad, captions)
+    with pytest.raises(ConfigError, match="image_workers must be a positive integer"):
+        Tagger.from_pretrained(mm["ckpt"], image_workers=0)
+
+
 def test_the_extractor_is_built_once_whatever_the_number_of_threads(mm: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from hamner.vision import extractor as extractor_module
 
@@ -135,6 +153,10 @@ def test_eight_threads_with_the_packaged_image_models(mm: dict[str, Any], tmp_pa
     got = in_threads(lambda i: shared.tag(*posts[i]), len(posts))
     assert sys.stdout is stdout
     same_posts(got, sequential)
+    # two image workers (a detector net each) in one tag_many call: the answers of one worker
+    texts, images = [t for t, _ in posts], [im for _, im in posts]
+    workers = Tagger.from_pretrained(ckpt, image_workers=2)
+    same_posts(workers.tag_many(texts, images), seq_tagger.tag_many(texts, images))
 
 
 @pytest.mark.weights
@@ -300,3 +322,22 @@ def test_a_long_multimodal_post_keeps_its_image_in_every_window(mm: dict[str, An
     assert first.relevance == pytest.approx(post.relevance, abs=1e-6)
     assert first.level_weights is not None and post.level_weights is not None
     assert all(first.level_weights[k] == pytest.approx(v, abs=1e-6) for k, v in post.level_weights.items())
+
+
+def test_cli_tag_threads_and_image_workers(mm: dict[str, Any], drawn_images: list[Path], tmp_path: Path) -> None:
+    from hamner.cli import main
+    from hamner.vision import set_threads
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(json.dumps({"id": i, "text": f"obama in paris {i}", "image": str(drawn_images[i % 6])}) + "\n" for i in range(8)))
+    before = torch.get_num_threads()
+    try:
+        assert main(["tag", "--model", str(mm["ckpt"]), str(posts), "-o", str(tmp_path / "a.jsonl"), "--no-progress"]) == 0
+        args = ["--threads", "1", "--image-workers", "2", "--no-progress"]
+        assert main(["tag", "--model", str(mm["ckpt"]), str(posts), "-o", str(tmp_path / "b.jsonl"), *args]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        set_threads(before)  # torch's and OpenCV's: a process setting, for the tests after this one
+    a = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    b = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert [r["entities"] for r in a] == [r["entities"] for r in b] and len(a) == 8

@@ -176,3 +176,24 @@ def test_caption_file_with_bom_or_bad_bytes(tmp_path: Path) -> None:
     bad.write_bytes("p1.jpg :caf\xe9\n".encode("latin-1"))
     with pytest.raises(DataFormatError, match="latin1.txt: not UTF-8"):
         read_captions(bad)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_extract_the_same_features_in_the_same_order(image_dir: Path, tmp_path: Path, workers: int) -> None:
+    entries = entries_for(image_dir)
+    one = preprocess(entries, tmp_path / "one", make(), shard_size=3, progress=False)
+    many = preprocess(entries, tmp_path / "many", make(), shard_size=3, progress=False, workers=workers)
+    assert many["counts"] == one["counts"] and many["fingerprint"] == one["fingerprint"]
+    a, b = FeatureStore.open(tmp_path / "one"), FeatureStore.open(tmp_path / "many")
+    for name in ("one", "many"):  # every shard holds the entries in their input order
+        keys = [r["key"] for p in sorted((tmp_path / name).glob("shard-*.json")) for r in json.loads(p.read_text())["records"]]
+        assert keys == [e.key for e in entries]
+    for e in entries:
+        assert a[e.key].same_as(b[e.key]), e.key
+
+
+def test_workers_stop_at_the_first_bad_image_in_input_order(image_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="broken.jpg: unreadable"):
+        preprocess(entries_for(image_dir), tmp_path / "cache", make(on_bad_image="error"), progress=False, workers=3)
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        preprocess(entries_for(image_dir), tmp_path / "c2", make(), progress=False, workers=0)

@@ -82,6 +82,11 @@ def test_cache_and_on_the_fly_agree_with_the_real_models(extractor: VisualExtrac
     store = FeatureStore.open(out, expect=extractor)
     for p in images.iterdir():
         assert store[p.stem].same_as(extractor.extract_file(p, key=p.stem))
+    # two workers (two threads, each with its own detector net): the same features
+    assert main(["preprocess", "--images", str(images), "--out", str(tmp_path / "w2"), "--workers", "2", "--no-progress"]) == 0
+    store2 = FeatureStore.open(tmp_path / "w2", expect=extractor)
+    for p in images.iterdir():
+        assert store2[p.stem].same_as(store[p.stem]), p.stem
 
 
 def test_preprocess_twitter2017_samples(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -35,16 +36,21 @@ class EncodedPost:
     char_ids: list[list[int]] | None = None
 
 
+@lru_cache(maxsize=1 << 16)
+def _word_bytes(word: str, limit: int) -> tuple[int, ...]:
+    raw = word.encode("utf-8", errors="surrogatepass")
+    if len(raw) > limit:
+        tail = limit // 2
+        raw = raw[: limit - tail] + (raw[-tail:] if tail else b"")
+    return tuple(b + 1 for b in raw)
+
+
 def word_bytes(word: str, limit: int) -> list[int]:
     """The word's UTF-8 bytes shifted by one (0 is padding), at most ``limit`` of them: a longer word
     keeps its first ``limit - limit // 2`` and last ``limit // 2`` bytes, so both a prefix and a
     suffix (plural, possessive, "-ville") survive. A word with no bytes gets no ids (its char vector
     is then zero)."""
-    raw = word.encode("utf-8", errors="surrogatepass")
-    if len(raw) > limit:
-        tail = limit // 2
-        raw = raw[: limit - tail] + (raw[-tail:] if tail else b"")
-    return [b + 1 for b in raw]
+    return list(_word_bytes(word, limit))
 
 
 class WordEncoder:

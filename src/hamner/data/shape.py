@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 SHAPES: tuple[str, ...] = (
     "<pad>",
@@ -51,5 +52,7 @@ def word_shape(word: str) -> str:
     return "miXed"
 
 
+@lru_cache(maxsize=1 << 16)
 def shape_id(word: str) -> int:
+    """The index of the word's shape in :data:`SHAPES` (cached: words repeat)."""
     return SHAPE_INDEX[word_shape(word)]

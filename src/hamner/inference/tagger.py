@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,14 +104,15 @@ class TaggedPost:
         return out
 
 
-def load_model(directory: str | Path | Sequence[str | Path]) -> Any:
-    """A checkpoint's model (``hamner export`` output: an ONNX Runtime model), or an ensemble of
-    several PyTorch checkpoints (a list of two or more)."""
+def load_model(directory: str | Path | Sequence[str | Path], threads: int | None = None) -> Any:
+    """A checkpoint's model (``hamner export`` output: an ONNX Runtime model, whose sessions use
+    ``threads`` threads, by default one per core), or an ensemble of several PyTorch checkpoints (a
+    list of two or more)."""
     from hamner.inference.onnx import load_model as load_one
 
     dirs = [directory] if isinstance(directory, (str, Path)) else list(directory)
     if len(dirs) == 1:
-        return load_one(dirs[0])
+        return load_one(dirs[0], threads)
     exported = [str(d) for d in dirs if is_exported(d)]
     if exported:
         raise ConfigError(f"an ensemble is made of PyTorch checkpoints; {exported[0]} is an exported (ONNX) model")
@@ -161,9 +163,12 @@ class Tagger:
         on_bad_image: str = "error",
         precision: str = "auto",
         long_posts: str = "window",
+        image_workers: int = 1,
     ) -> None:
         if long_posts not in TextTagger.LONG_POSTS:
             raise ConfigError(f"long_posts must be one of {TextTagger.LONG_POSTS}, got {long_posts!r}")
+        if isinstance(image_workers, bool) or not isinstance(image_workers, int) or image_workers < 1:
+            raise ConfigError(f"image_workers must be a positive integer, got {image_workers!r}")
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         # auto: bf16 autocast on a GPU that has it, fp32 on a CPU (see hamner.precision)
@@ -175,6 +180,11 @@ class Tagger:
         self._extractor_lock = threading.Lock()
         self.on_bad_image = on_bad_image
         self.long_posts = long_posts
+        # a multimodal model's images of one call are read by this many threads at once (decoding
+        # and both image models release the GIL; the detector keeps a net per thread)
+        self.image_workers = image_workers
+        self._image_pool: ThreadPoolExecutor | None = None
+        self.threads: int | None = None  # an exported image backbone's session threads (None: one per core)
 
     @classmethod
     def from_pretrained(
@@ -185,17 +195,23 @@ class Tagger:
         on_bad_image: str = "error",
         long_posts: str = "window",
         precision: str = "auto",
+        image_workers: int = 1,
+        threads: int | None = None,
     ) -> Tagger:
         """A tagger over one checkpoint directory, over ``hamner export`` output (run on ONNX Runtime,
         same outputs; ``device`` must then be the CPU and ``precision`` is the export's), or over several
         checkpoints read together as an ensemble (:class:`hamner.models.ensemble.EnsembleTagger`: their
-        CRF scores averaged)."""
-        model = load_model(directory)
+        CRF scores averaged). ``threads``: the ONNX Runtime sessions' threads of an exported model
+        (PyTorch's are a process setting: :func:`hamner.vision.set_threads`); ``image_workers``: images
+        read at once by a multimodal model."""
+        model = load_model(directory, threads)
         if not isinstance(model, torch.nn.Module):  # an exported model
             precision = "fp32" if precision == "auto" else precision
             if precision != "fp32":
                 raise ConfigError(f"{directory} is an exported (ONNX) model: its precision is fixed at export ({model.precision}); drop --precision {precision}")
-        return cls(model, device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts, precision=precision)
+        tagger = cls(model, device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts, precision=precision, image_workers=image_workers)
+        tagger.threads = threads
+        return tagger
 
     @property
     def style(self) -> str:
@@ -230,7 +246,7 @@ class Tagger:
         from hamner.vision.backbones import build_backbone
         from hamner.vision.onnx_backbone import OnnxBackbone
 
-        onnx_backbone = OnnxBackbone(build_backbone(cfg.backbone, cfg.backbone_weights, cfg.backbone_options), self.model.backbone_path)
+        onnx_backbone = OnnxBackbone(build_backbone(cfg.backbone, cfg.backbone_weights, cfg.backbone_options), self.model.backbone_path, self.threads)
         extractor = VisualExtractor(cfg, backbone=onnx_backbone)
         # an exported backbone is checked against the PyTorch one it was made from (same weights file)
         check_extractor_fingerprint(fingerprint_of({**extractor.identity(), "backbone": onnx_backbone.source}), self.model.config)
@@ -247,6 +263,18 @@ class Tagger:
         if isinstance(image, LoadedImage):
             return self.extractor.extract(image, key=key or image.source, caption=caption)
         return self.extractor.extract_file(image, key=key, caption=caption)
+
+    def _features_of(self, images: Sequence[Any], captions: Sequence[str | None]) -> list[Any]:
+        """Every post's visual inputs, in order; with ``image_workers`` > 1 several images are read at
+        once (the first error, in post order, is raised as without workers)."""
+        keys = [f"post-{i}" for i in range(len(images))]
+        if self.image_workers == 1 or sum(im is not None for im in images) < 2:
+            return [self.features(im, cap, key) for im, cap, key in zip(images, captions, keys, strict=True)]
+        _ = self.extractor  # built once, before the threads ask for it
+        with self._extractor_lock:
+            if self._image_pool is None:
+                self._image_pool = ThreadPoolExecutor(self.image_workers, thread_name_prefix="hamner-image")
+        return list(self._image_pool.map(self.features, images, captions, keys))
 
     def tag(self, text: str, image: str | Path | bytes | None = None, caption: str | None = None) -> TaggedPost:
         """Entities of one post. ``image`` and ``caption`` are used by multimodal checkpoints only."""
@@ -319,7 +347,7 @@ class Tagger:
             else:
                 imgs = list(images) if images is not None else [None] * len(texts)
                 caps = list(captions) if captions is not None else [None] * len(texts)
-                visuals = [self.features(im, cap, f"post-{i}") for i, (im, cap) in enumerate(zip(imgs, caps, strict=True))]
+                visuals = self._features_of(imgs, caps)
         elif not self._warned_visual and any(x is not None for x in [*(images or []), *(captions or []), *(features or [])]):
             log.warning("this checkpoint is a text-only model: image and caption inputs are ignored")
             self._warned_visual = True

@@ -116,8 +116,11 @@ class OpenCVSSDDetector(Detector):
             if not p.is_file():
                 raise ConfigError(f"detector 'ssd-mobilenet-v2-coco': model file {str(p)!r} does not exist")
         self._cv2 = cv2
-        self.net = cv2.dnn.readNetFromTensorflow(str(self.graph_path), str(self.config_path))
-        self._lock = threading.Lock()
+        # a cv2.dnn net holds its input between setInput and forward, so threads cannot share one:
+        # each thread that detects gets its own net (loaded on its first image), and several images
+        # are detected at once (see ``workers`` of hamner preprocess)
+        self._local = threading.local()
+        self.net = self._thread_net()
         self.labels = coco_labels(labels_file)
         self.labels_file = labels_file
         self.input_size = input_size
@@ -129,11 +132,9 @@ class OpenCVSSDDetector(Detector):
             raise ValueError(f"expected an RGB image, got mode {image.mode!r}")
         # The TF graph takes RGB in [0, 255] and normalises inside; PIL already gives RGB, so no swap.
         blob = self._cv2.dnn.blobFromImage(np.asarray(image), size=(self.input_size, self.input_size), swapRB=False)
-        # a cv2.dnn net holds its input between setInput and forward: one image at a time (threads
-        # sharing this detector take turns; OpenCV still uses several cores inside forward)
-        with self._lock:
-            self.net.setInput(blob)
-            out = self.net.forward()  # shape: (1, 1, 100, 7): [image, class_id, score, x1, y1, x2, y2]
+        net = self._thread_net()
+        net.setInput(blob)
+        out = net.forward()  # shape: (1, 1, 100, 7): [image, class_id, score, x1, y1, x2, y2]
         rows = out.reshape(-1, 7)
         rows = rows[rows[:, 2] > 0]
         class_ids = rows[:, 1].astype(np.int64)
@@ -146,6 +147,13 @@ class OpenCVSSDDetector(Detector):
             labels.append(name)
         boxes = torch.from_numpy(np.clip(rows[:, 3:7], 0.0, 1.0).astype(np.float32))  # shape: (n, 4)
         return Detections(boxes, torch.from_numpy(rows[:, 2].astype(np.float32)), torch.from_numpy(class_ids), labels)
+
+    def _thread_net(self) -> Any:
+        """This thread's net (the same model files for every thread)."""
+        net = getattr(self._local, "net", None)
+        if net is None:
+            net = self._local.net = self._cv2.dnn.readNetFromTensorflow(str(self.graph_path), str(self.config_path))
+        return net
 
     def identity(self) -> dict[str, Any]:
         return {
