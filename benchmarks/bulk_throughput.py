@@ -49,6 +49,27 @@ def make_text_model(directory: Path) -> Path:
     return TextTagger.from_config(TaggerConfig()).save_pretrained(directory)
 
 
+def make_small_model(directory: Path) -> Path:
+    """An untrained text-only checkpoint over a 2-layer, 64-wide random BERT with the packaged MiniLM's
+    tokenizer: the same words, sub-tokens and pipeline per row at a fraction of the encoder's cost, so
+    that a memory run reaches many rows in minutes (the model's own memory does not depend on the
+    number of rows)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from hamner.models.config import TaggerConfig
+    from hamner.models.encoder import resolve_encoder_path
+    from hamner.models.tagger import TextTagger
+
+    enc = directory / "encoder"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder_path("packaged:all-MiniLM-L6-v2"))
+    tokenizer.save_pretrained(enc)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    BertModel(cfg).save_pretrained(enc)
+    return TextTagger.from_config(TaggerConfig(encoder=str(enc))).save_pretrained(directory / "ckpt")
+
+
 def make_hamlearning_model(directory: Path) -> Path:
     import torch
 
@@ -131,22 +152,26 @@ def run(cmds: list[list[str]], watch_workers: bool, env_extra: dict[str, str] | 
     peaks: dict[int, int] = {}
     driver = {"hwm": 0}
     total = {"sum": 0}
+    samples: list[tuple[float, int, int]] = []  # (seconds, drivers' RSS, workers' RSS sum) in kB
     stop = threading.Event()
 
     def poll() -> None:
         while not stop.is_set():
+            drivers_now = 0
             for proc in procs:
                 hwm = _hwm_kb(proc.pid)
                 if hwm:
                     driver["hwm"] = max(driver["hwm"], hwm)
+                drivers_now += _rss_kb(proc.pid)
+            now = 0
             if watch_workers:
-                now = 0
                 for pid in _ray_workers(before):
                     got = _hwm_kb(pid)
                     if got:
                         peaks[pid] = max(peaks.get(pid, 0), got)
                     now += _rss_kb(pid)
                 total["sum"] = max(total["sum"], now)
+            samples.append((time.perf_counter() - t0, drivers_now, now))
             stop.wait(0.2)
 
     thread = threading.Thread(target=poll, daemon=True)
@@ -167,8 +192,34 @@ def run(cmds: list[list[str]], watch_workers: bool, env_extra: dict[str, str] | 
         "workers": len(peaks),
         "worker_peak_mb": round(max(peaks.values(), default=0) / 1024),
         "workers_peak_sum_mb": round(total["sum"] / 1024),
+        **rss_trend(samples, seconds),
         "stdout": out.decode(),
     }
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y on x."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+
+
+def rss_trend(samples: list[tuple[float, int, int]], seconds: float) -> dict[str, Any]:
+    """Resident memory while the job runs: the drivers' and the workers' (summed) RSS at a quarter of
+    the run and at nine tenths of it, and the slope of a line fitted between the two (MB per minute;
+    flat memory gives about 0). The first quarter (Ray and the actors starting) and the last tenth
+    (writing the last shards, shutting down) are left out."""
+    late = [s for s in samples if seconds / 4 <= s[0] <= 0.9 * seconds and s[1]]
+    if len(late) < 10:
+        return {}
+    out: dict[str, Any] = {}
+    for name, k in (("driver", 1), ("workers", 2)):
+        out[f"{name}_rss_q1_mb"] = round(late[0][k] / 1024)
+        out[f"{name}_rss_q9_mb"] = round(late[-1][k] / 1024)
+        out[f"{name}_rss_slope_mb_per_min"] = round(_slope([(t / 60, v / 1024) for t, v in ((s[0], s[k]) for s in late)]), 2)
+    return out
 
 
 def tag_cmd(model: Path, posts: Path, out: Path) -> list[str]:
@@ -181,6 +232,9 @@ def bulk_cmd(model: Path, posts: Path, out: Path, extra: list[str]) -> list[str]
         "--num-cpus", "2", "--overwrite", "--no-progress", *extra,
     ]  # fmt: skip
 
+
+#: the columns of :func:`rss_trend`
+TREND = [f"{w}_rss_{k}" for w in ("driver", "workers") for k in ("q1_mb", "q9_mb", "slope_mb_per_min")]
 
 #: extra hamner bulk options of each bulk variant
 TOOLS: dict[str, list[str]] = {"tag": [], "tag-1t-x2": [], "bulk": [], "bulk-1x2t": ["--tag-actors", "1", "--cpus-per-tag-actor", "2"]}
@@ -199,6 +253,10 @@ def main() -> None:
     ap.add_argument("--text-posts", type=int, default=5000)
     ap.add_argument("--image-posts", type=int, default=300)
     ap.add_argument("--memory-posts", type=int, nargs="*", default=[10_000, 50_000])
+    ap.add_argument(
+        "--memory-model", choices=["text", "small"], default="text",
+        help="the model of the memory runs: the text-only one, or a small random encoder with its tokenizer (fast: for large --memory-posts)",
+    )  # fmt: skip
     ap.add_argument("--bulk-args", default="", help="extra hamner bulk options, e.g. '--tag-actors 1 --cpus-per-tag-actor 2'")
     ap.add_argument("--skip", nargs="*", default=[], choices=["text", "images", "memory"])
     ap.add_argument(
@@ -212,6 +270,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-bulk-"))
     texts = twitter_texts(args.data_root)
     model = args.model or make_text_model(work / "text-only")
+    model_name = {model: str(args.model) if args.model else "untrained MiniLM text-only"}
     extra = args.bulk_args.split()
     rows: list[dict[str, Any]] = []
 
@@ -238,6 +297,8 @@ def main() -> None:
                 "workers": got["workers"], "worker_peak_mb": got["worker_peak_mb"],
                 "workers_peak_sum_mb": got["workers_peak_sum_mb"], "loadavg_1_5_15": load,
                 "bulk_args": " ".join(extra + TOOLS[tool]) if tool.startswith("bulk") else "",
+                "model": model_name.get(model, str(model)),
+                **{k: got.get(k, "") for k in TREND},
             }  # fmt: skip
             print(row, flush=True)
             rows.append(row)
@@ -256,9 +317,13 @@ def main() -> None:
             order = list(args.tools) if repeat % 2 else list(reversed(args.tools))
             measure(kind, m, one, 1, order, repeat)
             measure(kind, m, full, n, order, repeat)
+    memory_model = model
+    if args.memory_posts and "memory" not in args.skip and args.memory_model == "small":
+        memory_model = make_small_model(work / "small")
+        model_name[memory_model] = "untrained 2-layer 64-wide BERT, MiniLM tokenizer"
     for n in args.memory_posts if "memory" not in args.skip else []:
         posts = write_posts(work / f"memory-{n}.jsonl", texts, n)
-        measure("text (memory)", model, posts, n, ["bulk"], 1)
+        measure("text (memory)", memory_model, posts, n, ["bulk"], 1)
     write_csv(args.out, rows, run_meta("bulk_throughput.py"))  # (tag-1t-x2: the larger of the two drivers' peaks)
     summarise(rows)
 

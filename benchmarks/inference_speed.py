@@ -221,6 +221,8 @@ def worker_images(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     root = Path(args.data_root or os.environ.get("HAMNER_DATA_ROOT", "../shared/data"))
     paths = sorted((root / "twitter2015" / "images").glob("*.jpg")) + sorted((root / "twitter2017" / "images").glob("*.jpg"))
+    if args.system.startswith("image-models/"):
+        return worker_extractor(args, paths)
     images = [load_image(p).image for p in paths][: args.images]
     if args.system.startswith("backbone/"):
         from hamner.vision.backbones import build_backbone
@@ -254,12 +256,52 @@ def worker_images(args: argparse.Namespace) -> dict[str, Any]:
     return {"posts_per_s_1": per_s, "posts_per_s_32": None, "latency_ms": lat, "peak_mb": _peak_mb(), "test_f1": None}
 
 
+def worker_extractor(args: argparse.Namespace, paths: list[Path]) -> dict[str, Any]:
+    """images/s of both image models as ``hamner preprocess`` and a HamLearning ``hamner tag`` run
+    them (decoding, backbone, detector, regions, image words): one image at a time with all threads,
+    or two images at once, each in a thread of its own with one thread per model (``--workers 2``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hamner.vision import set_threads
+    from hamner.vision.config import load_vision_config
+    from hamner.vision.extractor import VisualExtractor
+
+    workers = 2 if args.system.endswith("2 workers") else 1
+    threads = 1 if workers > 1 else args.threads
+    set_threads(threads)
+    cfg = load_vision_config(None, [])
+    if "onnx" in args.system:
+        from hamner.vision.backbones import build_backbone
+        from hamner.vision.onnx_backbone import OnnxBackbone
+
+        backbone = OnnxBackbone(build_backbone("efficientnet-lite0"), Path(args.work) / "backbone.onnx", threads=threads)
+        extractor = VisualExtractor(cfg, backbone=backbone)
+    else:
+        extractor = VisualExtractor(cfg)
+    work = [paths[i % len(paths)] for i in range(max(args.images, 2 * len(paths)))]
+    lat: list[float] = []
+
+    def one(p: Path) -> Any:
+        t0 = time.perf_counter()
+        out = extractor.extract_file(p, key=p.stem)
+        lat.append(time.perf_counter() - t0)
+        return out
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, work[: 2 * workers]))  # warm-up: every thread's detector net loaded
+        lat.clear()
+        t0 = time.perf_counter()
+        list(pool.map(one, work))
+        per_s = len(work) / (time.perf_counter() - t0)
+    return {"posts_per_s_1": per_s, "posts_per_s_32": None, "latency_ms": lat, "peak_mb": _peak_mb(), "test_f1": None}
+
+
 def worker(args: argparse.Namespace) -> None:
     if args.system.startswith("spacy"):
         out = worker_spacy(args)
     elif args.system.startswith("encoder/"):
         out = worker_encoder(args)
-    elif args.system.startswith(("backbone/", "detector/")):
+    elif args.system.startswith(("backbone/", "detector/", "image-models/")):
         out = worker_images(args)
     else:
         out = worker_tagger(args)
@@ -312,6 +354,9 @@ def prepare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             systems["backbone/pytorch-fp32"] = {}
             systems["backbone/onnx-fp32"] = {}
             systems["detector/opencv-dnn"] = {}
+            systems["image-models/pytorch-fp32 + opencv-dnn"] = {}
+            systems["image-models/onnx-fp32 + opencv-dnn"] = {}
+            systems["image-models/onnx-fp32 + opencv-dnn, 2 workers"] = {}
         except ImportError as exc:
             print(f"image rows skipped: {exc}")
     return systems
@@ -388,7 +433,7 @@ def summarise(system: str, runs: list[dict[str, Any]], colds: list[float]) -> di
 
     kind, name = system.split("/", 1)
     row: dict[str, Any] = {"model": kind, "runtime": name, "runs": len(runs)}
-    unit = "images" if kind in ("backbone", "detector") else "posts"
+    unit = "images" if kind in ("backbone", "detector", "image-models") else "posts"
     row["unit"] = unit
     row["per_s_one_at_a_time"], row["per_s_one_range"] = med([r["posts_per_s_1"] for r in runs])
     row["per_s_batch32"], row["per_s_batch32_range"] = med([r["posts_per_s_32"] for r in runs])
