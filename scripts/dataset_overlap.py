@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Identical and near-identical posts within and across the Twitter-2015 and Twitter-2017 splits.
+
+    python scripts/dataset_overlap.py [--data-root DIR] [--threshold 0.8] [--out results/dataset_overlap.csv]
+
+Before training on both datasets together (issue 21, lever 2): a test post of one dataset that is
+also, or nearly, in the other's training data would be scored after being seen in training. For every
+pair of splits (the six splits of the two datasets, each pair once, a split with itself too) it counts
+the posts of the first split that have
+
+- an **identical** post in the second: the same text once lower-cased, URLs and a leading "RT"
+  dropped and whitespace collapsed (a retweet of the same tweet is identical);
+- a **near-identical** post: word-set Jaccard similarity of at least ``--threshold`` (words of
+  letters and digits, URLs dropped; both posts of at least 4 such words), identical ones included.
+
+Candidates are the posts that share a word of the first post's rarest three (an inverted index), so
+the check stays exact for a Jaccard of 0.8 or more while comparing few pairs. Also writes the near
+pairs across datasets to ``--pairs`` (JSONL, for reading them), and the command, commit and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from itertools import combinations_with_replacement
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLITS = [(d, s) for d in ("twitter2015", "twitter2017") for s in ("train", "dev", "test")]
+URL = re.compile(r"^(https?://|www\.)", re.I)
+WORD = re.compile(r"^[\w]+$")
+
+
+def normalised(words: list[str]) -> str:
+    toks = [w.lower() for w in words if not URL.match(w)]
+    if toks and toks[0] == "rt":
+        toks = toks[1:]
+    return " ".join(toks)
+
+
+def word_set(words: list[str]) -> frozenset[str]:
+    return frozenset(w.lower() for w in words if not URL.match(w) and WORD.match(w) and w.lower() != "rt")
+
+
+def _relative(source: str) -> str:
+    """``twitter2015/test.txt:123`` from a reader's absolute source (no tweet text leaves the data)."""
+    path, _, line = source.rpartition(":")
+    return f"{Path(path).parent.name}/{Path(path).name}:{line}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--threshold", type=float, default=0.8)
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "dataset_overlap.csv")
+    ap.add_argument("--pairs", type=Path, default=ROOT / "results" / "dataset_overlap_pairs.jsonl")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    from hamner.data.datasets import load_split
+    from hamner.env import git_revision
+
+    t0 = time.perf_counter()
+    posts = {key: load_split(key[0], key[1], args.data_root) for key in SPLITS}
+    norm = {key: [normalised(p.words) for p in ps] for key, ps in posts.items()}
+    sets = {key: [word_set(p.words) for p in ps] for key, ps in posts.items()}
+    df: Counter[str] = Counter(w for key in SPLITS for s in sets[key] for w in s)
+    rows = []
+    pairs_out = []
+    for a, b in combinations_with_replacement(SPLITS, 2):
+        exact_index = defaultdict(list)
+        for j, text in enumerate(norm[b]):
+            exact_index[text].append(j)
+        inverted = defaultdict(list)
+        for j, s in enumerate(sets[b]):
+            for w in s:
+                inverted[w].append(j)
+        exact = near = 0
+        for i, (text, s) in enumerate(zip(norm[a], sets[a], strict=True)):
+            same = [j for j in exact_index.get(text, []) if not (a == b and j == i)]
+            best, best_j = 0.0, None
+            if len(s) >= 4:
+                # a set with Jaccard >= 0.8 shares at least one of any ceil(0.2 * |s|) + 1 words of s
+                rare = sorted(s, key=lambda w: (df[w], w))[: max(3, int(len(s) * (1 - args.threshold)) + 1)]
+                cands = {j for w in rare for j in inverted.get(w, [])}
+                for j in cands:
+                    if a == b and j == i:
+                        continue
+                    t = sets[b][j]
+                    if len(t) < 4:
+                        continue
+                    jac = len(s & t) / len(s | t)
+                    if jac > best:
+                        best, best_j = jac, j
+            exact += bool(same)
+            is_near = bool(same) or best >= args.threshold
+            near += is_near
+            if is_near and a[0] != b[0]:
+                j = same[0] if same else best_j
+                assert j is not None
+                pairs_out.append({
+                    "a": f"{a[0]}/{a[1]}", "a_source": _relative(posts[a][i].source),
+                    "b": f"{b[0]}/{b[1]}", "b_source": _relative(posts[b][j].source),
+                    "identical": bool(same), "jaccard": round(1.0 if same else best, 3),
+                })  # fmt: skip
+        rows.append({
+            "split_a": f"{a[0]}/{a[1]}", "posts_a": len(posts[a]), "split_b": f"{b[0]}/{b[1]}", "posts_b": len(posts[b]),
+            "a_with_identical_in_b": exact, "a_with_near_identical_in_b": near,
+            "share_near_pct": round(100 * near / len(posts[a]), 2),
+        })  # fmt: skip
+        print(rows[-1], flush=True)
+    rev = git_revision()
+    meta = {
+        "threshold": args.threshold, "commit": rev["commit"], "dirty": rev["dirty"],
+        "machine": "cpu", "command": "python scripts/dataset_overlap.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d"),
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=[*rows[0], *meta])
+        w.writeheader()
+        w.writerows({**r, **meta} for r in rows)
+    args.pairs.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs_out))
+    print(f"wrote {args.out} and {args.pairs} ({len(pairs_out)} cross-dataset pairs) in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
