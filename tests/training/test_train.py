@@ -250,3 +250,59 @@ def test_char_channel_trains_and_its_checkpoint_tags(tiny_encoder: Path, tiny_da
     model = TextTagger.from_pretrained(run / "best")
     assert model.char_cnn is not None and model.word_encoder.max_word_chars == 24
     assert len(model.predict([["Obama", "in", "Paris"]])[0]) == 3
+
+
+def test_distillation_from_one_teacher_and_an_ensemble(tiny_encoder: Path, tiny_data_root: Path, tmp_path: Path) -> None:
+    """Soft targets from a teacher's CRF marginals: weight 0 leaves training bit for bit as without
+    a teacher (loading it draws no random number); weight 1 adds the KL to the loss and pulls the
+    student towards the teacher; an ensemble of two checkpoints teaches too; a wrong teacher is refused."""
+    base = tiny_overrides(tiny_encoder, tiny_data_root, tmp_path / "teacher", epochs=2)
+    run_training(load_config(None, base))
+    teacher = tmp_path / "teacher" / "twitter2017" / "text-only" / "seed1" / "best"
+    run_training(load_config(None, [*base, "train.seed=2"]))
+    teacher2 = tmp_path / "teacher" / "twitter2017" / "text-only" / "seed2" / "best"
+
+    def student(name: str, *extra: str) -> Path:
+        cfg = load_config(None, [*tiny_overrides(tiny_encoder, tiny_data_root, tmp_path / name, epochs=2), "train.seed=3", *extra])
+        run_training(cfg)
+        return cfg.run_dir()
+
+    plain = student("plain")
+    zero = student("zero", f"train.distill_from=[{teacher}]", "train.distill_weight=0")
+    wp, wz = load_file(str(plain / "best" / "model.safetensors")), load_file(str(zero / "best" / "model.safetensors"))
+    assert all(torch.equal(wp[k], wz[k]) for k in wp)
+    one = student("one", f"train.distill_from=[{teacher}]", "train.distill_weight=1.0")
+    records = [json.loads(x) for x in (one / "metrics.jsonl").read_text().splitlines()]
+    for r in records:
+        assert r["train_distill_loss"] > 0
+        assert r["train_loss"] == pytest.approx(r["train_tag_loss"] + r["train_distill_loss"], rel=1e-4)
+    assert records[1]["train_distill_loss"] < records[0]["train_distill_loss"]
+    ens = student("ens", f"train.distill_from=[{teacher}, {teacher2}]", "train.distill_weight=1.0")
+    assert (ens / "best" / "model.safetensors").exists()
+    assert yaml.safe_load((ens / "config.yaml").read_text())["train"]["distill_from"] == [str(teacher), str(teacher2)]
+    with pytest.raises(ConfigError, match="distill_weight must be >= 0"):
+        load_config(None, ["train.distill_weight=-1"])
+
+
+@pytest.mark.slow
+def test_distillation_from_a_hamlearning_teacher_reads_its_feature_cache(tmp_path: Path) -> None:
+    from synthetic import WORDS, build_task
+
+    task = build_task(tmp_path / "task", n_train=24, n_dev=8, n_test=8, without_image=3)
+    encoder = make_tiny_encoder(tmp_path / "encoder", words=WORDS)
+    overrides = [
+        f"model.encoder={encoder}", f"data.root={task['root']}", f"data.features={task['features']}",
+        f"train.output_dir={tmp_path / 'runs'}", "train.epochs=1", "train.batch_size=8", "train.num_threads=1",
+        "train.progress=false", "model.num_heads=4", "model.shape_dim=8", "model.max_length=32",
+        "model.max_semantic_subtokens=16",
+    ]  # fmt: skip
+    teacher = load_config(REPO / "configs" / "hamlearning.yaml", overrides)
+    run_training(teacher)
+    cfg = load_config(REPO / "configs" / "hamlearning.yaml", [*overrides, "train.seed=2", f"train.distill_from=[{teacher.run_dir() / 'best'}]"])
+    run_training(cfg)
+    record = json.loads((cfg.run_dir() / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["train_distill_loss"] > 0 and record["train_tag_loss"] > 0
+    # a text-only student of a multimodal teacher has no feature cache for it
+    text = load_config(REPO / "configs" / "text-only.yaml", [*overrides, f"train.distill_from=[{teacher.run_dir() / 'best'}]"])
+    with pytest.raises(ConfigError, match="a multimodal teacher needs this run's feature cache"):
+        run_training(text)

@@ -42,6 +42,14 @@ class TrainConfig:
     # tokenizer's mask token with this probability, drawn afresh every epoch; 0 = off. The post's
     # own words are never touched, and evaluation always sees the image words as they are.
     image_word_dropout: float = 0.0
+    # knowledge distillation: trained checkpoints (one, or several read as an ensemble: the product
+    # of their CRFs, as 'hamner tag --model A --model B') whose per-word CRF tag marginals on every
+    # training post become soft targets; the loss adds distill_weight x the mean over words of
+    # KL(teacher || student) to the gold tags' loss. [] = off. The teachers read the training posts
+    # as evaluation does (every visual input, no dropout); they must share the model's labels and,
+    # for a multimodal teacher, this run's feature cache.
+    distill_from: list[str] = field(default_factory=list)
+    distill_weight: float = 1.0
     weight_decay: float = 0.01  # AdamW weight decay
     warmup_ratio: float = 0.1  # share of the steps with a linear warm-up; then linear decay to 0
     max_grad_norm: float = 1.0  # gradient clipping
@@ -71,6 +79,8 @@ class TrainConfig:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.eval_batch_size < 0 or self.num_workers < 0:
             raise ConfigError("train.eval_batch_size and train.num_workers must be >= 0")
+        if self.distill_weight < 0:
+            raise ConfigError(f"train.distill_weight must be >= 0, got {self.distill_weight}")
 
     def eval_batch(self, device: Any) -> int:
         """The evaluation batch size on ``device`` (``eval_batch_size``, or its auto value)."""

@@ -208,6 +208,59 @@ def encode_posts(model: TextTagger, posts: list[Post], visuals: list[Any] | None
     return out
 
 
+def teacher_marginals(
+    cfg: ExperimentConfig, model: TextTagger, posts: list[Post], visuals: list[Any] | None, batch_size: int, progress: bool
+) -> list[torch.Tensor]:
+    """Each training post's per-word log tag marginals, (words, labels), under the teacher of
+    ``train.distill_from`` (an ensemble when it names several checkpoints)."""
+    from hamner.models.ensemble import EnsembleTagger
+
+    dirs = list(cfg.train.distill_from)
+    teacher: Any = EnsembleTagger.from_pretrained(dirs) if len(dirs) > 1 else TextTagger.from_pretrained(dirs[0]).eval()
+    tc = teacher.config
+    if tc.labels != model.config.labels:
+        raise ConfigError(f"train.distill_from: the teacher's labels {tc.labels} differ from the model's {model.config.labels}")
+    if tc.multimodal:
+        if visuals is None:
+            raise ConfigError("train.distill_from: a multimodal teacher needs this run's feature cache (data.features), and this config has none")
+        if tc.vision_fingerprint != model.config.vision_fingerprint:
+            raise ConfigError("train.distill_from: the teacher was trained on another feature cache (vision fingerprint) than data.features")
+    t0 = time.perf_counter()
+    preds = teacher.run([p.words for p in posts], visuals if tc.multimodal else None, batch_size, progress, "teacher")
+    out = []
+    with torch.no_grad():
+        for pred in preds:
+            em = pred.emissions.float()[None]  # shape: (1, words read, labels)
+            mask = torch.ones(em.shape[:2], dtype=torch.bool)
+            out.append(teacher.crf.cpu().log_marginals(em, mask)[0])
+    log.info("teacher marginals of %d training posts from %d checkpoint(s) in %.0f s", len(out), len(dirs), time.perf_counter() - t0)
+    return out
+
+
+def distill_kl(crf: Any, emissions: torch.Tensor, mask: torch.Tensor, teacher: torch.Tensor, teacher_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over words of KL(teacher || student) between the teacher's log tag marginals and those of
+    the student's CRF on ``emissions`` (batch, words, labels)."""
+    log_q = crf.log_marginals(emissions, mask)
+    both = mask.bool() & teacher_mask.bool()
+    kl = torch.nn.functional.kl_div(log_q, teacher.to(log_q.dtype), log_target=True, reduction="none").sum(-1)
+    return (kl * both).sum() / both.sum().clamp(min=1)
+
+
+def _teacher_batch(marginals: list[torch.Tensor], idx: list[int], words: int, labels: int) -> dict[str, torch.Tensor]:
+    """The teacher's log marginals of a batch's posts, padded to ``words`` words, and their mask."""
+    out = torch.zeros(len(idx), words, labels)
+    mask = torch.zeros(len(idx), words, dtype=torch.bool)
+    for row, i in enumerate(idx):
+        n = min(words, marginals[i].size(0))
+        out[row, :n] = marginals[i][:n]
+        mask[row, :n] = True
+    return {TEACHER_KEY: out, TEACHER_KEY + "_mask": mask}
+
+
+#: batch keys of the teacher's soft targets (knowledge distillation); the model never sees them
+TEACHER_KEY = "teacher_log_marginals"
+
+
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -329,10 +382,17 @@ def _train(
             return text_enc[i]
         return mask_image_words(train_enc[i], cfg.train.seed, sampler.epoch, i, p_words, mask_id)
 
+    teacher = None
+    if cfg.train.distill_from:
+        with torch.random.fork_rng(devices=[]):  # loading the teacher draws no number from the student's generator
+            teacher = teacher_marginals(cfg, model, train_posts, visual_inputs(train_posts, store), eval_batch, show)
+
     def make_batch(idx: list[int]) -> tuple[list[int], dict[str, torch.Tensor]]:
         batch = model.collate([pick(i) for i in idx])
         if cross_view and text_enc is not None:  # both views of the same posts, each padded on its own
             batch.update({TEXT_VIEW + k: v for k, v in model.collate([text_enc[i] for i in idx]).items()})
+        if teacher is not None:
+            batch.update(_teacher_batch(teacher, idx, batch["word_mask"].size(1), len(model.config.labels)))
         return idx, batch
 
     sampler = BucketBatchSampler(
@@ -418,10 +478,16 @@ def _train(
         for idx, batch in bar:
             if record_dir:
                 seen.setdefault(epoch + 1, []).append([int(i) for i in idx])
+            on_device = _to(batch, device)
+            soft = {k: on_device.pop(k) for k in (TEACHER_KEY, TEACHER_KEY + "_mask") if k in on_device}
             with autocast(device, precision):
-                out = net(_to(batch, device))
+                out = net(on_device)
             loss = out["loss"]
-            for key in ("tag_loss", "relevance_loss", "text_tag_loss", "cross_view_loss"):
+            if soft:  # knowledge distillation: the student's CRF marginals pulled towards the teacher's
+                out.setdefault("tag_loss", out["loss"])  # the gold part, logged apart (text-only models have no parts)
+                out["distill_loss"] = distill_kl(model.crf, out["emissions"], on_device["word_mask"], soft[TEACHER_KEY], soft[TEACHER_KEY + "_mask"])
+                loss = loss + cfg.train.distill_weight * out["distill_loss"]
+            for key in ("tag_loss", "relevance_loss", "text_tag_loss", "cross_view_loss", "distill_loss"):
                 if key in out:
                     part = out[key].detach().double()
                     parts[key] = parts[key] + part if key in parts else part
