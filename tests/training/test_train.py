@@ -184,17 +184,22 @@ def test_train_without_data_root_says_how_to_give_one(
     assert "no data root: pass --data-root DIR" in capsys.readouterr().err
 
 
-def test_cross_view_alignment_trains_both_views_and_logs_their_losses(tmp_path: Path) -> None:
+def synthetic_task_overrides(tmp_path: Path, epochs: int) -> list[str]:
+    """A tiny HamLearning run on the synthetic task (posts with images, three without), in ``tmp_path``."""
     from synthetic import WORDS, build_task
 
     task = build_task(tmp_path / "task", n_train=24, n_dev=8, n_test=8, without_image=3)
     encoder = make_tiny_encoder(tmp_path / "encoder", words=WORDS)
-    overrides = [
+    return [
         f"model.encoder={encoder}", f"data.root={task['root']}", f"data.features={task['features']}",
-        f"train.output_dir={tmp_path / 'runs'}", "train.epochs=2", "train.batch_size=8", "train.num_threads=1",
+        f"train.output_dir={tmp_path / 'runs'}", f"train.epochs={epochs}", "train.batch_size=8", "train.num_threads=1",
         "train.progress=false", "model.num_heads=4", "model.shape_dim=8", "model.max_length=32",
-        "model.max_semantic_subtokens=16", "model.cross_view_weight=1.0",
+        "model.max_semantic_subtokens=16",
     ]  # fmt: skip
+
+
+def test_cross_view_alignment_trains_both_views_and_logs_their_losses(tmp_path: Path) -> None:
+    overrides = [*synthetic_task_overrides(tmp_path, epochs=2), "model.cross_view_weight=1.0"]
     cfg = load_config(REPO / "configs" / "hamlearning.yaml", overrides)
     final = run_training(cfg)
     records = [json.loads(x) for x in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
@@ -286,16 +291,7 @@ def test_distillation_from_one_teacher_and_an_ensemble(tiny_encoder: Path, tiny_
 
 @pytest.mark.slow
 def test_distillation_from_a_hamlearning_teacher_reads_its_feature_cache(tmp_path: Path) -> None:
-    from synthetic import WORDS, build_task
-
-    task = build_task(tmp_path / "task", n_train=24, n_dev=8, n_test=8, without_image=3)
-    encoder = make_tiny_encoder(tmp_path / "encoder", words=WORDS)
-    overrides = [
-        f"model.encoder={encoder}", f"data.root={task['root']}", f"data.features={task['features']}",
-        f"train.output_dir={tmp_path / 'runs'}", "train.epochs=1", "train.batch_size=8", "train.num_threads=1",
-        "train.progress=false", "model.num_heads=4", "model.shape_dim=8", "model.max_length=32",
-        "model.max_semantic_subtokens=16",
-    ]  # fmt: skip
+    overrides = synthetic_task_overrides(tmp_path, epochs=1)
     teacher = load_config(REPO / "configs" / "hamlearning.yaml", overrides)
     run_training(teacher)
     cfg = load_config(REPO / "configs" / "hamlearning.yaml", [*overrides, "train.seed=2", f"train.distill_from=[{teacher.run_dir() / 'best'}]"])
