@@ -4,6 +4,7 @@
     python benchmarks/inference_speed.py --text-model RUN/best [--hamlearning-model RUN/best
         --features features/twitter2017] [--repeats 3] [--threads 2] [--out results/bench_inference.csv]
     python benchmarks/inference_speed.py --table [results/bench_inference.csv]   # the README's table
+    python benchmarks/inference_speed.py --table results/bench_inference.csv --write README.md docs/speed.md
 
 Every system tags the same Twitter-2017 test posts (raw text: the words joined by spaces, so
 tokenisation is included) in a fresh process of its own (its peak memory is its own), one system
@@ -474,9 +475,29 @@ def table(path: str) -> str:
     return "\n".join(out)
 
 
+def write_table(csv_path: str, pages: list[str]) -> None:
+    """Put the table of ``csv_path`` between ``<!-- speed:start -->`` and ``<!-- speed:end -->`` in
+    each page (the README's speed table is made this way; a test checks it still matches)."""
+    body = table(csv_path)
+    start, end = "<!-- speed:start -->", "<!-- speed:end -->"
+    for page in pages:
+        text = Path(page).read_text()
+        if start not in text or end not in text:
+            raise SystemExit(f"{page} has no {start} ... {end} block")
+        head, rest = text.split(start, 1)
+        Path(page).write_text(f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}")
+        print(f"wrote the table of {csv_path} into {page}")
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--table"]:
-        print(table(sys.argv[2] if len(sys.argv) > 2 else "results/bench_inference.csv"))
+        # --table [CSV] [--write PAGE...]: print the Markdown table, or write it into the pages' speed blocks
+        rest = sys.argv[2:]
+        csv_path = rest.pop(0) if rest and rest[0] != "--write" else "results/bench_inference.csv"
+        if rest[:1] == ["--write"]:
+            write_table(csv_path, rest[1:])
+        else:
+            print(table(csv_path))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--text-model", required=True, help="text-only checkpoint (PyTorch)")

@@ -127,6 +127,23 @@ def test_hamlearning_jsonl_and_parquet_with_images(local_ray: Any, mm_ckpt: Path
     assert [c[1:] for c in comparable(as_parquet)] == [c[1:] for c in comparable(rows)]
 
 
+def test_an_exported_hamlearning_model_reads_images_on_onnx_runtime(local_ray: Any, mm_ckpt: Path, tmp_path: Path) -> None:
+    """An exported model in bulk: the image actors run its ONNX backbone, and the rows equal hamner
+    tag's on the same exported model."""
+    pytest.importorskip("onnxruntime")
+    from hamner.bulk.stages import ImageStage
+    from hamner.inference.onnx import export
+    from hamner.vision.onnx_backbone import OnnxBackbone
+
+    exported = export(mm_ckpt, tmp_path / "exported")
+    assert isinstance(ImageStage(str(exported)).extractor.backbone, OnnxBackbone)
+    posts = make_posts(tmp_path / "in", 60, images=True)
+    bulk(exported, [posts], tmp_path / "out", on_bad_image="skip", image_batch=8)
+    rows = read_output(tmp_path / "out")
+    assert len(rows) == 60 and {r["image_status"] for r in rows} >= {"ok", "no_image"}
+    assert_same_answers(rows, tag_records(exported, posts, tmp_path / "tag.jsonl", "--on-bad-image", "skip"))
+
+
 def test_every_bad_row_is_written_with_its_reason(local_ray: Any, mm_ckpt: Path, tmp_path: Path) -> None:
     path, kinds = bad_rows_file(tmp_path / "in")
     summary = bulk(mm_ckpt, [path], tmp_path / "out", max_line_bytes=1000, output_format="jsonl")

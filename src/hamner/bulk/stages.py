@@ -108,13 +108,15 @@ class ImageStage:
     """Image decoding and visual inputs, the extractor built once per actor."""
 
     def __init__(self, model_dir: str, on_bad_image: str = "error", threads: int | None = None) -> None:
-        from hamner.inference.tagger import extractor_for
+        from hamner.inference.onnx import exported_backbone
+        from hamner.inference.tagger import build_extractor
 
         if on_bad_image not in ON_BAD_IMAGE:
             raise ConfigError(f"on_bad_image must be one of {ON_BAD_IMAGE}, got {on_bad_image!r}")
         _set_threads(threads)
         self.on_bad_image = on_bad_image
-        self.extractor = extractor_for(_checkpoint_config(model_dir), "error")  # the policy is applied here
+        # the policy is applied here; an exported model's image backbone runs on ONNX Runtime
+        self.extractor = build_extractor(_checkpoint_config(model_dir), exported_backbone(model_dir), "error", threads)
 
     def __call__(self, batch: Any) -> Any:
         rows = _rows(batch)

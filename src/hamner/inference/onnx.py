@@ -58,6 +58,16 @@ OPSET = 17
 INT8_DEFAULT = {"per_channel": True, "include": [r"/encoder/"], "exclude": [r"/output/dense/"]}
 
 
+def exported_backbone(directory: str | Path) -> Path | None:
+    """The ONNX image backbone of an exported multimodal model, or None (none exported, or not an
+    exported model)."""
+    d = Path(directory)
+    if not is_exported(d):
+        return None
+    info = json.loads((d / META_FILE).read_text()).get("backbone")
+    return d / info["file"] if info else None
+
+
 def is_exported(directory: str | Path) -> bool:
     """True for a ``hamner export`` directory (an ONNX model beside the checkpoint's config)."""
     d = Path(directory)
@@ -416,8 +426,7 @@ class OnnxTagger:
     @property
     def backbone_path(self) -> Path | None:
         """The exported image backbone (a multimodal model's), or None."""
-        info = self.meta.get("backbone")
-        return self.directory / info["file"] if info else None
+        return exported_backbone(self.directory)
 
     # torch.nn.Module's calls that the Tagger makes: an ONNX Runtime session runs on the CPU only
     def to(self, device: Any) -> OnnxTagger:

@@ -141,6 +141,24 @@ def extractor_for(config: TaggerConfig, on_bad_image: str = "error") -> Any:
     return extractor
 
 
+def build_extractor(config: TaggerConfig, onnx_backbone: Path | None = None, on_bad_image: str = "error", threads: int | None = None) -> Any:
+    """A multimodal checkpoint's image extractor: its recorded settings and model files, with the
+    image backbone on ONNX Runtime when ``onnx_backbone`` (an exported model's) is given, checked
+    against the PyTorch backbone it was made from (the same weights file)."""
+    from hamner.vision.extractor import VisualExtractor, fingerprint_of
+
+    cfg = vision_config_for(config, on_bad_image)
+    if onnx_backbone is None or not cfg.backbone:
+        return extractor_for(config, on_bad_image)
+    from hamner.vision.backbones import build_backbone
+    from hamner.vision.onnx_backbone import OnnxBackbone
+
+    backbone = OnnxBackbone(build_backbone(cfg.backbone, cfg.backbone_weights, cfg.backbone_options), onnx_backbone, threads)
+    extractor = VisualExtractor(cfg, backbone=backbone)
+    check_extractor_fingerprint(fingerprint_of({**extractor.identity(), "backbone": backbone.source}), config)
+    return extractor
+
+
 def check_extractor_fingerprint(have: str, config: TaggerConfig) -> None:
     """Refuse image models other than those the checkpoint was trained with (their features differ)."""
     want = config.vision_fingerprint
@@ -238,19 +256,8 @@ class Tagger:
         return self._extractor
 
     def _build_extractor(self) -> Any:
-        from hamner.vision.extractor import VisualExtractor, fingerprint_of
-
-        cfg = self.vision_config
-        if not (isinstance(self.model, OnnxTagger) and self.model.backbone_path is not None and cfg.backbone):
-            return extractor_for(self.model.config, self.on_bad_image)
-        from hamner.vision.backbones import build_backbone
-        from hamner.vision.onnx_backbone import OnnxBackbone
-
-        onnx_backbone = OnnxBackbone(build_backbone(cfg.backbone, cfg.backbone_weights, cfg.backbone_options), self.model.backbone_path, self.threads)
-        extractor = VisualExtractor(cfg, backbone=onnx_backbone)
-        # an exported backbone is checked against the PyTorch one it was made from (same weights file)
-        check_extractor_fingerprint(fingerprint_of({**extractor.identity(), "backbone": onnx_backbone.source}), self.model.config)
-        return extractor
+        backbone = self.model.backbone_path if isinstance(self.model, OnnxTagger) else None
+        return build_extractor(self.model.config, backbone, self.on_bad_image, self.threads)
 
     def features(self, image: Any = None, caption: str | None = None, key: str | None = None) -> Any:
         """A post's visual inputs (ImageFeatures), extracted exactly as 'hamner preprocess' does:
