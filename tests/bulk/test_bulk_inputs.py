@@ -155,3 +155,22 @@ def test_an_unpaired_surrogate_in_an_id_or_an_image_path_cannot_stop_the_job(tmp
     first, second = (p for part in make_parts([index_file(path, 10)], None) for p in read_part(part))
     assert first.error is None and id_text(first.id) == '"\\ud83d"'  # ASCII-escaped JSON: any format can hold it
     assert second.error is not None and error_kind(second.error) == "invalid_unicode" and "image path" in second.error
+
+
+def test_a_cluster_that_wants_a_token_gets_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Ray 2.59+ clusters from 'ray start --head' authenticate with a token: the error says what to set."""
+    ray = pytest.importorskip("ray")
+    from hamner.bulk.job import BulkOptions, ray_session
+
+    class AuthenticationError(Exception):  # the name Ray's own exception has
+        pass
+
+    def refuse(**kwargs: object) -> None:
+        raise AuthenticationError("InvalidAuthToken")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    options = BulkOptions(model="m", inputs=[str(tmp_path)], output=str(tmp_path / "out"), address="auto")
+    with pytest.raises(ConfigError, match="RAY_AUTH_MODE=token"):
+        with ray_session(options):
+            pass

@@ -124,7 +124,16 @@ def ray_session(options: BulkOptions) -> Iterator[Any]:
             raise ConfigError("--num-cpus, --num-gpus and --object-store-mb size an embedded Ray; a cluster has its own (ray start)")
         kwargs["address"] = options.address
         log.info("joining the Ray cluster at %s", options.address)
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:
+        # Ray 2.59+ switches token authentication on for clusters started with 'ray start --head'
+        if options.address is not None and type(exc).__name__ == "AuthenticationError":
+            raise ConfigError(
+                f"the Ray cluster at {options.address} wants an authentication token: set RAY_AUTH_MODE=token here and "
+                "copy the head's ~/.ray/auth_token to this machine (or set RAY_AUTH_TOKEN); see docs/bulk.md"
+            ) from exc
+        raise
     try:
         yield ray
     finally:
