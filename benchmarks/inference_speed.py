@@ -242,6 +242,17 @@ def worker_images(args: argparse.Namespace) -> dict[str, Any]:
             def run(x: Any) -> Any:
                 return ob(x)
         work = xs
+    elif args.system == "detector/onnxruntime (tf2onnx)":
+        import numpy as np
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        session = ort.InferenceSession(args.detector_onnx, options, providers=["CPUExecutionProvider"])
+        work = [np.asarray(im)[None] for im in images]  # the TF graph resizes to 300 x 300 inside
+
+        def run(x: Any) -> Any:
+            return session.run(None, {"image_tensor:0": x})
     else:
         from hamner.vision.detectors import build_detector
 
@@ -355,6 +366,8 @@ def prepare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             systems["backbone/pytorch-fp32"] = {}
             systems["backbone/onnx-fp32"] = {}
             systems["detector/opencv-dnn"] = {}
+            if args.detector_onnx:
+                systems["detector/onnxruntime (tf2onnx)"] = {}
             systems["image-models/pytorch-fp32 + opencv-dnn"] = {}
             systems["image-models/onnx-fp32 + opencv-dnn"] = {}
             systems["image-models/onnx-fp32 + opencv-dnn, 2 workers"] = {}
@@ -396,6 +409,8 @@ def _export_encoder(model_dir: str, work: Path) -> None:
 def run_system(args: argparse.Namespace, system: str, spec: dict[str, Any], f1: bool) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", system, "--threads", str(args.threads), "--single", str(args.single),
            "--work", args.work, "--text-model", args.text_model, "--images", str(args.images)]  # fmt: skip
+    if args.detector_onnx:
+        cmd += ["--detector-onnx", args.detector_onnx]
     if args.data_root:
         cmd += ["--data-root", args.data_root]
     if spec.get("model"):
@@ -510,6 +525,12 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=30, help="sample images per image-model run (0: no image rows)")
     ap.add_argument("--work", default="/tmp/hamner-bench-inference", help="where exported models are kept between runs")
     ap.add_argument("--only", nargs="*", help="systems to run (default: all)")
+    ap.add_argument(
+        "--detector-onnx",
+        help="the packaged SSD's TensorFlow graph converted to ONNX (python -m tf2onnx.convert --graphdef "
+        "frozen_inference_graph.pb --inputs image_tensor:0 --outputs num_detections:0,detection_boxes:0,"
+        "detection_scores:0,detection_classes:0 --opset 13 --output ssd.onnx): adds its row",
+    )  # fmt: skip
     ap.add_argument("--no-f1", nargs="*", default=[], metavar="PREFIX", help="no test F1 for these systems (e.g. an untrained stand-in: hamlearning)")
     ap.add_argument("--out", default="results/bench_inference.csv")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
