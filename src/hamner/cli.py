@@ -406,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--model", required=True, help="checkpoint directory (save_pretrained output, e.g. RUN/best)")
     p.add_argument("--out", required=True, help="directory to write")
-    p.add_argument("--int8", action="store_true", help="dynamic int8 weights, per channel (hamner.inference.onnx: INT8_DEFAULT for text-only models, INT8_FUSED for HamLearning)")
+    p.add_argument("--int8", action="store_true", help="dynamic int8 weights, per channel, for the encoder's MatMuls (hamner.inference.onnx.INT8_DEFAULT)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tag", help="tag raw posts: one per line, or JSONL with text and optional image/caption")

