@@ -182,6 +182,7 @@ class Tagger:
         precision: str = "auto",
         long_posts: str = "window",
         image_workers: int = 1,
+        threads: int | None = None,
     ) -> None:
         if long_posts not in TextTagger.LONG_POSTS:
             raise ConfigError(f"long_posts must be one of {TextTagger.LONG_POSTS}, got {long_posts!r}")
@@ -202,7 +203,7 @@ class Tagger:
         # and both image models release the GIL; the detector keeps a net per thread)
         self.image_workers = image_workers
         self._image_pool: ThreadPoolExecutor | None = None
-        self.threads: int | None = None  # an exported image backbone's session threads (None: one per core)
+        self.threads = threads  # an exported image backbone's session threads (None: one per core)
 
     @classmethod
     def from_pretrained(
@@ -227,9 +228,10 @@ class Tagger:
             precision = "fp32" if precision == "auto" else precision
             if precision != "fp32":
                 raise ConfigError(f"{directory} is an exported (ONNX) model: its precision is fixed at export ({model.precision}); drop --precision {precision}")
-        tagger = cls(model, device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts, precision=precision, image_workers=image_workers)
-        tagger.threads = threads
-        return tagger
+        return cls(
+            model, device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts, precision=precision,
+            image_workers=image_workers, threads=threads,
+        )  # fmt: skip
 
     @property
     def style(self) -> str:
