@@ -23,7 +23,6 @@ opened (the ``onnx`` extra).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hamner.data.download import sha256_of
 from hamner.data.encoding import EncodedPost, WordEncoder, collate
 from hamner.errors import ConfigError
 from hamner.models.config import TaggerConfig
@@ -65,10 +65,12 @@ def exported_backbone(directory: str | Path) -> Path | None:
     """The ONNX image backbone of an exported multimodal model, or None (none exported, or not an
     exported model)."""
     d = Path(directory)
-    if not is_exported(d):
-        return None
-    info = json.loads((d / META_FILE).read_text()).get("backbone")
-    return d / info["file"] if info else None
+    return _backbone_in(d, json.loads((d / META_FILE).read_text())) if is_exported(d) else None
+
+
+def _backbone_in(directory: Path, meta: dict[str, Any]) -> Path | None:
+    info = meta.get("backbone")
+    return directory / info["file"] if info else None
 
 
 def is_exported(directory: str | Path) -> bool:
@@ -166,9 +168,11 @@ def _traceable_cross_block(block: Any, query: torch.Tensor, memory: torch.Tensor
     ``nn.MultiheadAttention``'s functional form turns batch x heads into a constant when traced, so
     the exported graph would only take the example's batch size. Same weights, same masking (-inf on
     padded keys); the head-averaged weights are not computed (not exported)."""
+    from hamner.models.hamlearning import keys_to_keep
+
     mha = block.attn
     d, heads = mha.embed_dim, mha.num_heads
-    keep = torch.cat([memory_mask[:, :1] | ~memory_mask.any(1, keepdim=True), memory_mask[:, 1:]], dim=1)
+    keep = keys_to_keep(memory_mask)
     w, bias = mha.in_proj_weight, mha.in_proj_bias
     q = torch.nn.functional.linear(query, w[:d], bias[:d]).unflatten(-1, (heads, d // heads)).transpose(1, 2)
     k = torch.nn.functional.linear(memory, w[d : 2 * d], bias[d : 2 * d]).unflatten(-1, (heads, d // heads)).transpose(1, 2)
@@ -229,14 +233,6 @@ def _example_batch(model: TextTagger) -> dict[str, torch.Tensor]:
                 direction=torch.zeros(b, k, k, dtype=torch.long), object_mask=torch.tensor([[True, True, False], [False, False, False]]),
             )  # fmt: skip
     return fill_missing(batch, names, c, (cls_id, sep_id))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def quantize_int8(src: Path, dst: Path, per_channel: bool = True, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[str]:
@@ -327,7 +323,7 @@ def export(
     meta = {
         "export_format": EXPORT_FORMAT,
         "source": str(src.resolve()),
-        "source_weights_sha256": _sha256(src / "model.safetensors"),
+        "source_weights_sha256": sha256_of(src / "model.safetensors"),
         "model_class": type(model).__name__,
         "inputs": used,
         "outputs": outputs,
@@ -429,7 +425,7 @@ class OnnxTagger:
     @property
     def backbone_path(self) -> Path | None:
         """The exported image backbone (a multimodal model's), or None."""
-        return exported_backbone(self.directory)
+        return _backbone_in(self.directory, self.meta)
 
     # torch.nn.Module's calls that the Tagger makes: an ONNX Runtime session runs on the CPU only
     def to(self, device: Any) -> OnnxTagger:

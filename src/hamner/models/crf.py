@@ -89,3 +89,11 @@ class CRF(nn.Module):
             for i, path in zip(idx, self.crf.decode(emissions[keep], mask=mask[keep].bool()), strict=True):
                 out[i] = path
         return out
+
+
+def marginal_kl(teacher_log_p: torch.Tensor, student_log_q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the words of ``mask`` of KL(p || q) between two (batch, words, tags) tensors of log
+    tag marginals (:meth:`CRF.log_marginals`): the soft-target loss of cross-view alignment and of
+    distillation."""
+    kl = torch.nn.functional.kl_div(student_log_q, teacher_log_p.to(student_log_q.dtype), log_target=True, reduction="none").sum(-1)
+    return (kl * mask).sum() / mask.sum().clamp(min=1)

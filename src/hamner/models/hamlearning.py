@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from hamner.data.encoding import EncodedPost, collate
 from hamner.errors import ConfigError, DataFormatError
 from hamner.models.config import TaggerConfig
-from hamner.models.crf import CRF
+from hamner.models.crf import CRF, marginal_kl
 from hamner.models.tagger import TextTagger
 
 LEVELS = ("global", "objects", "semantic")
@@ -93,6 +93,13 @@ class RelationSelfAttention(nn.Module):
         return x * mask[..., None]
 
 
+def keys_to_keep(memory_mask: Tensor) -> Tensor:
+    """The keys a cross-attention row attends to: its unmasked ones, and position 0 for a row with no
+    key at all (its result is gated off). Written without an in-place ``|=`` so that the ONNX
+    exporter can trace it."""
+    return torch.cat([memory_mask[:, :1] | ~memory_mask.any(1, keepdim=True), memory_mask[:, 1:]], dim=1)
+
+
 class CrossBlock(nn.Module):
     """Multi-head attention from ``query`` to ``memory`` plus a feed-forward, residual and LayerNorm."""
 
@@ -104,9 +111,7 @@ class CrossBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, query: Tensor, memory: Tensor, memory_mask: Tensor) -> tuple[Tensor, Tensor]:
-        # a row with no key at all attends to position 0 (its result is gated off); written without
-        # an in-place |= so that the ONNX exporter can trace it
-        keep = torch.cat([memory_mask[:, :1] | ~memory_mask.any(1, keepdim=True), memory_mask[:, 1:]], dim=1)
+        keep = keys_to_keep(memory_mask)
         ctx, weights = self.attn(query, memory, memory, key_padding_mask=~keep, need_weights=True, average_attn_weights=True)
         x = self.norm1(query + self.drop(ctx))
         x = self.norm2(x + self.drop(self.ffn(x)))
@@ -413,5 +418,4 @@ def cross_view_kl(crf: CRF, teacher: Tensor, teacher_mask: Tensor, student: Tens
     with torch.no_grad():
         log_p = crf.log_marginals(teacher.detach(), teacher_mask)[:, :n]
     log_q = crf.log_marginals(student, student_mask)[:, :n]
-    kl = nn.functional.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)  # shape: (batch, n)
-    return (kl * mask).sum() / mask.sum().clamp(min=1)
+    return marginal_kl(log_p, log_q, mask)

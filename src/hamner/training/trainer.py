@@ -32,6 +32,7 @@ from hamner.evaluation.evaluate import evaluate
 from hamner.evaluation.metrics import entity_scores
 from hamner.evaluation.predictions import write_predictions
 from hamner.models.card import CARD_FILE, model_card
+from hamner.models.crf import marginal_kl
 from hamner.models.hamlearning import TEXT_VIEW
 from hamner.models.tagger import CONFIG_FILE, Prediction, TextTagger
 from hamner.precision import autocast, grad_scaler, resolve_precision
@@ -228,11 +229,11 @@ def teacher_marginals(
     t0 = time.perf_counter()
     preds = teacher.run([p.words for p in posts], visuals if tc.multimodal else None, batch_size, progress, "teacher")
     out = []
+    crf = teacher.crf.cpu()
     with torch.no_grad():
         for pred in preds:
             em = pred.emissions.float()[None]  # shape: (1, words read, labels)
-            mask = torch.ones(em.shape[:2], dtype=torch.bool)
-            out.append(teacher.crf.cpu().log_marginals(em, mask)[0])
+            out.append(crf.log_marginals(em, torch.ones(em.shape[:2], dtype=torch.bool))[0])
     log.info("teacher marginals of %d training posts from %d checkpoint(s) in %.0f s", len(out), len(dirs), time.perf_counter() - t0)
     return out
 
@@ -240,10 +241,7 @@ def teacher_marginals(
 def distill_kl(crf: Any, emissions: torch.Tensor, mask: torch.Tensor, teacher: torch.Tensor, teacher_mask: torch.Tensor) -> torch.Tensor:
     """Mean over words of KL(teacher || student) between the teacher's log tag marginals and those of
     the student's CRF on ``emissions`` (batch, words, labels)."""
-    log_q = crf.log_marginals(emissions, mask)
-    both = mask.bool() & teacher_mask.bool()
-    kl = torch.nn.functional.kl_div(log_q, teacher.to(log_q.dtype), log_target=True, reduction="none").sum(-1)
-    return (kl * both).sum() / both.sum().clamp(min=1)
+    return marginal_kl(teacher, crf.log_marginals(emissions, mask), mask.bool() & teacher_mask.bool())
 
 
 def _teacher_batch(marginals: list[torch.Tensor], idx: list[int], words: int, labels: int) -> dict[str, torch.Tensor]:
