@@ -23,34 +23,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from itertools import combinations_with_replacement
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = [(d, s) for d in ("twitter2015", "twitter2017") for s in ("train", "dev", "test")]
-URL = re.compile(r"^(https?://|www\.)", re.I)
-WORD = re.compile(r"^[\w]+$")
-
-
-def normalised(words: list[str]) -> str:
-    toks = [w.lower() for w in words if not URL.match(w)]
-    if toks and toks[0] == "rt":
-        toks = toks[1:]
-    return " ".join(toks)
-
-
-def word_set(words: list[str]) -> frozenset[str]:
-    return frozenset(w.lower() for w in words if not URL.match(w) and WORD.match(w) and w.lower() != "rt")
-
-
-def _relative(source: str) -> str:
-    """``twitter2015/test.txt:123`` from a reader's absolute source (no tweet text leaves the data)."""
-    path, _, line = source.rpartition(":")
-    return f"{Path(path).parent.name}/{Path(path).name}:{line}"
 
 
 def main() -> None:
@@ -62,51 +42,29 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from hamner.data.datasets import load_split
+    from hamner.data.overlap import near_duplicates, relative_source, word_set
     from hamner.env import git_revision
 
     t0 = time.perf_counter()
     posts = {key: load_split(key[0], key[1], args.data_root) for key in SPLITS}
-    norm = {key: [normalised(p.words) for p in ps] for key, ps in posts.items()}
     sets = {key: [word_set(p.words) for p in ps] for key, ps in posts.items()}
     df: Counter[str] = Counter(w for key in SPLITS for s in sets[key] for w in s)
     rows = []
     pairs_out = []
     for a, b in combinations_with_replacement(SPLITS, 2):
-        exact_index = defaultdict(list)
-        for j, text in enumerate(norm[b]):
-            exact_index[text].append(j)
-        inverted = defaultdict(list)
-        for j, s in enumerate(sets[b]):
-            for w in s:
-                inverted[w].append(j)
-        exact = near = 0
-        for i, (text, s) in enumerate(zip(norm[a], sets[a], strict=True)):
-            same = [j for j in exact_index.get(text, []) if not (a == b and j == i)]
-            best, best_j = 0.0, None
-            if len(s) >= 4:
-                # a set with Jaccard >= 0.8 shares at least one of any ceil(0.2 * |s|) + 1 words of s
-                rare = sorted(s, key=lambda w: (df[w], w))[: max(3, int(len(s) * (1 - args.threshold)) + 1)]
-                cands = {j for w in rare for j in inverted.get(w, [])}
-                for j in cands:
-                    if a == b and j == i:
-                        continue
-                    t = sets[b][j]
-                    if len(t) < 4:
-                        continue
-                    jac = len(s & t) / len(s | t)
-                    if jac > best:
-                        best, best_j = jac, j
-            exact += bool(same)
-            is_near = bool(same) or best >= args.threshold
-            near += is_near
-            if is_near and a[0] != b[0]:
-                j = same[0] if same else best_j
-                assert j is not None
-                pairs_out.append({
-                    "a": f"{a[0]}/{a[1]}", "a_source": _relative(posts[a][i].source),
-                    "b": f"{b[0]}/{b[1]}", "b_source": _relative(posts[b][j].source),
-                    "identical": bool(same), "jaccard": round(1.0 if same else best, 3),
-                })  # fmt: skip
+        matches = near_duplicates(
+            [p.words for p in posts[a]], [p.words for p in posts[b]], args.threshold, same_list=a == b, document_frequency=df
+        )
+        exact = sum(m is not None and m.identical for m in matches)
+        near = sum(m is not None for m in matches)
+        if a[0] != b[0]:
+            for m in matches:
+                if m is not None:
+                    pairs_out.append({
+                        "a": f"{a[0]}/{a[1]}", "a_source": relative_source(posts[a][m.query].source),
+                        "b": f"{b[0]}/{b[1]}", "b_source": relative_source(posts[b][m.other].source),
+                        "identical": m.identical, "jaccard": round(m.jaccard, 3),
+                    })  # fmt: skip
         rows.append({
             "split_a": f"{a[0]}/{a[1]}", "posts_a": len(posts[a]), "split_b": f"{b[0]}/{b[1]}", "posts_b": len(posts[b]),
             "a_with_identical_in_b": exact, "a_with_near_identical_in_b": near,

@@ -23,6 +23,30 @@ class DataConfig:
     features: str | None = None
     max_train_posts: int | None = None  # for smoke tests only; None = the whole split
     max_eval_posts: int | None = None  # for smoke tests only: the first N dev and test posts
+    # Joint training, a protocol of its own (never mixed with the standard one): the train splits of
+    # these datasets join data.dataset's. Every dataset of the run selects its own checkpoint on its
+    # own dev split and scores its own test split once: data.dataset's in the run directory as usual,
+    # each other one's in <run directory>/joint/<dataset>/. A training post identical or
+    # near-identical to a dev or test post of another dataset of the run (word-set Jaccard >=
+    # joint_overlap_threshold, hamner.data.overlap) is dropped, logged and listed in run.json.
+    joint: list[str] = field(default_factory=list)
+    # the joint datasets' feature caches (multimodal models); default: data.features with its
+    # {dataset} filled in with each one's name
+    joint_features: dict[str, str] = field(default_factory=dict)
+    joint_overlap_threshold: float = 0.8
+
+    def __post_init__(self) -> None:
+        if len(set(self.joint)) != len(self.joint) or self.dataset in self.joint:
+            raise ConfigError(f"data.joint must name other datasets than data.dataset ({self.dataset}), each once; got {self.joint}")
+        if not 0.0 < self.joint_overlap_threshold <= 1.0:
+            raise ConfigError(f"data.joint_overlap_threshold must be in (0, 1], got {self.joint_overlap_threshold}")
+        unknown = sorted(set(self.joint_features) - set(self.joint))
+        if unknown:
+            raise ConfigError(f"data.joint_features names datasets that are not in data.joint {self.joint}: {unknown}")
+
+    def features_of(self, dataset: str) -> str | None:
+        """The feature cache of ``dataset`` (data.dataset or one of data.joint)."""
+        return self.features if dataset == self.dataset else self.joint_features.get(dataset)
 
 
 @dataclass
@@ -130,7 +154,8 @@ def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Load a YAML experiment config; its stem is the experiment name unless it sets ``name``.
 
-    ``data.features`` may contain ``{dataset}``, replaced by ``data.dataset``.
+    ``data.features`` may contain ``{dataset}``, replaced by ``data.dataset`` (and, for each
+    dataset of ``data.joint`` without its own ``data.joint_features`` entry, by its name).
     """
     data: dict[str, Any] = {}
     if path is not None:
@@ -139,5 +164,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data = apply_overrides(data, overrides or [])
     cfg: ExperimentConfig = _build(ExperimentConfig, data, "")
     if cfg.data.features:
+        for other in cfg.data.joint:
+            if "{dataset}" in cfg.data.features:
+                cfg.data.joint_features.setdefault(other, cfg.data.features.replace("{dataset}", other))
         cfg.data.features = cfg.data.features.replace("{dataset}", cfg.data.dataset)
     return cfg

@@ -156,16 +156,48 @@ def mask_image_words(post: EncodedPost, seed: int, epoch: int, index: int, p: fl
     return replace(post, **changes) if changes else post
 
 
-def open_features(cfg: ExperimentConfig) -> FeatureStore | None:
-    """The feature cache a multimodal config needs (None for the text path)."""
+def open_features(cfg: ExperimentConfig, dataset: str | None = None) -> FeatureStore | None:
+    """The feature cache a multimodal config needs for ``dataset`` (default data.dataset; None for
+    the text path)."""
     if not cfg.model.multimodal:
         return None
-    if not cfg.data.features:
+    dataset = dataset or cfg.data.dataset
+    path = cfg.data.features_of(dataset)
+    if not path:
+        field = "data.features" if dataset == cfg.data.dataset else f"data.joint_features.{dataset}"
         raise ConfigError(
-            f"config {cfg.name!r} uses visual inputs: set data.features to a feature cache "
-            f"(make one with: hamner preprocess --dataset {cfg.data.dataset} --images DIR --captions FILE)"
+            f"config {cfg.name!r} uses visual inputs: set {field} to a feature cache "
+            f"(make one with: hamner preprocess --dataset {dataset} --images DIR --captions FILE)"
         )
-    return FeatureStore.open(cfg.data.features)
+    return FeatureStore.open(path)
+
+
+JOINT_DIR = "joint"  # <run>/joint/<dataset>/: the checkpoint, final.json and predictions of a joint dataset
+
+
+def joint_training_posts(cfg: ExperimentConfig) -> tuple[dict[str, list[Post]], list[dict[str, Any]]]:
+    """Each dataset's training posts for a joint run (data.joint), without the posts identical or
+    near-identical to a dev or test post of another dataset of the run, and the dropped posts
+    (where they are and what they match; no text)."""
+    from hamner.data.overlap import near_duplicates, relative_source
+
+    datasets = [cfg.data.dataset, *cfg.data.joint]
+    root, tmap = cfg.data.root, cfg.data.type_map
+    train = {d: load_split(d, "train", root, tmap)[: cfg.data.max_train_posts] for d in datasets}
+    held = {d: [(split, p) for split in ("valid", "test") for p in load_split(d, split, root, tmap)] for d in datasets}
+    dropped: list[dict[str, Any]] = []
+    for d in datasets:
+        others = [sp for o in datasets if o != d for sp in held[o]]
+        matches = near_duplicates([p.words for p in train[d]], [p.words for _, p in others], cfg.data.joint_overlap_threshold)
+        keep = []
+        for post, m in zip(train[d], matches, strict=True):
+            if m is None:
+                keep.append(post)
+                continue
+            dropped.append({"post": relative_source(post.source), "matches": relative_source(others[m.other][1].source), "identical": m.identical, "jaccard": round(m.jaccard, 3)})
+            log.warning("joint training: dropped %s, near-identical (Jaccard %.2f) to %s", post.source, m.jaccard, others[m.other][1].source)
+        train[d] = keep
+    return train, dropped
 
 
 def adopt_features(cfg: ExperimentConfig, store: FeatureStore) -> None:
@@ -352,19 +384,40 @@ def _train(
 
     # data
     root = cfg.data.root
-    train_posts = load_split(cfg.data.dataset, "train", root, cfg.data.type_map)[: cfg.data.max_train_posts]
-    dev_posts = load_split(cfg.data.dataset, "valid", root, cfg.data.type_map)[: cfg.data.max_eval_posts]
+    datasets = [cfg.data.dataset, *cfg.data.joint]
+    dropped: list[dict[str, Any]] = []
+    if cfg.data.joint:
+        by_dataset, dropped = joint_training_posts(cfg)
+    else:
+        by_dataset = {cfg.data.dataset: load_split(cfg.data.dataset, "train", root, cfg.data.type_map)[: cfg.data.max_train_posts]}
+    dev_sets = {d: load_split(d, "valid", root, cfg.data.type_map)[: cfg.data.max_eval_posts] for d in datasets}
+    dev_posts = dev_sets[cfg.data.dataset]
     if dist.main:
-        log.info("%s: %d train, %d dev posts", cfg.data.dataset, len(train_posts), len(dev_posts))
+        for d in datasets:
+            log.info("%s: %d train, %d dev posts", d, len(by_dataset[d]), len(dev_sets[d]))
+        if dropped:
+            log.info("joint training: %d training posts dropped as near-identical to another dataset's dev or test posts", len(dropped))
 
-    store = open_features(cfg)
+    stores = {d: open_features(cfg, d) for d in datasets}
+    store = stores[cfg.data.dataset]
     if store is not None:
         adopt_features(cfg, store)
+        for d in cfg.data.joint:
+            other = stores[d]
+            if other is not None and other.fingerprint != store.fingerprint:
+                raise ConfigError(
+                    f"data.joint: the feature cache of {d} ({other.directory}) was made with other image-extractor "
+                    f"settings than data.features ({store.directory}); make both with the same 'hamner preprocess' options"
+                )
     model = TextTagger.from_config(cfg.model).to(device)
     if dist.main:
         log.info("model %s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
-    train_enc = encode_posts(model, train_posts, visual_inputs(train_posts, store))
+    train_posts = [p for d in datasets for p in by_dataset[d]]
+    train_visuals = None if store is None else [v for d in datasets for v in visual_inputs(by_dataset[d], stores[d]) or []]
+    train_enc = encode_posts(model, train_posts, train_visuals)
     dev_visuals = visual_inputs(dev_posts, store)
+    joint_dev = {d: (dev_sets[d], visual_inputs(dev_sets[d], stores[d])) for d in cfg.data.joint}
+    joint_best: dict[str, list[float]] = {d: [-1.0, -1] for d in cfg.data.joint}  # dataset -> [best dev F1, its epoch]
     p_drop = cfg.train.visual_dropout if store is not None else 0.0
     cross_view = store is not None and cfg.model.cross_view_weight > 0
     # the same posts without visual input (modality dropout, and the text view of cross-view alignment)
@@ -383,7 +436,7 @@ def _train(
     teacher = None
     if cfg.train.distill_from:
         with torch.random.fork_rng(devices=[]):  # loading the teacher draws no number from the student's generator
-            teacher = teacher_marginals(cfg, model, train_posts, visual_inputs(train_posts, store), eval_batch, show)
+            teacher = teacher_marginals(cfg, model, train_posts, train_visuals, eval_batch, show)
 
     def make_batch(idx: list[int]) -> tuple[list[int], dict[str, torch.Tensor]]:
         batch = model.collate([pick(i) for i in idx])
@@ -421,6 +474,7 @@ def _train(
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         start_epoch, best_f1, best_epoch = state["epoch"] + 1, state["best_f1"], state["best_epoch"]
+        joint_best.update(state.get("joint_best", {}))
         if dist.main:  # drop records of an epoch whose state was never saved (killed in between)
             metrics = run_dir / "metrics.jsonl"
             lines = metrics.read_text().splitlines() if metrics.exists() else []
@@ -449,6 +503,12 @@ def _train(
             "torch_threads": torch.get_num_threads(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        if cfg.data.joint:
+            meta["joint"] = {
+                "datasets": datasets,
+                "train_posts": {d: len(by_dataset[d]) for d in datasets},
+                "dropped_overlap": dropped,
+            }
         (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
@@ -519,11 +579,17 @@ def _train(
             improved = f1 > best_f1
             if improved:
                 best_f1, best_epoch = f1, epoch
-                tmp = run_dir / "best.tmp"
-                shutil.rmtree(tmp, ignore_errors=True)
-                model.save_pretrained(tmp, extra={"trained_on": cfg.data.dataset, "epoch": epoch + 1, "dev_f1": f1})
-                shutil.rmtree(run_dir / "best", ignore_errors=True)
-                os.replace(tmp, run_dir / "best")
+                extra = {"trained_on": cfg.data.dataset, "epoch": epoch + 1, "dev_f1": f1}
+                save_checkpoint(model, run_dir, {**extra, "joint": datasets} if cfg.data.joint else extra)
+            joint_f1 = {}
+            for d, (posts_d, visuals_d) in joint_dev.items():
+                with autocast(device, precision):
+                    f1_d = evaluate(model, posts_d, device, eval_batch, show, f"dev {d}", visuals=visuals_d).micro.f1
+                joint_f1[d] = f1_d
+                if f1_d > joint_best[d][0]:
+                    joint_best[d] = [f1_d, epoch]
+                    save_checkpoint(model, run_dir / JOINT_DIR / d, {"trained_on": d, "joint": datasets, "epoch": epoch + 1, "dev_f1": f1_d})
+                log.info("epoch %d: dev F1 of %s %.4f%s", epoch + 1, d, f1_d, " *" if joint_best[d][1] == epoch else "")
             record = {
                 "epoch": epoch + 1,
                 "train_loss": epoch_loss,
@@ -532,6 +598,7 @@ def _train(
                 "dev": report.to_dict(),
                 "dev_f1": f1,
                 "best": improved,
+                **({"joint_dev_f1": joint_f1} if joint_f1 else {}),
                 "epoch_seconds": train_seconds,
                 "peak_mem_mb": peak_memory_mb(device),
             }
@@ -555,6 +622,7 @@ def _train(
                     "epoch": epoch,
                     "best_f1": best_f1,
                     "best_epoch": best_epoch,
+                    "joint_best": joint_best,
                 },
                 state_path,
             )
@@ -569,6 +637,8 @@ def _train(
 
     result: dict[str, Any] = {}
     if dist.main:
+        for d, (f1_d, epoch_d) in joint_best.items():  # before data.dataset's finish, which removes the state
+            finish(cfg, run_dir, device, int(epoch_d), f1_d, precision, dataset=d)
         result = finish(cfg, run_dir, device, best_epoch, best_f1, precision)
     if dist.world > 1:
         torch.distributed.barrier()
@@ -576,20 +646,44 @@ def _train(
     return result
 
 
+def save_checkpoint(model: TextTagger, out_dir: Path, extra: dict[str, Any]) -> None:
+    """``model`` as ``out_dir/best`` (written beside it first, then moved in place)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "best.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, extra=extra)
+    shutil.rmtree(out_dir / "best", ignore_errors=True)
+    os.replace(tmp, out_dir / "best")
+
+
 def finish(
-    cfg: ExperimentConfig, run_dir: Path, device: torch.device, best_epoch: int, best_f1: float, precision: str = "fp32"
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    device: torch.device,
+    best_epoch: int,
+    best_f1: float,
+    precision: str = "fp32",
+    dataset: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the test split once, with the checkpoint chosen on dev (in the training precision); write final.json."""
-    best = TextTagger.from_pretrained(run_dir / "best").to(device)
-    test_posts = load_split(cfg.data.dataset, "test", cfg.data.root, cfg.data.type_map)[: cfg.data.max_eval_posts]
-    visuals = visual_inputs(test_posts, open_features(cfg))
+    """Evaluate the test split once, with the checkpoint chosen on dev (in the training precision); write final.json.
+
+    ``dataset``: one of data.joint, whose checkpoint, final.json and predictions are in
+    ``run_dir/joint/<dataset>`` (default: data.dataset, in ``run_dir``)."""
+    joint = dataset is not None and dataset != cfg.data.dataset
+    dataset = dataset or cfg.data.dataset
+    out_dir = run_dir / JOINT_DIR / dataset if joint else run_dir
+    best = TextTagger.from_pretrained(out_dir / "best").to(device)
+    test_posts = load_split(dataset, "test", cfg.data.root, cfg.data.type_map)[: cfg.data.max_eval_posts]
+    visuals = visual_inputs(test_posts, open_features(cfg, dataset))
     with autocast(device, precision):
         preds = best.run([p.words for p in test_posts], visuals, cfg.train.eval_batch(device), cfg.train.progress, "test")
     report = entity_scores([p.tags for p in test_posts], [p.tags for p in preds])
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     epoch_seconds = [r["epoch_seconds"] for r in records]
+    run_meta = json.loads((run_dir / "run.json").read_text())
     final = {
-        "dataset": cfg.data.dataset,
+        "dataset": dataset,
+        **({"protocol": "joint", "trained_on": run_meta["joint"]["datasets"]} if cfg.data.joint else {}),
         "config": cfg.name,
         "seed": cfg.train.seed,
         "best_epoch": best_epoch + 1,
@@ -598,18 +692,20 @@ def finish(
         "test_f1": report.micro.f1,
         "epoch_minutes": (sum(epoch_seconds) / len(epoch_seconds) / 60) if epoch_seconds else math.nan,
         "peak_mem_mb": max(r["peak_mem_mb"] for r in records) if records else math.nan,
-        "run": json.loads((run_dir / "run.json").read_text()),
+        "run": run_meta,
     }
-    write_predictions(run_dir / PREDICTIONS_FILE, test_posts, [p.tags for p in preds], [p.relevance for p in preds])
+    write_predictions(out_dir / PREDICTIONS_FILE, test_posts, [p.tags for p in preds], [p.relevance for p in preds])
     if visuals is not None:
         final["relevance"] = relevance_summary(preds, visuals)
-        write_relevance(run_dir / "test_relevance.csv", test_posts, preds, visuals)
-    (run_dir / "final.json").write_text(json.dumps(final, indent=2) + "\n")
+        write_relevance(out_dir / "test_relevance.csv", test_posts, preds, visuals)
+    (out_dir / "final.json").write_text(json.dumps(final, indent=2) + "\n")
     # the card written with the checkpoint had no test scores (the test split is scored only now)
-    best_meta = json.loads((run_dir / "best" / CONFIG_FILE).read_text())
-    (run_dir / "best" / CARD_FILE).write_text(model_card(best.config, best_meta, final))
+    best_meta = json.loads((out_dir / "best" / CONFIG_FILE).read_text())
+    (out_dir / "best" / CARD_FILE).write_text(model_card(best.config, best_meta, final))
+    log.info("%s test (checkpoint of epoch %d): F1 %.4f\n%s", dataset, best_epoch + 1, report.micro.f1, report.table())
+    if joint:
+        return final
     (run_dir / STATE_FILE).unlink(missing_ok=True)  # optimizer state is large; the run is complete
-    log.info("test (checkpoint of epoch %d): F1 %.4f\n%s", best_epoch + 1, report.micro.f1, report.table())
     try:
         plot_training_curves(run_dir)
     except Exception as exc:  # a plot must never lose a finished run

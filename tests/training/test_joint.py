@@ -1,0 +1,132 @@
+"""Joint training on two datasets (data.joint): cross-dataset near-duplicates are dropped, each
+dataset selects its own checkpoint on its own dev split and is tested once on its own test split."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY_POSTS, write_conll
+from hamner.errors import ConfigError
+from hamner.training.config import load_config
+from hamner.training.trainer import JOINT_DIR, open_features, run_training
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def two_datasets(root: Path) -> Path:
+    """twitter2017 as the tiny dataset; twitter2015 with the tiny posts in another order and two more
+    words each (so that they are not near-identical), and one more training post that is a
+    twitter2017 dev and test post (retweeted, with a URL)."""
+    for split in ("train", "valid", "test"):
+        copies = 4 if split == "train" else 1
+        posts = [(f"IMGID:{split}{k}_{i}", rows) for k in range(copies) for i, (_, rows) in enumerate(TINY_POSTS)]
+        write_conll(root / "twitter2017" / f"{split}.txt", posts)
+        more = [("so", "O"), ("much", "O")]
+        other = [(f"IMGID:b{split}{k}_{i}", rows + more) for k in range(copies) for i, (_, rows) in enumerate(TINY_POSTS[::-1])]
+        if split == "train":  # the same words as a twitter2017 test post: RT, a URL and case aside
+            other.append(("IMGID:dup", [("RT", "O"), ("Apple", "B-ORG"), ("and", "O"), ("Google", "B-ORG"), ("in", "O"),
+                                        ("Paris", "B-LOC"), ("http://t.co/x", "O")]))  # fmt: skip
+        write_conll(root / "twitter2015" / f"{split}.txt", other)
+    return root
+
+
+def overrides(encoder: Path, root: Path, out: Path, epochs: int = 2) -> list[str]:
+    return [
+        f"model.encoder={encoder}", f"data.root={root}", f"train.output_dir={out}", f"train.epochs={epochs}",
+        "train.batch_size=4", "train.lr_encoder=1e-3", "train.num_threads=1", "train.progress=false",
+        "data.joint=[twitter2015]",
+    ]  # fmt: skip
+
+
+def test_joint_run_selects_and_tests_each_dataset_on_its_own(tiny_encoder: Path, tmp_path: Path) -> None:
+    root = two_datasets(tmp_path / "data")
+    cfg = load_config(REPO / "configs" / "text-only.yaml", overrides(tiny_encoder, root, tmp_path / "runs", epochs=3))
+    final = run_training(cfg)
+    run = cfg.run_dir()
+    meta = json.loads((run / "run.json").read_text())
+    # 24 + 24 training posts: the twitter2015 post that is a twitter2017 test post (once RT and the URL
+    # are dropped) is left out, and run.json says where it was and what it matched
+    assert meta["joint"]["datasets"] == ["twitter2017", "twitter2015"]
+    assert meta["joint"]["train_posts"] == {"twitter2017": 24, "twitter2015": 24}
+    [drop] = meta["joint"]["dropped_overlap"]
+    assert drop["post"].startswith("twitter2015/train.txt:")
+    assert drop["matches"].split(":")[0] in ("twitter2017/valid.txt", "twitter2017/test.txt")
+    assert drop["identical"] is True
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(set(r["joint_dev_f1"]) == {"twitter2015"} for r in records)
+    # each dataset: its best dev epoch chosen on its own dev split, its own test split scored once
+    assert final["dataset"] == "twitter2017" and final["protocol"] == "joint"
+    assert final["trained_on"] == ["twitter2017", "twitter2015"]
+    assert final["dev_f1"] == max(r["dev_f1"] for r in records)
+    other = json.loads((run / JOINT_DIR / "twitter2015" / "final.json").read_text())
+    assert other["dataset"] == "twitter2015" and other["protocol"] == "joint" and other["config"] == "text-only"
+    dev_2015 = [r["joint_dev_f1"]["twitter2015"] for r in records]
+    assert other["dev_f1"] == max(dev_2015) and other["best_epoch"] == dev_2015.index(max(dev_2015)) + 1
+    assert other["test"]["micro"]["n_gold"] == 10  # every gold entity of the twitter2015 test split
+    assert (run / JOINT_DIR / "twitter2015" / "test_predictions.jsonl.gz").exists()
+    # the twitter2015 checkpoint describes itself and tags on its own
+    from hamner.models.tagger import TextTagger
+
+    ckpt = json.loads((run / JOINT_DIR / "twitter2015" / "best" / "hamner_config.json").read_text())
+    assert ckpt["trained_on"] == "twitter2015" and ckpt["joint"] == ["twitter2017", "twitter2015"]
+    assert len(TextTagger.from_pretrained(run / JOINT_DIR / "twitter2015" / "best").predict([["Obama", "in", "Paris"]])[0]) == 3
+    assert not (run / "last" / "state.pt").exists()
+
+
+def test_a_resumed_joint_run_keeps_each_datasets_best(tiny_encoder: Path, tmp_path: Path) -> None:
+    root = two_datasets(tmp_path / "data")
+    base = overrides(tiny_encoder, root, tmp_path / "a", epochs=3)
+    full = load_config(None, base)
+    run_training(full)
+    cfg = load_config(None, [*base[:2], f"train.output_dir={tmp_path / 'b'}", *base[3:]])
+    assert run_training(cfg, stop_after_epoch=1) == {}
+    run_training(load_config(None, [*base[:2], f"train.output_dir={tmp_path / 'b'}", *base[3:]]), resume=True)
+    a = full.run_dir() / JOINT_DIR / "twitter2015"
+    b = cfg.run_dir() / JOINT_DIR / "twitter2015"
+    fa, fb = (json.loads((d / "final.json").read_text()) for d in (a, b))
+    assert (fa["best_epoch"], fa["dev_f1"], fa["test_f1"]) == (fb["best_epoch"], fb["dev_f1"], fb["test_f1"])
+    wa, wb = (load_file(str(d / "best" / "model.safetensors")) for d in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_joint_config_is_checked_and_finds_each_feature_cache() -> None:
+    cfg = load_config(REPO / "configs" / "hamlearning.yaml", ["data.joint=[twitter2015]"])
+    assert cfg.data.features == "features/twitter2017"
+    assert cfg.data.joint_features == {"twitter2015": "features/twitter2015"}
+    assert cfg.data.features_of("twitter2015") == "features/twitter2015"
+    with pytest.raises(ConfigError, match="data.joint must name other datasets"):
+        load_config(None, ["data.joint=[twitter2017]"])
+    with pytest.raises(ConfigError, match="data.joint must name other datasets"):
+        load_config(None, ["data.joint=[twitter2015, twitter2015]"])
+    with pytest.raises(ConfigError, match="not in data.joint"):
+        load_config(None, ["data.joint_features={twitter2015: x}"])
+    # a cache path without {dataset}: the joint dataset's cache must be named
+    fixed = load_config(REPO / "configs" / "hamlearning.yaml", ["data.features=/nowhere/cache", "data.joint=[twitter2015]"])
+    with pytest.raises(ConfigError, match="set data.joint_features.twitter2015 to a feature cache"):
+        open_features(fixed, "twitter2015")
+
+
+def test_joint_feature_caches_must_come_from_the_same_extractor(tmp_path: Path) -> None:
+    from test_train import synthetic_task_overrides
+
+    from hamner.vision.cache import preprocess
+    from hamner.vision.config import VisionConfig
+    from hamner.vision.extractor import VisualExtractor
+    from synthetic import FAKE_VISION
+
+    base = synthetic_task_overrides(tmp_path, epochs=1)
+    task_root = Path(next(o for o in base if o.startswith("data.root=")).split("=", 1)[1])
+    shutil.copytree(task_root / "twitter2017", task_root / "twitter2015")
+    other = tmp_path / "other-features"  # the same (no) images through an extractor keeping fewer objects
+    preprocess([], other, VisualExtractor(VisionConfig(**{**FAKE_VISION, "max_objects": 3})), progress=False)
+    cfg = load_config(
+        REPO / "configs" / "hamlearning.yaml", [*base, "data.joint=[twitter2015]", f"data.joint_features={{twitter2015: {other}}}"]
+    )
+    with pytest.raises(ConfigError, match="made with other image-extractor settings"):
+        run_training(cfg)
