@@ -90,7 +90,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     precision = resolve_precision(args.precision, device)
     shown = precision
-    if not isinstance(model, torch.nn.Module):
+    from hamner.inference.onnx import is_exported_model
+
+    if is_exported_model(model):
         if precision != "fp32":
             raise ConfigError(f"{name} is an exported (ONNX) model: its precision is fixed at export; drop --precision {args.precision}")
         shown = f"onnx-{model.precision}"

@@ -86,3 +86,35 @@ def test_serve_takes_several_models(trained_tiny_model: Path) -> None:
     assert isinstance(svc.tagger.model, EnsembleTagger)
     info = svc.describe()
     assert info["kind"] == "text-only" and info["model_dir"] == f"{trained_tiny_model} + {trained_tiny_model}"
+
+
+def test_an_ensemble_of_exported_models_equals_the_ensemble_of_their_checkpoints(
+    trained_tiny_model: Path, other_model: Path, tmp_path: Path, tiny_data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from hamner.inference.onnx import export
+
+    exported = [export(trained_tiny_model, tmp_path / "a"), export(other_model, tmp_path / "b")]
+    torch_ens = EnsembleTagger.from_pretrained([trained_tiny_model, other_model])
+    onnx_ens = EnsembleTagger.from_pretrained(exported, threads=1)
+    assert onnx_ens.exported and not torch_ens.exported and onnx_ens.precision == "fp32"
+    for attr in ("start_transitions", "end_transitions", "transitions"):
+        assert torch.allclose(getattr(onnx_ens.crf.crf, attr), getattr(torch_ens.crf.crf, attr))
+    for pt, po in zip(torch_ens.run(WORDS), onnx_ens.run(WORDS), strict=True):
+        assert pt.tags == po.tags and torch.allclose(pt.emissions, po.emissions, atol=1e-4)
+    # the Tagger, tag and evaluate take exported members like checkpoints; the CPU only
+    tagger = Tagger.from_pretrained([str(e) for e in exported], threads=1)
+    assert isinstance(tagger.model, EnsembleTagger) and tagger.model.exported
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        EnsembleTagger.from_pretrained(exported).to("cuda")
+    a, b = (str(e) for e in exported)
+    assert main(["evaluate", "--model", a, "--model", b, "--dataset", "twitter2017", "--data-root", str(tiny_data_root), "--json"]) == 0
+    from_onnx = json.loads(capsys.readouterr().out)
+    m, o = str(trained_tiny_model), str(other_model)
+    assert main(["evaluate", "--model", m, "--model", o, "--dataset", "twitter2017", "--data-root", str(tiny_data_root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["micro"] == from_onnx["micro"]
+    assert main(["evaluate", "--model", a, "--model", b, "--dataset", "twitter2017", "--precision", "bf16", "--data-root", str(tiny_data_root)]) == 2
+    assert "precision is fixed at export" in capsys.readouterr().err
+    # the two kinds are not mixed
+    with pytest.raises(ConfigError, match="all PyTorch checkpoints or all exported"):
+        EnsembleTagger.from_pretrained([trained_tiny_model, exported[1]])

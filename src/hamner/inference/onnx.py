@@ -427,6 +427,10 @@ class OnnxTagger:
         """The exported image backbone (a multimodal model's), or None."""
         return _backbone_in(self.directory, self.meta)
 
+    def crf_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The CRF's start, end and transition scores (fp32), as exported."""
+        return self._start, self._end, self._trans
+
     # torch.nn.Module's calls that the Tagger makes: an ONNX Runtime session runs on the CPU only
     def to(self, device: Any) -> OnnxTagger:
         if torch.device(device).type != "cpu":
@@ -530,6 +534,11 @@ class OnnxTagger:
         visuals: Sequence[Any] | None = None,
     ) -> list[list[str]]:
         return [p.tags for p in self.run(word_lists, visuals, batch_size, progress, desc)]
+
+
+def is_exported_model(model: Any) -> bool:
+    """Whether ``model`` runs on ONNX Runtime: an exported model, or an ensemble of them."""
+    return isinstance(model, OnnxTagger) or bool(getattr(model, "exported", False))
 
 
 def load_model(directory: str | Path, threads: int | None = None) -> TextTagger | OnnxTagger:

@@ -15,7 +15,7 @@ import torch
 from hamner.data.labels import spans_from_bio
 from hamner.data.tokenize import Token, tokenize
 from hamner.errors import ConfigError, TextError, first_surrogate
-from hamner.inference.onnx import OnnxTagger, is_exported
+from hamner.inference.onnx import OnnxTagger, is_exported_model
 from hamner.models.config import TaggerConfig
 from hamner.models.tagger import Prediction, TextTagger
 from hamner.precision import autocast, resolve_precision
@@ -106,19 +106,16 @@ class TaggedPost:
 
 def load_model(directory: str | Path | Sequence[str | Path], threads: int | None = None) -> Any:
     """A checkpoint's model (``hamner export`` output: an ONNX Runtime model, whose sessions use
-    ``threads`` threads, by default one per core), or an ensemble of several PyTorch checkpoints (a
-    list of two or more)."""
+    ``threads`` threads, by default one per core), or an ensemble of several checkpoints (a list of
+    two or more, all PyTorch or all exported)."""
     from hamner.inference.onnx import load_model as load_one
 
     dirs = [directory] if isinstance(directory, (str, Path)) else list(directory)
     if len(dirs) == 1:
         return load_one(dirs[0], threads)
-    exported = [str(d) for d in dirs if is_exported(d)]
-    if exported:
-        raise ConfigError(f"an ensemble is made of PyTorch checkpoints; {exported[0]} is an exported (ONNX) model")
     from hamner.models.ensemble import EnsembleTagger
 
-    return EnsembleTagger.from_pretrained(dirs)
+    return EnsembleTagger.from_pretrained(dirs, threads=threads)
 
 
 def vision_config_for(config: TaggerConfig, on_bad_image: str = "error") -> Any:
@@ -224,7 +221,7 @@ class Tagger:
         (PyTorch's are a process setting: :func:`hamner.vision.set_threads`); ``image_workers``: images
         read at once by a multimodal model."""
         model = load_model(directory, threads)
-        if not isinstance(model, torch.nn.Module):  # an exported model
+        if is_exported_model(model):  # an exported model, or an ensemble of them
             precision = "fp32" if precision == "auto" else precision
             if precision != "fp32":
                 raise ConfigError(f"{directory} is an exported (ONNX) model: its precision is fixed at export ({model.precision}); drop --precision {precision}")
@@ -258,7 +255,7 @@ class Tagger:
         return self._extractor
 
     def _build_extractor(self) -> Any:
-        backbone = self.model.backbone_path if isinstance(self.model, OnnxTagger) else None
+        backbone = self.model.backbone_path if is_exported_model(self.model) else None
         return build_extractor(self.model.config, backbone, self.on_bad_image, self.threads)
 
     def features(self, image: Any = None, caption: str | None = None, key: str | None = None) -> Any:

@@ -5,6 +5,9 @@ mean of the members' scores (emissions and transitions averaged): the log-linear
 members' CRF distributions, decoded exactly by one Viterbi pass. Each member reads the post with
 its own tokenizer, windows and visual input; only the per-word emissions meet. ``relevance`` and
 ``level_weights`` are the members' means (HamLearning members); attention maps are not pooled.
+
+Members are all PyTorch checkpoints or all ``hamner export`` models (ONNX Runtime, e.g. int8: an
+ensemble at about the cost of one PyTorch model); the two kinds are not mixed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,16 @@ from hamner.models.crf import CRF
 from hamner.models.tagger import Prediction, TextTagger
 
 log = logging.getLogger(__name__)
+
+
+def crf_scores(member: Any) -> dict[str, torch.Tensor]:
+    """A member's CRF scores (start, end, transitions) as fp32 CPU tensors: a PyTorch checkpoint's
+    CRF, or the scores an exported model carries in its metadata."""
+    if isinstance(member, nn.Module):
+        crf = member.crf.crf
+        return {a: getattr(crf, a).detach().float().cpu() for a in ("start_transitions", "end_transitions", "transitions")}
+    start, end, trans = member.crf_scores()
+    return {"start_transitions": torch.as_tensor(start), "end_transitions": torch.as_tensor(end), "transitions": torch.as_tensor(trans)}
 
 
 class EnsembleTagger(nn.Module):
@@ -43,24 +56,68 @@ class EnsembleTagger(nn.Module):
                 raise ConfigError(f"{name} and {names[0]}: a text-only and a multimodal checkpoint cannot share the visual input")
             if c.multimodal and c.vision_fingerprint != first.vision_fingerprint:
                 raise ConfigError(f"{name}: trained with another image extractor (fingerprint) than {names[0]}")
-        self.members = nn.ModuleList(members)
+        kinds = {isinstance(m, nn.Module) for m in members}
+        if len(kinds) > 1:
+            raise ConfigError(f"an ensemble's members are all PyTorch checkpoints or all exported (ONNX) models; {', '.join(names)} mix them")
+        #: the members run on ONNX Runtime (exported models: CPU only, precision fixed at export)
+        self.exported = kinds == {False}
+        if self.exported:
+            self._exported_members = list(members)  # not torch modules: kept out of the module tree
+        else:
+            self.members = nn.ModuleList(members)
         self.names = names
         self.config = first
         self.max_subtokens = min(m.max_subtokens for m in members)
         self.crf = CRF(len(first.labels))
         with torch.no_grad():  # the pooled CRF: the members' mean transition scores
             for attr in ("start_transitions", "end_transitions", "transitions"):
-                mean = torch.stack([getattr(m.crf.crf, attr).float().cpu() for m in members]).mean(0)
+                mean = torch.stack([crf_scores(m)[attr] for m in members]).mean(0)
                 getattr(self.crf.crf, attr).copy_(mean)
         self.eval()
 
+    @property
+    def member_models(self) -> list[Any]:
+        """The members, PyTorch modules or exported models."""
+        return list(self._exported_members) if self.exported else list(self.members)
+
+    @property
+    def precision(self) -> str:
+        """An exported ensemble's precision (its members' export precision)."""
+        if not self.exported:
+            raise AttributeError("precision: only an ensemble of exported models has a fixed precision")
+        return "+".join(sorted({str(m.precision) for m in self._exported_members}))
+
+    @property
+    def backbone_path(self) -> Path | None:
+        """An exported multimodal ensemble's image backbone (the first member's: every member was
+        trained on the same image extractor), or None."""
+        return self._exported_members[0].backbone_path if self.exported else None
+
+    def to(self, *args: Any, **kwargs: Any) -> EnsembleTagger:
+        if self.exported:
+            for m in self._exported_members:  # an exported model refuses any device but the CPU
+                m.to(*args, **kwargs)
+        return super().to(*args, **kwargs)
+
     @classmethod
-    def from_pretrained(cls, directories: Sequence[str | Path], map_location: str = "cpu") -> EnsembleTagger:
+    def from_pretrained(
+        cls, directories: Sequence[str | Path], map_location: str = "cpu", threads: int | None = None
+    ) -> EnsembleTagger:
+        """The checkpoints in ``directories``: PyTorch ones, or all ``hamner export`` output (their
+        ONNX Runtime sessions use ``threads`` threads)."""
+        from hamner.inference.onnx import OnnxTagger, is_exported
+
+        exported = [is_exported(d) for d in directories]
+        if any(exported) and not all(exported):
+            which = ", ".join(f"{d} ({'exported' if e else 'PyTorch'})" for d, e in zip(directories, exported, strict=True))
+            raise ConfigError(f"an ensemble's members are all PyTorch checkpoints or all exported (ONNX) models: {which}")
+        if all(exported):
+            return cls([OnnxTagger(d, threads) for d in directories], [str(d) for d in directories])
         return cls([TextTagger.from_pretrained(d, map_location) for d in directories], [str(d) for d in directories])
 
     @property
     def levels(self) -> list[str]:
-        return list(getattr(self.members[0], "levels", []))
+        return list(getattr(self.member_models[0], "levels", []))
 
     @torch.no_grad()
     def run(
@@ -74,7 +131,7 @@ class EnsembleTagger(nn.Module):
     ) -> list[Prediction]:
         """Every member's predictions, pooled post by post (see the module docstring)."""
         words = [list(w) for w in word_lists]  # read once: a generator would be used up by the first member
-        members: list[TextTagger] = list(self.members)  # type: ignore[arg-type]
+        members = self.member_models
         runs = [
             m.run(words, visuals, batch_size, progress, f"{desc} {i + 1}/{len(members)}", long_posts=long_posts)
             for i, m in enumerate(members)
