@@ -3,8 +3,11 @@
 
     python benchmarks/inference_speed.py --text-model RUN/best [--hamlearning-model RUN/best
         --features features/twitter2017] [--repeats 3] [--threads 2] [--out results/bench_inference.csv]
-    python benchmarks/inference_speed.py --table [results/bench_inference.csv]   # the README's table
-    python benchmarks/inference_speed.py --table results/bench_inference.csv --write README.md docs/speed.md
+    python benchmarks/inference_speed.py --text-model RUN/best --hamlearning-model RUN/best --features F
+        --ensemble-models S1/best S2/best S3/best --only 'hamlearning x3/pytorch-fp32' 'hamlearning x3/onnx-int8'
+        --out results/bench_inference_ensemble.csv                  # an ensemble's cost per post
+    python benchmarks/inference_speed.py --table [CSV ...]           # the README's table (TABLE_SOURCES)
+    python benchmarks/inference_speed.py --table --write README.md docs/speed.md
 
 Every system tags the same Twitter-2017 test posts (raw text: the words joined by spaces, so
 tokenisation is included) in a fresh process of its own (its peak memory is its own), one system
@@ -16,6 +19,10 @@ after another within each repeat so that the drift of a shared machine hits all 
 - ``cold start``: a new ``hamner tag --text`` process, from its start to its exit (the first post's
   JSON written; for spaCy: import, load, tag one post);
 - test F1 (entity-level, conlleval) of the words as the dataset cuts them, once per system.
+
+``--ensemble-models`` adds the ensemble of those checkpoints (``hamner tag --model A --model B ...``:
+the product of their CRFs; HamLearning members with ``--features``), on PyTorch and with each member
+exported to int8: rows ``hamlearning xK`` (or ``text-only xK``).
 
 The ``encoder`` rows run the bare encoder (input ids and attention mask in, hidden states out) on
 the same batches the text-only tagger makes: the floor of a post's cost. ``hamlearning`` rows read
@@ -48,6 +55,8 @@ SPACY_TYPES = {
     "WORK_OF_ART": "MISC", "EVENT": "MISC", "LAW": "MISC", "LANGUAGE": "MISC",
 }  # fmt: skip
 COLD_TEXT = "Obama met the NBA champions in New York"
+#: the results files whose rows make the README's speed table, in order
+TABLE_SOURCES = ["results/bench_inference.csv", "results/bench_inference_ensemble.csv"]
 
 
 # ----- workers (each in a fresh process) --------------------------------------------------------------
@@ -93,9 +102,13 @@ def worker_tagger(args: argparse.Namespace) -> dict[str, Any]:
         from hamner.vision.cache import FeatureStore
 
         features = visual_inputs(posts, FeatureStore.open(args.features))
-    tagger = Tagger.from_pretrained(args.model, batch_size=32)
-    if hasattr(tagger.model, "session"):  # ONNX Runtime: the same thread count as torch
-        tagger = Tagger(_onnx_model(args.model, args.threads), batch_size=32)
+    members = args.model.split(os.pathsep)
+    if len(members) > 1:  # an ensemble; exported members' sessions get the same thread count as torch
+        tagger = Tagger.from_pretrained(members, batch_size=32, threads=args.threads)
+    else:
+        tagger = Tagger.from_pretrained(args.model, batch_size=32)
+        if hasattr(tagger.model, "session"):  # ONNX Runtime: the same thread count as torch
+            tagger = Tagger(_onnx_model(args.model, args.threads), batch_size=32)
     feats = features or [None] * len(texts)
 
     def one(i: int) -> Any:
@@ -344,6 +357,12 @@ def prepare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         systems["hamlearning/pytorch-fp32"] = {"model": args.hamlearning_model, **f}
         systems["hamlearning/onnx-fp32"] = {"model": exported(args.hamlearning_model, "ham-fp32", False), **f}
         systems["hamlearning/onnx-int8"] = {"model": exported(args.hamlearning_model, "ham-int8", True), **f}
+    if args.ensemble_models:  # HamLearning members read the feature cache, text-only ones (no --features) do not
+        f = {"features": args.features} if args.features else {}
+        kind = f"{'hamlearning' if args.features else 'text-only'} x{len(args.ensemble_models)}"
+        systems[f"{kind}/pytorch-fp32"] = {"model": os.pathsep.join(args.ensemble_models), **f}
+        int8 = [exported(m, f"ensemble-{i + 1}-int8", True) for i, m in enumerate(args.ensemble_models)]
+        systems[f"{kind}/onnx-int8"] = {"model": os.pathsep.join(int8), **f}
     if not (work / "encoder.int8.onnx").exists():
         _export_encoder(args.text_model, work)
         quantize_int8(work / "encoder.onnx", work / "encoder.int8.onnx", INT8_DEFAULT["per_channel"], INT8_DEFAULT["include"], INT8_DEFAULT["exclude"])
@@ -432,7 +451,8 @@ def cold_start(system: str, spec: dict[str, Any]) -> float | None:
         code = f"import sys; sys.path.insert(0, {str(HERE)!r}); from inference_speed import _spacy_nlp; _spacy_nlp({system!r})({COLD_TEXT!r})"
         cmd = [sys.executable, "-c", code]
     elif spec.get("model") and not spec.get("features"):
-        cmd = [sys.executable, "-m", "hamner.cli", "tag", "--model", spec["model"], "--text", COLD_TEXT]
+        models = [a for m in spec["model"].split(os.pathsep) for a in ("--model", m)]  # an ensemble's members
+        cmd = [sys.executable, "-m", "hamner.cli", "tag", *models, "--text", COLD_TEXT]
     else:
         return None  # hamlearning reads a feature cache, the bare encoder and image models tag nothing
     t0 = time.perf_counter()
@@ -466,12 +486,14 @@ def summarise(system: str, runs: list[dict[str, Any]], colds: list[float]) -> di
     return row
 
 
-def table(path: str) -> str:
-    """The README's table: a Markdown row per system of a results file written by this script."""
+def table(paths: str | list[str]) -> str:
+    """The README's table: a Markdown row per system of the results files written by this script."""
     import csv
 
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = []
+    for path in [paths] if isinstance(paths, str) else paths:
+        with open(path, newline="") as fh:
+            rows += list(csv.DictReader(fh))
 
     def cell(value: str, spread: str) -> str:
         return f"{value} ({spread})" if value else ""
@@ -490,10 +512,10 @@ def table(path: str) -> str:
     return "\n".join(out)
 
 
-def write_table(csv_path: str, pages: list[str]) -> None:
-    """Put the table of ``csv_path`` between ``<!-- speed:start -->`` and ``<!-- speed:end -->`` in
+def write_table(csv_paths: list[str], pages: list[str]) -> None:
+    """Put the table of ``csv_paths`` between ``<!-- speed:start -->`` and ``<!-- speed:end -->`` in
     each page (the README's speed table is made this way; a test checks it still matches)."""
-    body = table(csv_path)
+    body = table(csv_paths)
     start, end = "<!-- speed:start -->", "<!-- speed:end -->"
     for page in pages:
         text = Path(page).read_text()
@@ -501,23 +523,25 @@ def write_table(csv_path: str, pages: list[str]) -> None:
             raise SystemExit(f"{page} has no {start} ... {end} block")
         head, rest = text.split(start, 1)
         Path(page).write_text(f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}")
-        print(f"wrote the table of {csv_path} into {page}")
+        print(f"wrote the table of {' + '.join(csv_paths)} into {page}")
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--table"]:
-        # --table [CSV] [--write PAGE...]: print the Markdown table, or write it into the pages' speed blocks
+        # --table [CSV ...] [--write PAGE ...]: print the Markdown table, or write it into the pages' speed blocks
         rest = sys.argv[2:]
-        csv_path = rest.pop(0) if rest and rest[0] != "--write" else "results/bench_inference.csv"
-        if rest[:1] == ["--write"]:
-            write_table(csv_path, rest[1:])
+        cut = rest.index("--write") if "--write" in rest else len(rest)
+        csv_paths = rest[:cut] or [p for p in TABLE_SOURCES if Path(p).exists()]
+        if cut < len(rest):
+            write_table(csv_paths, rest[cut + 1 :])
         else:
-            print(table(csv_path))
+            print(table(csv_paths))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--text-model", required=True, help="text-only checkpoint (PyTorch)")
     ap.add_argument("--hamlearning-model", help="HamLearning checkpoint (PyTorch); needs --features")
     ap.add_argument("--features", help="the Twitter-2017 feature cache the HamLearning model was trained with")
+    ap.add_argument("--ensemble-models", nargs="+", help="checkpoints (PyTorch) read as an ensemble; HamLearning ones with --features")
     ap.add_argument("--data-root")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -543,6 +567,8 @@ def main() -> None:
         return
     if args.hamlearning_model and not args.features:
         ap.error("--hamlearning-model needs --features")
+    if args.ensemble_models and len(args.ensemble_models) < 2:
+        ap.error("--ensemble-models needs two or more checkpoints")
     sys.path.insert(0, str(HERE))
     from _results import run_meta, write_csv
 

@@ -61,6 +61,30 @@ def test_inference_speed_runs_each_system_in_its_own_process(trained_tiny_model:
     assert len(table.stdout.strip().splitlines()) == 5  # header, rule, 3 systems
 
 
+def test_inference_speed_measures_an_ensemble_on_pytorch_and_int8(trained_tiny_model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    data_root = trained_tiny_model.parent.parents[3] / "data"
+    out = tmp_path / "bench.csv"
+    systems = ["text-only x2/pytorch-fp32", "text-only x2/onnx-int8"]
+    m = str(trained_tiny_model)
+    cmd = [
+        sys.executable, str(REPO / "benchmarks" / "inference_speed.py"), "--text-model", m, "--ensemble-models", m, m,
+        "--data-root", str(data_root), "--repeats", "1", "--single", "3", "--images", "0", "--threads", "1",
+        "--work", str(tmp_path / "work"), "--only", *systems, "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [f"{r['model']}/{r['runtime']}" for r in rows] == systems
+    assert all(float(r["per_s_batch32"]) > 0 and r["test_f1"] for r in rows)
+    # both members exported to int8 once, in the work folder
+    assert sorted(p.name for p in (tmp_path / "work").iterdir() if p.name.startswith("ensemble-")) == ["ensemble-1-int8", "ensemble-2-int8"]
+    table = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "inference_speed.py"), "--table", str(out), str(out)], capture_output=True, text=True, check=True
+    )
+    assert len(table.stdout.strip().splitlines()) == 6  # header, rule, 2 systems from each of the two files
+
+
 def test_spacy_entities_map_onto_the_dataset_words() -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from inference_speed import spacy_tags
