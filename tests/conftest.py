@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import string
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,14 @@ def trained_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     got = [(e.text, e.type, e.start, e.end) for e in Tagger.from_pretrained(best).tag(KNOWN_POST).entities]
     assert got == KNOWN_ENTITIES, f"the tiny model did not learn its training sentence: {got}"
     return best
+
+
+@pytest.fixture()
+def fake_spacy(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The entity-type channel's spaCy replaced by :class:`fakes.FakeEntityAnnotator` for one test."""
+    from fakes import FakeEntityAnnotator
+    from hamner.data import entity_types
+
+    fake = FakeEntityAnnotator()
+    monkeypatch.setattr(entity_types, "_annotator", fake)
+    return fake

@@ -1,4 +1,5 @@
-"""A tiny backbone and a colour-blob detector: the plug-in interface without any weights.
+"""A tiny backbone and a colour-blob detector: the plug-in interface without any weights; and a
+stand-in for spaCy's NER (the entity-type channel) that knows a few names.
 
 Configs name them like a user's own plug-ins, ``backbone: "fakes:tiny_backbone"`` and
 ``detector: "fakes:ColourDetector"`` (pytest puts this folder on ``sys.path``).
@@ -105,3 +106,32 @@ def scene(width: int = 120, height: int = 90, red: tuple[int, int, int, int] | N
         if box is not None:
             draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=rgb)
     return img
+
+
+#: the stand-in NER's gazetteer: a word's OntoNotes type (case-sensitive, as spaCy's md model is)
+FAKE_NER_TYPES = {
+    "Barack": "PERSON", "Obama": "PERSON", "Trump": "PERSON", "Microsoft": "ORG", "Apple": "ORG",
+    "Google": "ORG", "NBA": "ORG", "Seattle": "GPE", "Paris": "GPE", "London": "GPE", "2017": "DATE",
+}  # fmt: skip
+
+
+class FakeEntityAnnotator:
+    """What :func:`hamner.data.entity_types.annotator` returns, without spaCy: each word of
+    :data:`FAKE_NER_TYPES` gets its type, a run of words of one type is one entity (B- then I-).
+    ``calls`` records the posts of every call (how spaCy would be fed)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[list[str]]] = []
+
+    def __call__(self, word_lists: Any) -> list[list[int]]:
+        from hamner.data.entity_types import ENTITY_INDEX
+
+        self.calls.append([list(w) for w in word_lists])
+        out = []
+        for words in word_lists:
+            types = [FAKE_NER_TYPES.get(w) for w in words]
+            out.append([
+                ENTITY_INDEX["O"] if t is None else ENTITY_INDEX[("I-" if i and types[i - 1] == t else "B-") + t]
+                for i, t in enumerate(types)
+            ])  # fmt: skip
+        return out

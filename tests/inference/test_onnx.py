@@ -228,3 +228,24 @@ def test_int8_rule_keeps_the_encoders_feed_forward_outputs_in_fp32(text_models: 
         rule = json.loads((exported / "onnx_export.json").read_text())["int8_rule"]
         assert {k: rule[k] for k in INT8_DEFAULT} == INT8_DEFAULT
         assert rule["kept_fp32"] and all("/output/dense/" in n or "/encoder/" not in n for n in rule["kept_fp32"])
+
+
+def test_the_entity_type_channel_is_a_graph_input_and_matches_pytorch(tmp_path: Path, fake_spacy: Any) -> None:
+    """The words' spaCy classes are fed to the graph like the shape ids; exporting needs no spaCy."""
+    from conftest import make_tiny_encoder
+    from hamner.models.config import TaggerConfig
+
+    torch.manual_seed(0)
+    config = TaggerConfig(encoder=str(make_tiny_encoder(tmp_path / "encoder")), max_length=64, use_entity_types=True, entity_type_dim=8)
+    ckpt = TextTagger.from_config(config).save_pretrained(tmp_path / "ckpt")
+    calls = len(fake_spacy.calls)
+    out = export(ckpt, tmp_path / "fp32")
+    assert len(fake_spacy.calls) == calls
+    assert "entity_ids" in json.loads((out / "onnx_export.json").read_text())["inputs"]
+    texts = [*_texts(20, seed=2), "Barack Obama visited Microsoft in Seattle", "rt apple and google", "RT Apple and Google"]
+    want = Tagger.from_pretrained(ckpt, batch_size=8).tag_many(texts)
+    got = Tagger.from_pretrained(out, batch_size=8).tag_many(texts)
+    for w, g in zip(want, got, strict=True):
+        assert w.emissions is not None and g.emissions is not None
+        assert torch.allclose(w.emissions, g.emissions, atol=ATOL) and g.tags == w.tags
+    assert not torch.allclose(got[-1].emissions, got[-2].emissions, atol=1e-3)  # spaCy's ORG reached the graph

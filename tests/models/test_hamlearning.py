@@ -178,11 +178,16 @@ def test_char_channel_widens_the_fused_words_and_learns(encoder_dir: Path, visua
     assert all(v > 0 for v in _branch_grads(model).values())
 
 
-@pytest.mark.parametrize("channels", [{}, {"use_chars": True, "char_filters": 8}], ids=["shape", "shape+chars"])
+@pytest.mark.parametrize(
+    "channels",
+    [{}, {"use_chars": True, "char_filters": 8}, {"use_entity_types": True, "entity_type_dim": 8}],
+    ids=["shape", "shape+chars", "shape+entity-types"],
+)
 def test_no_visual_input_gives_exactly_the_text_path(
-    encoder_dir: Path, visuals: dict[str, ImageFeatures], channels: dict[str, Any]
+    encoder_dir: Path, visuals: dict[str, ImageFeatures], channels: dict[str, Any], fake_spacy: Any
 ) -> None:
     ham = build(encoder_dir, **channels).eval()
+    assert (ham.encode_post(POSTS[0], None, visuals["both"]).entity_ids is not None) == ("use_entity_types" in channels)
     text_cfg = replace(
         ham.config, use_global=False, use_objects=False, use_spatial=False, use_semantic=False
     )

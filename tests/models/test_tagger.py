@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -201,3 +202,59 @@ def test_char_channel_ignores_padding_and_round_trips(tiny_encoder: Path, tmp_pa
     del batch["char_ids"]
     with pytest.raises(ConfigError, match="no char_ids"):
         model.emissions(batch)
+
+
+def test_entity_type_channel_widens_words_learns_and_round_trips(tiny_encoder: Path, tmp_path: Path, fake_spacy: Any) -> None:
+    from hamner.data.entity_types import ENTITY_CLASSES
+
+    model = tiny_tagger(tiny_encoder, use_entity_types=True, entity_type_dim=8)
+    assert model.entity_emb is not None and model.emission.in_features == 32 + 32 + 8
+    assert model.entity_emb.num_embeddings == len(ENTITY_CLASSES)
+    posts = [model.encode_post(["Barack", "Obama", "in", "Paris"], [1, 2, 0, 3]), model.encode_post(["NBA"], [5])]
+    assert [[ENTITY_CLASSES[i] for i in p.entity_ids or []] for p in posts] == [["B-PERSON", "I-PERSON", "O", "B-GPE"], ["B-ORG"]]
+    batch = collate(posts, model.tokenizer.pad_token_id)
+    assert batch["entity_ids"].tolist() == [[2, 3, 1, 10], [8, 0, 0, 0]]  # padding words get the padding id
+    model(batch)["loss"].backward()  # one training step's gradients
+    grad = model.entity_emb.weight.grad
+    assert grad is not None and grad[[1, 2, 3, 8, 10]].abs().sum(1).gt(0).all()
+    assert grad[0].abs().sum() == 0  # padding never learns
+    # "apple" and "Apple" are one input to the uncased encoder; spaCy tells them apart
+    model.eval()
+    a, b = (model.encode_post(["rt", w]) for w in ("apple", "Apple"))
+    assert a.input_ids == b.input_ids and a.entity_ids != b.entity_ids
+    with torch.no_grad():
+        ea = model.emissions(collate([a], model.tokenizer.pad_token_id))
+        eb = model.emissions(collate([b], model.tokenizer.pad_token_id))
+    assert not torch.allclose(ea[0, 1], eb[0, 1])
+    # given classes are used as they are (no spaCy call); without the channel they are ignored
+    calls = len(fake_spacy.calls)
+    assert model.encode_post(["Obama"], entity_ids=[1]).entity_ids == [1] and len(fake_spacy.calls) == calls
+    assert tiny_tagger(tiny_encoder).encode_post(["Obama"], entity_ids=[2]).entity_ids is None
+    with pytest.raises(ValueError, match="2 entity types for a post of 1 words"):
+        model.encode_post(["Obama"], entity_ids=[1, 1])
+    # saved and reloaded: the same config and the same outputs
+    words = [["Barack", "Obama", "visited", "Microsoft", "in", "Seattle"], ["Apple", "and", "Google"]]
+    with torch.no_grad():
+        want = [p.emissions for p in model.run(words)]
+    loaded = TextTagger.from_pretrained(model.save_pretrained(tmp_path / "ckpt")).eval()
+    assert loaded.config.use_entity_types and loaded.config.entity_type_dim == 8 and loaded.word_encoder.entity_types
+    assert "entity-type" in (tmp_path / "ckpt" / "README.md").read_text()
+    got = [p.emissions for p in loaded.run(words)]
+    assert all(torch.equal(w, g) for w, g in zip(want, got, strict=True))
+    with pytest.raises(ConfigError, match="entity_type_dim"):
+        TaggerConfig(use_entity_types=True, entity_type_dim=0)
+    del batch["entity_ids"]
+    with pytest.raises(ConfigError, match="no entity_ids"):
+        model.emissions(batch)
+
+
+def test_entity_types_come_from_the_whole_post_in_one_spacy_call(tiny_encoder: Path, fake_spacy: Any) -> None:
+    """Many posts: spaCy reads them together, each whole; a long post's windows get slices of its classes."""
+    model = tiny_tagger(tiny_encoder, use_entity_types=True, max_length=8).eval()
+    long = ["Barack", "Obama", "in", "Paris", "and", "London", "with", "Apple", "and", "Google", "NBA"]
+    posts = [long, ["Trump"]]
+    plans, encoded, _ = model.encode_inputs(posts, None, "window")
+    assert len(plans[0]) > 1 and fake_spacy.calls == [posts]
+    whole = fake_spacy([long])[0]
+    for (s, e), enc in zip(plans[0], encoded, strict=False):
+        assert enc.entity_ids == whole[s:e]

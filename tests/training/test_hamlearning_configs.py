@@ -63,6 +63,14 @@ def test_each_no_chars_reference_is_its_model_without_the_char_channel(name: str
     assert {k for k, v in ref["model"].items() if full["model"][k] != v} == {"use_chars"}
 
 
+def test_the_entity_type_config_is_the_full_model_with_that_channel() -> None:
+    full = asdict(load_config(CONFIGS / "hamlearning.yaml"))
+    ent = asdict(load_config(CONFIGS / "hamlearning-entity-types.yaml"))
+    assert ent["train"] == full["train"] and ent["data"] == full["data"]
+    assert {k: v for k, v in ent["model"].items() if full["model"][k] != v} == {"use_entity_types": True}
+    assert load_config(CONFIGS / "hamlearning-entity-types.yaml").model.channel_width == 32 + 64 + 16
+
+
 @pytest.mark.parametrize("name", list(ABLATIONS))
 def test_each_ablation_changes_only_its_switch(name: str) -> None:
     full = asdict(load_config(CONFIGS / "hamlearning-no-chars.yaml"))

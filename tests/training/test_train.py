@@ -257,6 +257,24 @@ def test_char_channel_trains_and_its_checkpoint_tags(tiny_encoder: Path, tiny_da
     assert len(model.predict([["Obama", "in", "Paris"]])[0]) == 3
 
 
+def test_entity_type_channel_trains_and_its_checkpoint_tags(
+    tiny_encoder: Path, tiny_data_root: Path, tmp_path: Path, fake_spacy: Any
+) -> None:
+    from hamner.models.tagger import TextTagger
+
+    args = ["train", "--config", str(REPO / "configs" / "text-only.yaml"), "--set", "model.use_entity_types=true"]
+    for o in tiny_overrides(tiny_encoder, tiny_data_root, tmp_path / "runs", epochs=1):
+        args += ["--set", o]
+    assert main(args) == 0
+    # the 24 training posts went to spaCy in one call, before any dev or test post
+    assert len(fake_spacy.calls[0]) == 24
+    run = tmp_path / "runs" / "twitter2017" / "text-only" / "seed1"
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["use_entity_types"] is True
+    model = TextTagger.from_pretrained(run / "best")
+    assert model.entity_emb is not None and model.word_encoder.entity_types
+    assert len(model.predict([["Obama", "in", "Paris"]])[0]) == 3
+
+
 def test_distillation_from_one_teacher_and_an_ensemble(tiny_encoder: Path, tiny_data_root: Path, tmp_path: Path) -> None:
     """Soft targets from a teacher's CRF marginals: weight 0 leaves training bit for bit as without
     a teacher (loading it draws no random number); weight 1 adds the KL to the loss and pulls the

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from hamner.data.entity_types import entity_type_ids
 from hamner.data.shape import shape_id, word_shape
 
 
@@ -34,6 +35,9 @@ class EncodedPost:
     segment_positions: list[int] | None = None
     # every word's UTF-8 bytes + 1 (0 pads), when the model has a char channel; else None
     char_ids: list[list[int]] | None = None
+    # every word's spaCy entity-type class (hamner.data.entity_types; 0 pads), when the model has
+    # the entity-type channel; else None
+    entity_ids: list[int] | None = None
 
 
 @lru_cache(maxsize=1 << 16)
@@ -60,11 +64,15 @@ class WordEncoder:
     datasets) become the unknown token, so that every word keeps a vector and a tag.
     """
 
-    def __init__(self, tokenizer, max_length: int, url_placeholder: str | None = None, max_word_chars: int = 0) -> None:  # type: ignore[no-untyped-def]
+    def __init__(  # type: ignore[no-untyped-def]
+        self, tokenizer, max_length: int, url_placeholder: str | None = None, max_word_chars: int = 0,
+        entity_types: bool = False,
+    ) -> None:  # fmt: skip
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.url_placeholder = url_placeholder
         self.max_word_chars = max_word_chars  # 0: no char ids
+        self.entity_types = entity_types  # give every post its words' spaCy entity types
         # an LRU cache of word -> sub-token ids, bounded so that a long-running server does not grow
         self._cache: OrderedDict[str, list[int]] = OrderedDict()
         self._lock = threading.Lock()
@@ -87,6 +95,13 @@ class WordEncoder:
         types = pair.get("token_type_ids")
         self._types = (int(types[at]), int(types[b_at])) if types is not None else None
         self.pair_overhead = len(self._middle) + len(self._pair_suffix) - len(self._suffix)
+
+    @classmethod
+    def for_model(cls, tokenizer, max_length: int, config: Any) -> WordEncoder:  # type: ignore[no-untyped-def]
+        """The word encoder of a model of ``config`` (a TaggerConfig): its URL placeholder and the
+        per-word channels it switches on."""
+        c = config
+        return cls(tokenizer, max_length, c.url_placeholder, c.max_word_chars if c.use_chars else 0, c.use_entity_types)
 
     CACHE_SIZE = 200_000  # words; the Twitter datasets have about 30 k distinct words
 
@@ -119,9 +134,12 @@ class WordEncoder:
         tag_ids: list[int] | None = None,
         second: Sequence[str] | None = None,
         second_limit: int = 0,
+        entity_ids: Sequence[int] | None = None,
     ) -> EncodedPost:
         """Sub-tokens of one post; ``second`` (image words, at most ``second_limit`` sub-tokens)
-        becomes a second segment after the post's words. No second words: the one-segment input."""
+        becomes a second segment after the post's words. No second words: the one-segment input.
+        With the entity-type channel, ``entity_ids`` are the words' classes when already known
+        (:meth:`entity_ids_of` over many posts at once); without them spaCy reads this post."""
         sub: list[int] = []
         first: list[int] = []
         for w in words:
@@ -133,9 +151,10 @@ class WordEncoder:
             sub.extend(ids[: self._budget - len(sub)])
         shapes = [shape_id(w) for w in words]
         chars = [word_bytes(w, self.max_word_chars) for w in words] if self.max_word_chars else None
+        ents = self.post_entity_ids(words, entity_ids)
         extra = self.subtokens(second, second_limit) if second else []
         if not extra:
-            return EncodedPost(self._prefix + sub + self._suffix, first, shapes, tag_ids, char_ids=chars)
+            return EncodedPost(self._prefix + sub + self._suffix, first, shapes, tag_ids, char_ids=chars, entity_ids=ents)
         head = self._prefix + sub + self._middle
         input_ids = head + extra + self._pair_suffix
         types = None
@@ -144,8 +163,24 @@ class WordEncoder:
         positions = list(range(len(head), len(head) + len(extra)))
         return EncodedPost(
             input_ids, first, shapes, tag_ids, token_type_ids=types, sem_positions=positions,
-            segment_positions=list(positions), char_ids=chars,
+            segment_positions=list(positions), char_ids=chars, entity_ids=ents,
         )  # fmt: skip
+
+    def entity_ids_of(self, word_lists: Sequence[Sequence[str]], progress: bool = False) -> list[list[int]] | None:
+        """Every post's entity-type classes, spaCy reading the posts in batches; None without the
+        channel. Pass each post's list to :meth:`encode` (a slice of it for a window of the post)."""
+        return entity_type_ids(word_lists, progress) if self.entity_types else None
+
+    def post_entity_ids(self, words: Sequence[str], given: Sequence[int] | None = None) -> list[int] | None:
+        """The entity-type classes of one post's words: ``given``, else spaCy's on these words; None
+        without the channel (``given`` is then ignored)."""
+        if not self.entity_types:
+            return None
+        if given is None:
+            return entity_type_ids([words])[0]
+        if len(given) != len(words):
+            raise ValueError(f"{len(given)} entity types for a post of {len(words)} words")
+        return list(given)
 
     def encode_alone(self, words: Sequence[str], limit: int) -> tuple[list[int], list[int]]:
         """``words`` as a one-segment input of their own (special tokens included) and the positions
@@ -187,6 +222,8 @@ def collate(posts: Sequence[EncodedPost], pad_id: int) -> dict[str, torch.Tensor
         empty = [0] * c
         chars = [_padded(p.char_ids or [], c, 0) + [empty] * (w - len(p.char_ids or [])) for p in posts]
         out["char_ids"] = torch.tensor(chars, dtype=torch.long) if w else torch.zeros((b, 0, c), dtype=torch.long)  # shape: (batch, words, bytes)
+    if any(p.entity_ids is not None for p in posts):
+        out["entity_ids"] = torch.tensor(_padded([p.entity_ids or [] for p in posts], w, 0), dtype=torch.long)  # shape: (batch, words)
     if any(p.token_type_ids is not None for p in posts):
         types = torch.zeros((b, t), dtype=torch.long)
         for i, p in enumerate(posts):

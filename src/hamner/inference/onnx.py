@@ -1,7 +1,7 @@
 """The ONNX Runtime backend: a checkpoint exported to ONNX, behind the same interface as TextTagger.
 
 ``hamner export --model DIR --out DIR [--int8]`` writes everything up to the emissions (encoder,
-first-sub-token word pooling, shape and char channels and, for HamLearning, the visual projections,
+first-sub-token word pooling, shape, char and entity-type channels and, for HamLearning, the visual projections,
 relevance, level weights, iterations and gate) as one ONNX graph with dynamic batch and length axes;
 beside it the checkpoint's own config, encoder config and tokenizer, and ``onnx_export.json`` with
 the CRF's transitions (Viterbi decoding runs in numpy here) and how the graph was made.
@@ -96,6 +96,8 @@ def graph_inputs(config: TaggerConfig) -> list[str]:
         names.append("shape_ids")
     if c.use_chars:
         names.append("char_ids")
+    if c.use_entity_types:
+        names.append("entity_ids")
     if c.multimodal and c.semantic_segment:
         names.append("token_type_ids")
     if c.fuses and c.semantic_sequence:
@@ -117,6 +119,7 @@ DYNAMIC_AXES: dict[str, dict[int, str]] = {
     "word_mask": {0: "batch", 1: "words"},
     "shape_ids": {0: "batch", 1: "words"},
     "char_ids": {0: "batch", 1: "words", 2: "bytes"},
+    "entity_ids": {0: "batch", 1: "words"},
     "sem_positions": {0: "batch", 1: "image_subtokens"},
     "sem_mask": {0: "batch", 1: "image_subtokens"},
     "sem_input_ids": {0: "batch", 1: "image_input"},
@@ -210,9 +213,11 @@ def _example_batch(model: TextTagger) -> dict[str, torch.Tensor]:
     c = model.config
     tok = model.tokenizer
     cls_id, sep_id = tok.cls_token_id or 0, tok.sep_token_id or 0
-    posts = [model.word_encoder.encode(["a", "b", "c"]), model.word_encoder.encode(["a", "b"])]
+    enc = model.word_encoder
+    ents = ([1, 3, 4], [5, 1])  # entity-type classes given (O, B-/I-PERSON, B-NORP): spaCy is not needed to export
+    posts = [enc.encode(["a", "b", "c"], entity_ids=ents[0]), enc.encode(["a", "b"], entity_ids=ents[1])]
     if c.semantic_segment:
-        posts = [model.word_encoder.encode(["a", "b", "c"], None, ["a", "b"], 8), model.word_encoder.encode(["a", "b"], None, ["a"], 8)]
+        posts = [enc.encode(["a", "b", "c"], None, ["a", "b"], 8, ents[0]), enc.encode(["a", "b"], None, ["a"], 8, ents[1])]
     batch = collate(posts, tok.pad_token_id or 0)
     batch.pop("tags")
     names = graph_inputs(c)
@@ -399,7 +404,7 @@ class OnnxTagger:
         self.semantic_budget = int(meta["semantic_budget"])
         self.levels: list[str] = list(meta["levels"])
         c = self.config
-        self.word_encoder = WordEncoder(self.tokenizer, self.max_subtokens, c.url_placeholder, c.max_word_chars if c.use_chars else 0)
+        self.word_encoder = WordEncoder.for_model(self.tokenizer, self.max_subtokens, c)
         crf = meta["crf"]
         self._start = np.asarray(crf["start"], dtype=np.float32)
         self._end = np.asarray(crf["end"], dtype=np.float32)
@@ -444,12 +449,15 @@ class OnnxTagger:
         return self
 
     # ----- inputs: the PyTorch models' own code ---------------------------------------------------
-    def encode_post(self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None) -> EncodedPost:
+    def encode_post(
+        self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None,
+        entity_ids: Sequence[int] | None = None,
+    ) -> EncodedPost:  # fmt: skip
         if self.config.multimodal:
             from hamner.models.hamlearning import HamLearningTagger
 
-            return HamLearningTagger.encode_post(self, words, tag_ids, visual)  # type: ignore[arg-type]
-        return self.word_encoder.encode(words, tag_ids)
+            return HamLearningTagger.encode_post(self, words, tag_ids, visual, entity_ids)  # type: ignore[arg-type]
+        return self.word_encoder.encode(words, tag_ids, entity_ids=entity_ids)
 
     def collate(self, posts: Sequence[EncodedPost]) -> dict[str, torch.Tensor]:
         if self.config.multimodal:

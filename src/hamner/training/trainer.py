@@ -230,14 +230,26 @@ def visual_inputs(posts: list[Post], store: FeatureStore | None) -> list[Any] | 
     return out
 
 
-def encode_posts(model: TextTagger, posts: list[Post], visuals: list[Any] | None = None) -> list[EncodedPost]:
+def encode_posts(
+    model: TextTagger, posts: list[Post], visuals: list[Any] | None = None, entity_ids: list[list[int]] | None = None
+) -> list[EncodedPost]:
+    """The posts as model inputs with their gold tags; ``entity_ids``: each post's entity-type
+    classes (``model.word_encoder.entity_ids_of``) when already computed, else computed here when
+    the model has that channel."""
     index = {t: i for i, t in enumerate(model.config.labels)}
+    if entity_ids is None:
+        entity_ids = model.word_encoder.entity_ids_of([p.words for p in posts])
     out = []
     for i, p in enumerate(posts):
         unknown = [t for t in p.tags if t not in index]
         if unknown:
             raise ConfigError(f"{p.source}: tag {unknown[0]!r} is not in the model's labels {model.config.labels}")
-        out.append(model.encode_post(p.words, [index[t] for t in p.tags], visuals[i] if visuals is not None else None))
+        out.append(
+            model.encode_post(
+                p.words, [index[t] for t in p.tags], visuals[i] if visuals is not None else None,
+                entity_ids[i] if entity_ids is not None else None,
+            )  # fmt: skip
+        )
     return out
 
 
@@ -414,14 +426,16 @@ def _train(
         log.info("model %s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
     train_posts = [p for d in datasets for p in by_dataset[d]]
     train_visuals = None if store is None else [v for d in datasets for v in visual_inputs(by_dataset[d], stores[d]) or []]
-    train_enc = encode_posts(model, train_posts, train_visuals)
+    # the entity-type channel's spaCy classes, once for both encodings of the training posts
+    train_ents = model.word_encoder.entity_ids_of([p.words for p in train_posts], progress=show)
+    train_enc = encode_posts(model, train_posts, train_visuals, train_ents)
     dev_visuals = visual_inputs(dev_posts, store)
     joint_dev = {d: (dev_sets[d], visual_inputs(dev_sets[d], stores[d])) for d in cfg.data.joint}
     joint_best: dict[str, list[float]] = {d: [-1.0, -1] for d in cfg.data.joint}  # dataset -> [best dev F1, its epoch]
     p_drop = cfg.train.visual_dropout if store is not None else 0.0
     cross_view = store is not None and cfg.model.cross_view_weight > 0
     # the same posts without visual input (modality dropout, and the text view of cross-view alignment)
-    text_enc = encode_posts(model, train_posts) if (p_drop > 0 or cross_view) else None
+    text_enc = encode_posts(model, train_posts, None, train_ents) if (p_drop > 0 or cross_view) else None
 
     p_words = cfg.train.image_word_dropout if store is not None else 0.0
     mask_id = model.tokenizer.mask_token_id
