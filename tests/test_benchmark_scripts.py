@@ -41,48 +41,42 @@ def test_precision_runs_tabulates_runs_from_their_own_files(trained_tiny_model: 
     assert float(rows[0]["s_per_epoch"]) > 0 and rows[1]["speedup_vs_fp32"] == "1.0" and rows[0]["test_f1"]
 
 
-def test_inference_speed_runs_each_system_in_its_own_process(trained_tiny_model: Path, tmp_path: Path) -> None:
+def run_inference_speed(model: Path, tmp_path: Path, systems: list[str], *extra: str) -> list[dict[str, str]]:
+    """benchmarks/inference_speed.py on the tiny model (one quick repeat of ``systems``): its rows."""
     pytest.importorskip("onnxruntime")
-    data_root = trained_tiny_model.parent.parents[3] / "data"
     out = tmp_path / "bench.csv"
-    systems = ["text-only/pytorch-fp32", "text-only/onnx-int8", "encoder/onnx-fp32"]
     cmd = [
-        sys.executable, str(REPO / "benchmarks" / "inference_speed.py"), "--text-model", str(trained_tiny_model),
-        "--data-root", str(data_root), "--repeats", "1", "--single", "3", "--images", "0", "--threads", "1",
-        "--work", str(tmp_path / "work"), "--only", *systems, "--out", str(out),
+        sys.executable, str(REPO / "benchmarks" / "inference_speed.py"), "--text-model", str(model), *extra,
+        "--data-root", str(model.parent.parents[3] / "data"), "--repeats", "1", "--single", "3", "--images", "0",
+        "--threads", "1", "--work", str(tmp_path / "work"), "--only", *systems, "--out", str(out),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(out.open()))
     assert [f"{r['model']}/{r['runtime']}" for r in rows] == systems
+    return rows
+
+
+def speed_table(*csv_files: Path) -> list[str]:
+    table = [sys.executable, str(REPO / "benchmarks" / "inference_speed.py"), "--table", *map(str, csv_files)]
+    return subprocess.run(table, capture_output=True, text=True, check=True).stdout.strip().splitlines()
+
+
+def test_inference_speed_runs_each_system_in_its_own_process(trained_tiny_model: Path, tmp_path: Path) -> None:
+    systems = ["text-only/pytorch-fp32", "text-only/onnx-int8", "encoder/onnx-fp32"]
+    rows = run_inference_speed(trained_tiny_model, tmp_path, systems)
     assert all(float(r["per_s_one_at_a_time"]) > 0 and float(r["peak_mb"]) > 0 and r["load_avg_1min"] for r in rows)
     assert rows[0]["test_f1"] and rows[0]["cold_start_s"] and not rows[2]["test_f1"]
-    table = subprocess.run([sys.executable, str(REPO / "benchmarks" / "inference_speed.py"), "--table", str(out)], capture_output=True, text=True, check=True)
-    assert len(table.stdout.strip().splitlines()) == 5  # header, rule, 3 systems
+    assert len(speed_table(tmp_path / "bench.csv")) == 5  # header, rule, 3 systems
 
 
 def test_inference_speed_measures_an_ensemble_on_pytorch_and_int8(trained_tiny_model: Path, tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
-    data_root = trained_tiny_model.parent.parents[3] / "data"
-    out = tmp_path / "bench.csv"
-    systems = ["text-only x2/pytorch-fp32", "text-only x2/onnx-int8"]
     m = str(trained_tiny_model)
-    cmd = [
-        sys.executable, str(REPO / "benchmarks" / "inference_speed.py"), "--text-model", m, "--ensemble-models", m, m,
-        "--data-root", str(data_root), "--repeats", "1", "--single", "3", "--images", "0", "--threads", "1",
-        "--work", str(tmp_path / "work"), "--only", *systems, "--out", str(out),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = list(csv.DictReader(out.open()))
-    assert [f"{r['model']}/{r['runtime']}" for r in rows] == systems
-    assert all(float(r["per_s_batch32"]) > 0 and r["test_f1"] for r in rows)
+    rows = run_inference_speed(trained_tiny_model, tmp_path, ["text-only x2/pytorch-fp32", "text-only x2/onnx-int8"], "--ensemble-models", m, m)
+    assert all(float(r["per_s_batch32"]) > 0 and r["test_f1"] and r["cold_start_s"] for r in rows)
     # both members exported to int8 once, in the work folder
     assert sorted(p.name for p in (tmp_path / "work").iterdir() if p.name.startswith("ensemble-")) == ["ensemble-1-int8", "ensemble-2-int8"]
-    table = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "inference_speed.py"), "--table", str(out), str(out)], capture_output=True, text=True, check=True
-    )
-    assert len(table.stdout.strip().splitlines()) == 6  # header, rule, 2 systems from each of the two files
+    assert len(speed_table(tmp_path / "bench.csv", tmp_path / "bench.csv")) == 6  # header, rule, 2 systems from each file
 
 
 def test_spacy_entities_map_onto_the_dataset_words() -> None:

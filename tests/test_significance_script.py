@@ -92,3 +92,23 @@ def test_a_dirty_source_tree_is_refused_unless_asked(tmp_path: Path, monkeypatch
     monkeypatch.setattr(sys, "argv", ["significance.py", "--results", str(tmp_path / "results")])
     with pytest.raises(SystemExit, match="uncommitted changes: commit them first"):
         script.main()
+
+
+def test_ensemble_report_scores_the_ensemble_against_its_members(trained_tiny_model: Path, tmp_path: Path) -> None:
+    """Two copies of one run: the ensemble is that model, so it gains nothing, and every file is written."""
+    import os
+
+    run = trained_tiny_model.parent
+    data_root = run.parents[3] / "data"
+    out = tmp_path / "report"
+    cmd = [sys.executable, str(REPO / "scripts" / "ensemble_report.py"), "--runs", str(run), str(run),
+           "--data-root", str(data_root), "--out", str(out), "--samples", "200", "--allow-dirty"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    final = json.loads((run / "final.json").read_text())
+    assert summary["ensemble_test_f1"] == final["test_f1"] and summary["test_gain"] == 0
+    assert summary["test_bootstrap_vs_members_mean"]["delta"] == 0
+    assert json.loads((out / "test.json").read_text())["micro"]["f1"] == final["test_f1"]
+    assert (out / "members" / "seed1" / "final.json").exists() and (out / "dev_predictions.jsonl.gz").exists()
+    assert summary["commit"] and summary["command"].startswith("python scripts/ensemble_report.py")
