@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -31,7 +31,7 @@ def crf_scores(member: Any) -> dict[str, torch.Tensor]:
     """A member's CRF scores (start, end, transitions) as fp32 CPU tensors: a PyTorch checkpoint's
     CRF, or the scores an exported model carries in its metadata."""
     if isinstance(member, nn.Module):
-        crf = member.crf.crf
+        crf = cast(Any, member).crf.crf  # a TextTagger's CRF module, its scores inside
         return {a: getattr(crf, a).detach().float().cpu() for a in ("start_transitions", "end_transitions", "transitions")}
     start, end, trans = member.crf_scores()
     return {"start_transitions": torch.as_tensor(start), "end_transitions": torch.as_tensor(end), "transitions": torch.as_tensor(trans)}
@@ -40,7 +40,8 @@ def crf_scores(member: Any) -> dict[str, torch.Tensor]:
 class EnsembleTagger(nn.Module):
     """K :class:`TextTagger` checkpoints behind the interface the :class:`hamner.Tagger` uses."""
 
-    def __init__(self, members: Sequence[TextTagger], names: Sequence[str] | None = None) -> None:
+    def __init__(self, members: Sequence[Any], names: Sequence[str] | None = None) -> None:
+        """``members``: TextTagger checkpoints, or OnnxTagger exports (all of one kind)."""
         super().__init__()
         if len(members) < 2:
             raise ConfigError(f"an ensemble needs at least 2 checkpoints, got {len(members)}")
@@ -62,7 +63,7 @@ class EnsembleTagger(nn.Module):
         #: the members run on ONNX Runtime (exported models: CPU only, precision fixed at export)
         self.exported = kinds == {False}
         if self.exported:
-            self._exported_members = list(members)  # not torch modules: kept out of the module tree
+            self._exported_members: list[Any] = list(members)  # not torch modules: kept out of the module tree
         else:
             self.members = nn.ModuleList(members)
         self.names = names
@@ -91,7 +92,8 @@ class EnsembleTagger(nn.Module):
     def backbone_path(self) -> Path | None:
         """An exported multimodal ensemble's image backbone (the first member's: every member was
         trained on the same image extractor), or None."""
-        return self._exported_members[0].backbone_path if self.exported else None
+        path: Path | None = self._exported_members[0].backbone_path if self.exported else None
+        return path
 
     def to(self, *args: Any, **kwargs: Any) -> EnsembleTagger:
         if self.exported:
