@@ -383,7 +383,10 @@ class OnnxTagger:
     LONG_POSTS = TextTagger.LONG_POSTS
     WINDOW_OVERLAP = TextTagger.WINDOW_OVERLAP
 
-    def __init__(self, directory: str | Path, threads: int | None = None) -> None:
+    def __init__(self, directory: str | Path, threads: int | None = None, spinning: bool = True) -> None:
+        """``spinning=False``: the session's threads sleep as soon as a run ends instead of spinning
+        for more work, which several sessions taking turns need (an ensemble's members: spinning,
+        each idle member's threads would take the cores from the one running)."""
         from transformers import AutoTokenizer
 
         ort = _require_onnxruntime()
@@ -413,6 +416,8 @@ class OnnxTagger:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(d / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]

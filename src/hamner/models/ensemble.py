@@ -113,8 +113,8 @@ class EnsembleTagger(nn.Module):
         if any(exported) and not all(exported):
             which = ", ".join(f"{d} ({'exported' if e else 'PyTorch'})" for d, e in zip(directories, exported, strict=True))
             raise ConfigError(f"an ensemble's members are all PyTorch checkpoints or all exported (ONNX) models: {which}")
-        if all(exported):
-            return cls([OnnxTagger(d, threads) for d in directories], [str(d) for d in directories])
+        if all(exported):  # sessions taking turns: none may spin while another runs
+            return cls([OnnxTagger(d, threads, spinning=False) for d in directories], [str(d) for d in directories])
         return cls([TextTagger.from_pretrained(d, map_location) for d in directories], [str(d) for d in directories])
 
     @property
