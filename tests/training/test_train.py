@@ -320,3 +320,27 @@ def test_distillation_from_a_hamlearning_teacher_reads_its_feature_cache(tmp_pat
     text = load_config(REPO / "configs" / "text-only.yaml", [*overrides, f"train.distill_from=[{teacher.run_dir() / 'best'}]"])
     with pytest.raises(ConfigError, match="a multimodal teacher needs this run's feature cache"):
         run_training(text)
+
+
+def test_layer_wise_learning_rate_decay_splits_the_encoder_by_depth() -> None:
+    from hamner.models.config import TaggerConfig
+    from hamner.models.tagger import TextTagger
+    from hamner.training.trainer import build_optimizer, encoder_depths
+
+    names = ["e.embeddings.word_embeddings.weight", "e.encoder.layer.0.attention.q.weight", "e.encoder.layer.1.output.dense.bias", "e.pooler.dense.weight"]
+    assert encoder_depths(names) == {names[0]: 2, names[1]: 1, names[2]: 0, names[3]: 0}
+    encoder = make_tiny_encoder(Path(__import__("tempfile").mkdtemp()) / "enc", layers=2)
+    model = TextTagger.from_config(TaggerConfig(encoder=str(encoder)))
+    plain = build_optimizer(model, load_config(None, []))
+    assert [g["name"] for g in plain.param_groups][:2] == ["encoder", "encoder_no_decay"]
+    decayed = build_optimizer(model, load_config(None, ["train.lr_layer_decay=0.5", "train.lr_encoder=1e-4"]))
+    by_name = {g["name"]: g for g in decayed.param_groups}
+    # the top block at lr_encoder (first, as metrics.jsonl logs it), each block below halved, then the embeddings
+    assert decayed.param_groups[0]["name"] == "encoder_depth0" and decayed.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert by_name["encoder_depth1"]["lr"] == pytest.approx(5e-5) and by_name["encoder_no_decay_depth2"]["lr"] == pytest.approx(2.5e-5)
+    assert by_name["encoder_no_decay_depth2"]["weight_decay"] == 0.0 and by_name["head"]["lr"] == plain.param_groups[2]["lr"]
+    # every parameter in exactly one group, as without decay
+    count = lambda opt: sorted(id(p) for g in opt.param_groups for p in g["params"])  # noqa: E731
+    assert count(decayed) == count(plain)
+    with pytest.raises(ConfigError, match="lr_layer_decay must be in"):
+        load_config(None, ["train.lr_layer_decay=0"])

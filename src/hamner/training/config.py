@@ -55,6 +55,10 @@ class TrainConfig:
     batch_size: int = 16  # training posts per step (batches are bucketed by length)
     eval_batch_size: int = 0  # posts per evaluation batch; 0 = auto: 64 on a CPU, 256 on a GPU
     lr_encoder: float = 5e-5  # AdamW learning rate of the pretrained text encoder
+    # layer-wise learning-rate decay of the encoder: its top layer learns at lr_encoder, each layer
+    # below at this factor times the one above, the embeddings at the factor times the lowest
+    # layer's (a layer is a parameter name's "layer.N." or "layers.N."); 1.0 = one rate for all
+    lr_layer_decay: float = 1.0
     lr_head: float = 1e-3  # ... of the new layers (channels, fusion, emissions)
     lr_crf: float = 1e-2  # ... of the CRF transitions
     lr_relevance: float | None = None  # HamLearning's text-image matching head (r); None = lr_head
@@ -103,6 +107,8 @@ class TrainConfig:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.eval_batch_size < 0 or self.num_workers < 0:
             raise ConfigError("train.eval_batch_size and train.num_workers must be >= 0")
+        if not 0.0 < self.lr_layer_decay <= 1.0:
+            raise ConfigError(f"train.lr_layer_decay must be in (0, 1], got {self.lr_layer_decay}")
         if self.distill_weight < 0:
             raise ConfigError(f"train.distill_weight must be >= 0, got {self.distill_weight}")
 
