@@ -63,9 +63,9 @@ def main() -> None:
         raise SystemExit(f"the runs were tested on different datasets: {sorted(datasets)}")
     dataset = datasets.pop()
     model = load_model([r / "best" for r in runs])
+    if model.config.multimodal and not args.features:
+        raise SystemExit(f"the members of {', '.join(args.runs)} are HamLearning models: pass their dataset's feature cache with --features")
     store = FeatureStore.open(args.features) if model.config.multimodal else None
-    if model.config.multimodal and store is None:
-        raise SystemExit("HamLearning members need --features")
     args.out.mkdir(parents=True, exist_ok=True)
     scores = {}
     t0 = time.perf_counter()

@@ -255,7 +255,7 @@ class Tagger:
         return self._extractor
 
     def _build_extractor(self) -> Any:
-        backbone: Path | None = getattr(self.model, "backbone_path", None) if is_exported_model(self.model) else None
+        backbone: Path | None = getattr(self.model, "backbone_path", None)  # an exported model's, else None
         return build_extractor(self.model.config, backbone, self.on_bad_image, self.threads)
 
     def features(self, image: Any = None, caption: str | None = None, key: str | None = None) -> Any:

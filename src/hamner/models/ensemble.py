@@ -6,8 +6,8 @@ members' CRF distributions, decoded exactly by one Viterbi pass. Each member rea
 its own tokenizer, windows and visual input; only the per-word emissions meet. ``relevance`` and
 ``level_weights`` are the members' means (HamLearning members); attention maps are not pooled.
 
-Members are all PyTorch checkpoints or all ``hamner export`` models (ONNX Runtime, e.g. int8: an
-ensemble at about the cost of one PyTorch model); the two kinds are not mixed.
+Members are all PyTorch checkpoints or all ``hamner export`` models (ONNX Runtime; three int8
+members tag batches at 0.69x the speed of one PyTorch model, docs/speed.md); the two kinds are not mixed.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class EnsembleTagger(nn.Module):
                 raise ConfigError(f"{name}: trained with another image extractor (fingerprint) than {names[0]}")
         kinds = {isinstance(m, nn.Module) for m in members}
         if len(kinds) > 1:
-            raise ConfigError(f"an ensemble's members are all PyTorch checkpoints or all exported (ONNX) models; {', '.join(names)} mix them")
+            which = ", ".join(f"{n} ({'PyTorch' if isinstance(m, nn.Module) else 'exported'})" for n, m in zip(names, members, strict=True))
+            raise ConfigError(f"an ensemble's members are all PyTorch checkpoints or all exported (ONNX) models: {which}")
         #: the members run on ONNX Runtime (exported models: CPU only, precision fixed at export)
         self.exported = kinds == {False}
         if self.exported:
@@ -109,13 +110,9 @@ class EnsembleTagger(nn.Module):
         ONNX Runtime sessions use ``threads`` threads)."""
         from hamner.inference.onnx import OnnxTagger, is_exported
 
-        exported = [is_exported(d) for d in directories]
-        if any(exported) and not all(exported):
-            which = ", ".join(f"{d} ({'exported' if e else 'PyTorch'})" for d, e in zip(directories, exported, strict=True))
-            raise ConfigError(f"an ensemble's members are all PyTorch checkpoints or all exported (ONNX) models: {which}")
-        if all(exported):  # sessions taking turns: none may spin while another runs
-            return cls([OnnxTagger(d, threads, spinning=False) for d in directories], [str(d) for d in directories])
-        return cls([TextTagger.from_pretrained(d, map_location) for d in directories], [str(d) for d in directories])
+        # exported members' sessions take turns: none may spin while another runs
+        members = [OnnxTagger(d, threads, spinning=False) if is_exported(d) else TextTagger.from_pretrained(d, map_location) for d in directories]
+        return cls(members, [str(d) for d in directories])
 
     @property
     def levels(self) -> list[str]:
