@@ -245,8 +245,9 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     import time
 
     from hamner.data.conll import read_captions
+    from hamner.hashing import file_sha256
     from hamner.vision import set_threads
-    from hamner.vision.cache import dataset_entries, file_sha256, folder_entries, preprocess
+    from hamner.vision.cache import dataset_entries, folder_entries, preprocess
     from hamner.vision.config import load_vision_config
     from hamner.vision.extractor import VisualExtractor
 

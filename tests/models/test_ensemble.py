@@ -14,7 +14,7 @@ from hamner.errors import ConfigError
 from hamner.inference.tagger import Tagger
 from hamner.models.config import TaggerConfig
 from hamner.models.ensemble import EnsembleTagger
-from hamner.models.tagger import TextTagger
+from hamner.models.tagger import PostTaggingModel, TextTagger
 
 WORDS = [["police", "in", "London", "city"], ["Apple", "and", "Google", "in", "Paris"], ["!"]]
 
@@ -98,6 +98,9 @@ def test_an_ensemble_of_exported_models_equals_the_ensemble_of_their_checkpoints
     torch_ens = EnsembleTagger.from_pretrained([trained_tiny_model, other_model])
     onnx_ens = EnsembleTagger.from_pretrained(exported, threads=1)
     assert onnx_ens.exported and not torch_ens.exported and onnx_ens.precision == "fp32"
+    # one interface, whatever runs the model: checkpoints, exports and the ensembles of either
+    for model in [*torch_ens.member_models, *onnx_ens.member_models, torch_ens, onnx_ens]:
+        assert isinstance(model, PostTaggingModel)
     # members take turns: their sessions' threads sleep between runs instead of spinning (spinning,
     # three int8 members tagged posts one at a time about 3 times slower on 2 cores)
     for m in onnx_ens.member_models:

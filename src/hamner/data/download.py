@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hamner.errors import ChecksumError, ConfigError, HamnerError
+from hamner.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,6 @@ SOURCES: dict[str, tuple[RemoteFile, ...]] = {
         _remote("twitter2017", "vitcmnet_image_captions.csv", _VITCMNET, "data/NER_data/twitter17_caption.csv"),
     ),
 }
-
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a local file, read in chunks so large files do not have to fit in memory."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fetch(remote: RemoteFile, url: str, target: Path, timeout: float) -> None:
@@ -154,7 +146,7 @@ def download_dataset(
         target = folder / remote.name
         url = remote.url(base_url)
         if target.is_file() and not force:
-            if sha256_of(target) == remote.sha256:
+            if file_sha256(target) == remote.sha256:
                 log.info("%s already present with the right SHA-256, skipped", target)
                 written.append(target)
                 continue

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hamner.data.download import sha256_of
 from hamner.data.encoding import EncodedPost, WordEncoder, collate
 from hamner.errors import ConfigError
+from hamner.hashing import file_sha256
 from hamner.models.config import TaggerConfig
 from hamner.models.tagger import CONFIG_FILE, FORMAT_VERSION, Prediction, TextTagger
 
@@ -328,7 +328,7 @@ def export(
     meta = {
         "export_format": EXPORT_FORMAT,
         "source": str(src.resolve()),
-        "source_weights_sha256": sha256_of(src / "model.safetensors"),
+        "source_weights_sha256": file_sha256(src / "model.safetensors"),
         "model_class": type(model).__name__,
         "inputs": used,
         "outputs": outputs,

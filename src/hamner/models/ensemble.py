@@ -22,7 +22,7 @@ from torch import nn
 
 from hamner.errors import ConfigError
 from hamner.models.crf import CRF
-from hamner.models.tagger import Prediction, TextTagger
+from hamner.models.tagger import PostTaggingModel, Prediction, TextTagger
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,11 @@ class EnsembleTagger(nn.Module):
         self.eval()
 
     @property
-    def member_models(self) -> list[Any]:
+    def member_models(self) -> list[PostTaggingModel]:
         """The members, PyTorch modules or exported models."""
-        return list(self._exported_members) if self.exported else list(self.members)
+        if self.exported:
+            return list(self._exported_members)
+        return [cast(PostTaggingModel, m) for m in self.members]
 
     @property
     def precision(self) -> str:

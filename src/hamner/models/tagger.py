@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -29,6 +29,27 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "hamner_config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
+
+
+@runtime_checkable
+class PostTaggingModel(Protocol):
+    """What tagging asks of a model, whatever runs it: a :class:`TextTagger` (or HamLearning), an ONNX
+    export (:class:`hamner.inference.onnx.OnnxTagger`) or an ensemble of either
+    (:class:`hamner.models.ensemble.EnsembleTagger`)."""
+
+    config: TaggerConfig
+
+    def run(
+        self,
+        word_lists: Sequence[Sequence[str]],
+        visuals: Sequence[Any] | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+        desc: str = "predict",
+        long_posts: str = "window",
+    ) -> list[Prediction]:
+        """Tags and what the model saw for every post, in input order (see :meth:`TextTagger.run`)."""
+        ...
 
 
 class TextTagger(nn.Module):

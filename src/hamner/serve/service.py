@@ -17,7 +17,6 @@ post is tagged exactly as ``Tagger.tag`` and the cached dataset path tag it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import queue
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hamner.errors import ConfigError
+from hamner.hashing import file_sha256
 from hamner.inference.tagger import TaggedPost, Tagger
 from hamner.vision.config import VisionConfig
 
@@ -332,6 +332,6 @@ def _visual_levels(model: Any) -> list[str]:
 
 def _file_fingerprint(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return file_sha256(path)
     except FileNotFoundError:
         return None

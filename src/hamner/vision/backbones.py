@@ -23,7 +23,6 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from hamner.errors import ConfigError
+from hamner.hashing import file_sha256_cached
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +95,6 @@ class Backbone(nn.Module, ABC):
             "out_channels": self.out_channels,
             "class_names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest() if names is not None else None,
         }
-
-
-@lru_cache(maxsize=32)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a weights file, cached per (path, size, mtime) within the process."""
-    st = os.stat(path)
-    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def _require_file(path: str | os.PathLike[str], what: str) -> Path:
@@ -204,7 +189,7 @@ class EfficientNetLite0(Backbone):
         return BackboneOutput(grid=grid, logits=logits)
 
     def identity(self) -> dict[str, Any]:
-        return {**super().identity(), "weights_sha256": file_sha256(self.weights_path)}
+        return {**super().identity(), "weights_sha256": file_sha256_cached(self.weights_path)}
 
 
 class TorchvisionBackbone(Backbone):
@@ -242,7 +227,7 @@ class TorchvisionBackbone(Backbone):
         return BackboneOutput(grid=grid, logits=logits)
 
     def identity(self) -> dict[str, Any]:
-        return {**super().identity(), "weights_sha256": file_sha256(self.weights_path)}
+        return {**super().identity(), "weights_sha256": file_sha256_cached(self.weights_path)}
 
 
 class TimmBackbone(Backbone):
@@ -272,7 +257,7 @@ class TimmBackbone(Backbone):
         return BackboneOutput(grid=grid, logits=logits)
 
     def identity(self) -> dict[str, Any]:
-        return {**super().identity(), "weights_sha256": file_sha256(self.weights_path)}
+        return {**super().identity(), "weights_sha256": file_sha256_cached(self.weights_path)}
 
 
 BackboneFactory = Callable[..., Backbone]

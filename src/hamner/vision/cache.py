@@ -88,14 +88,6 @@ def _read_json(path: Path) -> Any:
         raise CacheError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _shard_paths(directory: Path) -> list[Path]:
     return sorted(directory.glob("shard-*.json"))
 

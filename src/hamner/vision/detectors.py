@@ -30,7 +30,8 @@ from PIL import Image
 from torch import Tensor
 
 from hamner.errors import ConfigError
-from hamner.vision.backbones import file_sha256, import_factory, local_plugin, packaged_detect_models_dir, registrar
+from hamner.hashing import file_sha256_cached
+from hamner.vision.backbones import import_factory, local_plugin, packaged_detect_models_dir, registrar
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +160,8 @@ class OpenCVSSDDetector(Detector):
         return {
             "name": self.name,
             "input_size": self.input_size,
-            "graph_sha256": file_sha256(self.graph_path),
-            "config_sha256": file_sha256(self.config_path),
+            "graph_sha256": file_sha256_cached(self.graph_path),
+            "config_sha256": file_sha256_cached(self.config_path),
             "labels": self.labels,
         }
 
@@ -196,7 +197,7 @@ class TorchvisionDetector(Detector):
         return Detections(boxes, out["scores"].float(), ids, labels)
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "weights_sha256": file_sha256(self.weights_path), "labels": self.labels}
+        return {"name": self.name, "weights_sha256": file_sha256_cached(self.weights_path), "labels": self.labels}
 
 
 DetectorFactory = Callable[..., Detector]
