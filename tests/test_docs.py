@@ -54,6 +54,25 @@ def test_the_speed_table_is_the_one_the_results_file_gives(page: str) -> None:
     assert block.strip() == table([str(REPO / p) for p in TABLE_SOURCES if (REPO / p).exists()]).strip()
 
 
+def test_every_markdown_table_has_its_header_row() -> None:
+    """A table row after a blank line starts a new table with no header, which Markdown renders as a
+    paragraph of pipes (it happened to the levers table of docs/results.md)."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "results").rglob("*.md"))]
+    broken = []
+    for page in pages:
+        lines = page.read_text().splitlines()
+        fenced = False
+        for i, line in enumerate(lines):
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+            starts_table = line.startswith("|") and (i == 0 or not lines[i - 1].startswith("|"))
+            if not fenced and starts_table:
+                separator = lines[i + 1].replace(" ", "") if i + 1 < len(lines) else ""
+                if not separator.startswith(("|---", "|:-")):
+                    broken.append(f"{page.relative_to(REPO)}:{i + 1}: {line[:60]}")
+    assert not broken, "table rows without a header row:\n" + "\n".join(broken)
+
+
 def test_the_docs_site_inserts_the_reference_into_the_training_page() -> None:
     assert "<!-- config-reference -->" in (REPO / "docs" / "training.md").read_text()
     mk = yaml.safe_load((REPO / "mkdocs.yml").read_text())
