@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -35,10 +34,8 @@ import torch
 
 from hamner.env import git_revision, machine_description
 from hamner.evaluation.metrics import entity_scores
-from hamner.evaluation.predictions import PostPrediction, read_predictions
+from hamner.evaluation.predictions import PostPrediction, read_run_predictions
 from hamner.evaluation.significance import paired_bootstrap, paired_seed_t_test, seed_and_post_bootstrap
-
-PREDICTIONS = "test_predictions.jsonl.gz"
 
 COLUMNS = [
     "dataset", "config_a", "config_b", "seeds_a", "seeds_b", "posts", "f1_a", "f1_b", "delta",
@@ -51,18 +48,10 @@ def load_runs(results: Path, dataset: str, config: str) -> dict[int, list[PostPr
     """Every seed's predictions of ``config``, each checked against the run's recorded test F1."""
     runs: dict[int, list[PostPrediction]] = {}
     for run in sorted((results / "runs" / dataset / config).glob("seed*")):
-        path, final = run / PREDICTIONS, run / "final.json"
-        if not path.exists():
-            raise SystemExit(f"{run}: no {PREDICTIONS}; remake it with 'hamner evaluate --predictions' (see --help)")
-        if not final.exists():
-            raise SystemExit(f"{run}: no final.json to check {PREDICTIONS} against")
-        seed = int(run.name.removeprefix("seed"))
-        posts = read_predictions(path)
-        recorded = json.loads(final.read_text())["test_f1"]
-        f1 = entity_scores([p.gold for p in posts], [p.pred for p in posts]).micro.f1
-        if abs(f1 - recorded) > 1e-9:
-            raise SystemExit(f"{path}: micro F1 {f1:.6f}, but the run's final.json says {recorded:.6f}")
-        runs[seed] = posts
+        try:
+            runs[int(run.name.removeprefix("seed"))] = read_run_predictions(run)
+        except ValueError as exc:
+            raise SystemExit(f"{exc} (see --help)") from None
     if not runs:
         raise SystemExit(f"no runs under {results / 'runs' / dataset / config}")
     return runs

@@ -112,3 +112,53 @@ def test_ensemble_report_scores_the_ensemble_against_its_members(trained_tiny_mo
     assert json.loads((out / "test.json").read_text())["micro"]["f1"] == final["test_f1"]
     assert (out / "members" / "seed1" / "final.json").exists() and (out / "dev_predictions.jsonl.gz").exists()
     assert summary["commit"] and summary["command"].startswith("python scripts/ensemble_report.py")
+
+
+def lever_run(run: Path, rng: random.Random, gold_posts: list[Post], dev: float, error: float, predictions: bool = True) -> float:
+    pred = [[rng.choice(TAGS) if rng.random() < error else t for t in p.tags] for p in gold_posts]
+    f1 = entity_scores([p.tags for p in gold_posts], pred).micro.f1
+    if predictions:
+        write_predictions(run / "test_predictions.jsonl.gz", gold_posts, pred)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "final.json").write_text(json.dumps({"dev_f1": dev, "test_f1": f1}))
+    return f1
+
+
+def run_lever_script(tmp: Path, *levers: list[str], seeds: tuple[int, ...] = (1, 2, 3)) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(REPO / "scripts" / "lever_seeds.py"), "--out", str(tmp / "levers.csv"), "--samples", "300",
+           "--allow-dirty", "--seeds", *map(str, seeds)]  # fmt: skip
+    for lever in levers:
+        cmd += ["--lever", *lever]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_lever_seeds_compares_each_lever_with_its_baseline_on_the_same_seeds(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    posts = [Post([f"w{j}" for j in range(6)], [rng.choice(TAGS) for _ in range(6)], str(i), f"test.txt:{i}") for i in range(100)]
+    base = [lever_run(tmp_path / "base" / f"seed{s}", rng, posts, 0.850, 0.3) for s in (1, 2, 3)]
+    good = [lever_run(tmp_path / "good" / f"seed{s}", rng, posts, 0.853, 0.05) for s in (1, 2, 3)]
+    # a joint run's second dataset: the seed inside the path; seed 2 kept no predictions
+    flat = [lever_run(tmp_path / "joint" / f"seed{s}" / "other", rng, posts, 0.849, 0.3, predictions=s != 2) for s in (1, 2, 3)]
+    proc = run_lever_script(
+        tmp_path, ["good", "twitter2017", str(tmp_path / "good"), str(tmp_path / "base")],
+        ["joint", "twitter2015", str(tmp_path / "joint" / "seed{seed}" / "other"), str(tmp_path / "base")],
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    good_row, joint_row = list(csv.DictReader((tmp_path / "levers.csv").open()))
+    assert abs(float(good_row["dev_gap"]) - 0.003) < 1e-9 and good_row["rule_met"] == "True"
+    assert abs(float(good_row["test_gap"]) - (sum(good) - sum(base)) / 3) < 1e-4
+    assert good_row["bootstrap"] == "run" and float(good_row["seed_post_p_value"]) < 0.01 and float(good_row["post_ci_low"]) > 0
+    assert float(good_row["seed_t_p_value"]) < 0.01 and good_row["seeds"] == "1 2 3"
+    assert joint_row["rule_met"] == "False" and abs(float(joint_row["test_lever"]) - sum(flat) / 3) < 1e-4
+    assert joint_row["seed_post_p_value"] == "" and "joint/seed2/other" in joint_row["bootstrap"]
+    assert joint_row["command"].startswith("python ") and joint_row["commit"] and joint_row["machine"]
+
+
+def test_lever_seeds_refuses_a_seed_that_one_side_lacks(tmp_path: Path) -> None:
+    rng = random.Random(4)
+    posts = [Post(["a", "b"], ["B-PER", "O"], str(i), f"test.txt:{i}") for i in range(20)]
+    for s in (1, 2):
+        lever_run(tmp_path / "base" / f"seed{s}", rng, posts, 0.8, 0.1)
+    lever_run(tmp_path / "lever" / "seed1", rng, posts, 0.8, 0.1)
+    proc = run_lever_script(tmp_path, ["x", "twitter2017", str(tmp_path / "lever"), str(tmp_path / "base")], seeds=(1, 2))
+    assert proc.returncode != 0 and "lever/seed2/final.json: no such run" in proc.stderr

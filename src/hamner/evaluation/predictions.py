@@ -18,6 +18,7 @@ from typing import Any
 
 from hamner.data.conll import Post
 from hamner.errors import DataFormatError
+from hamner.evaluation.metrics import entity_scores
 
 
 @dataclass(frozen=True)
@@ -85,3 +86,25 @@ def read_predictions(path: str | os.PathLike[str]) -> list[PostPrediction]:
                 )
             out.append(PostPrediction(str(rec["source"]), list(words), list(gold), list(pred), rec.get("r")))
     return out
+
+
+#: the file a training run writes its dev-chosen checkpoint's test predictions to
+RUN_PREDICTIONS = "test_predictions.jsonl.gz"
+
+
+def read_run_predictions(run: str | os.PathLike[str]) -> list[PostPrediction]:
+    """A training run's per-post test predictions, checked against the run: their micro F1 must equal
+    the ``test_f1`` of the run's ``final.json``, so they are the predictions behind the reported number.
+    A missing file or a mismatch is a :class:`ValueError` that names the run."""
+    run_dir = Path(run)
+    path, final = run_dir / RUN_PREDICTIONS, run_dir / "final.json"
+    if not path.exists():
+        raise ValueError(f"{run_dir}: no {RUN_PREDICTIONS}; remake it with 'hamner evaluate --predictions'")
+    if not final.exists():
+        raise ValueError(f"{run_dir}: no final.json to check {RUN_PREDICTIONS} against")
+    posts = read_predictions(path)
+    recorded = json.loads(final.read_text())["test_f1"]
+    f1 = entity_scores([p.gold for p in posts], [p.pred for p in posts]).micro.f1
+    if abs(f1 - recorded) > 1e-9:
+        raise ValueError(f"{path}: micro F1 {f1:.6f}, but the run's final.json says {recorded:.6f}")
+    return posts
