@@ -21,7 +21,8 @@ Tests of the test gap (one-sided, lever above baseline), per row:
 
 ``rule_met`` is whether the dev gap reaches ``--rule`` (the +0.2 every lever's rule used). Writes
 the CSV with the command, the commit and the machine; refuses a source tree with uncommitted changes
-unless ``--allow-dirty``.
+unless ``--allow-dirty``. With ``--docs PAGE``, the table between ``<!-- lever-seeds:start -->`` and
+``<!-- lever-seeds:end -->`` in PAGE is rewritten from the rows (the page must have the markers).
 """
 
 from __future__ import annotations
@@ -82,6 +83,49 @@ def predictions(pattern: str, seeds: list[int]) -> tuple[list[list[PostPredictio
     return found, missing
 
 
+def baseline_name(pattern: str) -> str:
+    """The config a baseline's runs belong to: the last path part that is not a seed."""
+    parts = [p for p in Path(pattern).parts if not p.startswith("seed")]
+    return parts[-1] if parts else pattern
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    def pct(x: object) -> str:
+        return f"{100 * float(str(x)):.2f}"
+
+    def gap(x: object) -> str:
+        return f"{round(100 * float(str(x)), 2) + 0.0:+.2f}"  # + 0.0: a gap that rounds to zero is +0.00, not -0.00
+
+    lines = [
+        "| lever | dataset | baseline | seeds | best dev F1 (mean): lever / baseline | dev gap | test F1 (mean): lever / baseline | "
+        "test gap | seeds and posts: 95 % interval, p | paired t over seeds, p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        boot = (
+            f"{gap(r['seed_post_ci_low'])} to {gap(r['seed_post_ci_high'])}, {float(str(r['seed_post_p_value'])):.3f}"
+            if r["bootstrap"] == "run" else "– (no per-post predictions)"
+        )  # fmt: skip
+        rule = "" if r["rule_met"] else " (under +" + f"{float(str(r['rule'])):.1f})"
+        lines.append(
+            f"| {r['lever']} | {r['dataset']} | `{baseline_name(str(r['baseline_runs']))}` | {r['seeds']} | "
+            f"{pct(r['dev_lever'])} / {pct(r['dev_baseline'])} | {gap(r['dev_gap'])}{rule} | "
+            f"{pct(r['test_lever'])} / {pct(r['test_baseline'])} | {gap(r['test_gap'])} | {boot} | "
+            f"{float(str(r['seed_t_p_value'])):.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_docs(page: Path, rows: list[dict[str, object]]) -> None:
+    start, end = "<!-- lever-seeds:start -->", "<!-- lever-seeds:end -->"
+    text = page.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{page}: no {start} ... {end} markers to put the table between")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    page.write_text(f"{head}{start}\n{markdown(rows)}\n{end}{tail}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lever", nargs=4, action="append", required=True, metavar=("NAME", "DATASET", "LEVER_RUNS", "BASELINE_RUNS"))
@@ -91,6 +135,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
     ap.add_argument("--allow-dirty", action="store_true", help="write results although the source tree has uncommitted changes")
+    ap.add_argument("--docs", type=Path, help="a page whose lever-seeds table is rewritten from the rows")
     args = ap.parse_args()
     rev = git_revision()
     if rev["dirty"] and not args.allow_dirty:
@@ -100,7 +145,7 @@ def main() -> None:
         "machine": machine_description(torch.device("cpu")), "samples": args.samples, "bootstrap_seed": args.seed,
         "rule": args.rule, "seeds": " ".join(map(str, args.seeds)),
     }  # fmt: skip
-    rows = []
+    rows: list[dict[str, object]] = []
     for name, dataset, lever_runs, base_runs in args.lever:
         lev, base = scores(lever_runs, args.seeds), scores(base_runs, args.seeds)
         dev_l, dev_b = statistics.mean(d for d, _ in lev), statistics.mean(d for d, _ in base)
@@ -151,6 +196,9 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {args.out}")
+    if args.docs is not None:
+        write_docs(args.docs, rows)
+        print(f"rewrote the lever-seeds table of {args.docs}")
 
 
 if __name__ == "__main__":

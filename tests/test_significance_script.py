@@ -124,9 +124,11 @@ def lever_run(run: Path, rng: random.Random, gold_posts: list[Post], dev: float,
     return f1
 
 
-def run_lever_script(tmp: Path, *levers: list[str], seeds: tuple[int, ...] = (1, 2, 3)) -> subprocess.CompletedProcess[str]:
+def run_lever_script(
+    tmp: Path, *levers: list[str], seeds: tuple[int, ...] = (1, 2, 3), docs: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, str(REPO / "scripts" / "lever_seeds.py"), "--out", str(tmp / "levers.csv"), "--samples", "300",
-           "--allow-dirty", "--seeds", *map(str, seeds)]  # fmt: skip
+           "--allow-dirty", "--seeds", *map(str, seeds), *(["--docs", str(docs)] if docs else [])]  # fmt: skip
     for lever in levers:
         cmd += ["--lever", *lever]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -139,9 +141,11 @@ def test_lever_seeds_compares_each_lever_with_its_baseline_on_the_same_seeds(tmp
     good = [lever_run(tmp_path / "good" / f"seed{s}", rng, posts, 0.853, 0.05) for s in (1, 2, 3)]
     # a joint run's second dataset: the seed inside the path; seed 2 kept no predictions
     flat = [lever_run(tmp_path / "joint" / f"seed{s}" / "other", rng, posts, 0.849, 0.3, predictions=s != 2) for s in (1, 2, 3)]
+    page = tmp_path / "results.md"
+    page.write_text("intro\n<!-- lever-seeds:start -->\nstale\n<!-- lever-seeds:end -->\nafter\n")
     proc = run_lever_script(
         tmp_path, ["good", "twitter2017", str(tmp_path / "good"), str(tmp_path / "base")],
-        ["joint", "twitter2015", str(tmp_path / "joint" / "seed{seed}" / "other"), str(tmp_path / "base")],
+        ["joint", "twitter2015", str(tmp_path / "joint" / "seed{seed}" / "other"), str(tmp_path / "base")], docs=page,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     good_row, joint_row = list(csv.DictReader((tmp_path / "levers.csv").open()))
@@ -152,6 +156,15 @@ def test_lever_seeds_compares_each_lever_with_its_baseline_on_the_same_seeds(tmp
     assert joint_row["rule_met"] == "False" and abs(float(joint_row["test_lever"]) - sum(flat) / 3) < 1e-4
     assert joint_row["seed_post_p_value"] == "" and "joint/seed2/other" in joint_row["bootstrap"]
     assert joint_row["command"].startswith("python ") and joint_row["commit"] and joint_row["machine"]
+    table = page.read_text().splitlines()
+    assert table[0] == "intro" and table[-2:] == ["<!-- lever-seeds:end -->", "after"] and "stale" not in table
+    assert table[4].startswith("| good | twitter2017 | `base` | 1 2 3 | 85.30 / 85.00 | +0.30 | ")
+    assert table[5].startswith("| joint | twitter2015 | `base` | 1 2 3 | 84.90 / 85.00 | -0.10 (under +0.2) | ")
+    assert table[5].endswith("| – (no per-post predictions) | " + f"{float(joint_row['seed_t_p_value']):.3f} |")
+
+    page.write_text("no markers\n")
+    proc = run_lever_script(tmp_path, ["good", "twitter2017", str(tmp_path / "good"), str(tmp_path / "base")], docs=page)
+    assert proc.returncode != 0 and "no <!-- lever-seeds:start --> ... <!-- lever-seeds:end --> markers" in proc.stderr
 
 
 def test_lever_seeds_refuses_a_seed_that_one_side_lacks(tmp_path: Path) -> None:
