@@ -3,7 +3,8 @@
 - ``training.md`` holds the marker ``<!-- config-reference -->``; it is replaced at build time by the
   table of every config key, made from the typed dataclass configs (:mod:`hamner.config_reference`).
 - ``results.md`` holds the results and comparison tables between the markers that
-  ``scripts/summarize_results.py`` rewrites from the results files; the build checks they are there.
+  ``scripts/summarize_results.py`` rewrites from the results files, and the levers' seed table that
+  ``scripts/lever_seeds.py --docs`` rewrites; the build checks the markers are there.
 
 A page that lost a marker fails the build, so generated content cannot silently disappear.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_MARKER = "<!-- config-reference -->"
-TABLES = ("results", "comparison")
+TABLES = ("results", "comparison", "lever-seeds")
 
 
 def marked(text: str, name: str, where: str) -> re.Match[str]:
