@@ -19,7 +19,7 @@ Tests of the test gap (one-sided, lever above baseline), per row:
   ``test_predictions.jsonl.gz`` (checked against its ``final.json``); otherwise empty, and the
   ``bootstrap`` column says which runs have none.
 
-``rule_met`` is whether the dev gap reaches ``--rule`` (the +0.2 every lever's rule used). Writes
+``test_*_std`` is the sample standard deviation over the seeds. ``rule_met`` is whether the dev gap reaches ``--rule`` (the +0.2 every lever's rule used). Writes
 the CSV with the command, the commit and the machine; refuses a source tree with uncommitted changes
 unless ``--allow-dirty``. With ``--docs PAGE``, the table between ``<!-- lever-seeds:start -->`` and
 ``<!-- lever-seeds:end -->`` in PAGE is rewritten from the rows (the page must have the markers).
@@ -38,12 +38,13 @@ from pathlib import Path
 import torch
 
 from hamner.env import git_revision, machine_description
-from hamner.evaluation.predictions import PostPrediction, read_run_predictions
+from hamner.evaluation.predictions import RUN_PREDICTIONS, PostPrediction, read_run_predictions
 from hamner.evaluation.significance import paired_bootstrap, paired_seed_t_test, seed_and_post_bootstrap
 
 COLUMNS = [
     "lever", "dataset", "lever_runs", "baseline_runs", "seeds", "dev_lever", "dev_baseline", "dev_gap", "rule",
-    "rule_met", "test_lever", "test_baseline", "test_gap", "test_lever_per_seed", "test_baseline_per_seed",
+    "rule_met", "test_lever", "test_baseline", "test_gap", "test_lever_std", "test_baseline_std",
+    "test_lever_per_seed", "test_baseline_per_seed",
     "seed_t_p_value", "post_ci_low", "post_ci_high", "post_p_value", "seed_post_ci_low", "seed_post_ci_high",
     "seed_post_p_value", "bootstrap", "samples", "bootstrap_seed", "command", "commit", "machine",
 ]  # fmt: skip
@@ -73,7 +74,7 @@ def predictions(pattern: str, seeds: list[int]) -> tuple[list[list[PostPredictio
     found, missing = [], []
     for seed in seeds:
         run = run_dir(pattern, seed)
-        if not (run / "test_predictions.jsonl.gz").exists():
+        if not (run / RUN_PREDICTIONS).exists():
             missing.append(str(run))
             continue
         try:
@@ -156,6 +157,8 @@ def main() -> None:
             "rule_met": 100 * (dev_l - dev_b) >= args.rule - 1e-9,
             "test_lever": f"{statistics.mean(test_l):.4f}", "test_baseline": f"{statistics.mean(test_b):.4f}",
             "test_gap": f"{statistics.mean(test_l) - statistics.mean(test_b):.4f}",
+            "test_lever_std": f"{statistics.stdev(test_l):.4f}" if len(test_l) >= 2 else "",
+            "test_baseline_std": f"{statistics.stdev(test_b):.4f}" if len(test_b) >= 2 else "",
             "test_lever_per_seed": " ".join(f"{t:.4f}" for t in test_l),
             "test_baseline_per_seed": " ".join(f"{t:.4f}" for t in test_b),
             "seed_t_p_value": f"{paired_seed_t_test(test_l, test_b):.4f}" if len(args.seeds) >= 2 else "",
@@ -163,7 +166,7 @@ def main() -> None:
         pred_l, miss_l = predictions(lever_runs, args.seeds)
         pred_b, miss_b = predictions(base_runs, args.seeds)
         if miss_l or miss_b:
-            row["bootstrap"] = "not run: no test_predictions.jsonl.gz in " + ", ".join(miss_l + miss_b)
+            row["bootstrap"] = f"not run: no {RUN_PREDICTIONS} in " + ", ".join(miss_l + miss_b)
             line = f"paired t over seeds p = {row['seed_t_p_value']}; no bootstrap ({len(miss_l + miss_b)} runs without predictions)"
         else:
             ref = pred_b[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -151,6 +152,7 @@ def test_lever_seeds_compares_each_lever_with_its_baseline_on_the_same_seeds(tmp
     good_row, joint_row = list(csv.DictReader((tmp_path / "levers.csv").open()))
     assert abs(float(good_row["dev_gap"]) - 0.003) < 1e-9 and good_row["rule_met"] == "True"
     assert abs(float(good_row["test_gap"]) - (sum(good) - sum(base)) / 3) < 1e-4
+    assert abs(float(good_row["test_lever_std"]) - statistics.stdev(good)) < 1e-4
     assert good_row["bootstrap"] == "run" and float(good_row["seed_post_p_value"]) < 0.01 and float(good_row["post_ci_low"]) > 0
     assert float(good_row["seed_t_p_value"]) < 0.01 and good_row["seeds"] == "1 2 3"
     assert joint_row["rule_met"] == "False" and abs(float(joint_row["test_lever"]) - sum(flat) / 3) < 1e-4
