@@ -22,7 +22,9 @@ Tests of the test gap (one-sided, lever above baseline), per row:
 ``test_*_std`` is the sample standard deviation over the seeds. ``rule_met`` is whether the dev gap reaches ``--rule`` (the +0.2 every lever's rule used). Writes
 the CSV with the command, the commit and the machine; refuses a source tree with uncommitted changes
 unless ``--allow-dirty``. With ``--docs PAGE``, the table between ``<!-- lever-seeds:start -->`` and
-``<!-- lever-seeds:end -->`` in PAGE is rewritten from the rows (the page must have the markers).
+``<!-- lever-seeds:end -->`` in PAGE is rewritten from the rows (the page must have the markers); with
+``--readme PAGE``, a narrower table (the dev and test gaps) between ``<!-- lever-seeds-short:start -->``
+and ``<!-- lever-seeds-short:end -->``.
 """
 
 from __future__ import annotations
@@ -117,14 +119,31 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(page: Path, rows: list[dict[str, object]]) -> None:
-    start, end = "<!-- lever-seeds:start -->", "<!-- lever-seeds:end -->"
+def markdown_short(rows: list[dict[str, object]]) -> str:
+    """The README's narrower form of the table: the gaps that decide and report, each lever once per dataset."""
+    rules = sorted({f"+{float(str(r['rule'])):.1f}" for r in rows})
+    lines = [
+        f"| lever | dataset | against | seeds | mean best dev F1: gap (rule {', '.join(rules)}) | mean test F1: lever / baseline (gap) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        dev = f"{round(100 * float(str(r['dev_gap'])), 2) + 0.0:+.2f}"
+        test_gap = f"{round(100 * float(str(r['test_gap'])), 2) + 0.0:+.2f}"
+        lines.append(
+            f"| {r['lever']} | {r['dataset']} | `{baseline_name(str(r['baseline_runs']))}` | {r['seeds']} | {dev} | "
+            f"{100 * float(str(r['test_lever'])):.2f} / {100 * float(str(r['test_baseline'])):.2f} ({test_gap}) |"
+        )
+    return "\n".join(lines)
+
+
+def write_docs(page: Path, rows: list[dict[str, object]], marker: str = "lever-seeds", short: bool = False) -> None:
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     text = page.read_text()
     if start not in text or end not in text:
         raise SystemExit(f"{page}: no {start} ... {end} markers to put the table between")
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
-    page.write_text(f"{head}{start}\n{markdown(rows)}\n{end}{tail}")
+    page.write_text(f"{head}{start}\n{markdown_short(rows) if short else markdown(rows)}\n{end}{tail}")
 
 
 def main() -> None:
@@ -137,6 +156,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
     ap.add_argument("--allow-dirty", action="store_true", help="write results although the source tree has uncommitted changes")
     ap.add_argument("--docs", type=Path, help="a page whose lever-seeds table is rewritten from the rows")
+    ap.add_argument(
+        "--readme", type=Path,
+        help="a page (the README) whose narrower table between <!-- lever-seeds-short:start --> and "
+        "<!-- lever-seeds-short:end --> is rewritten from the rows",
+    )
     args = ap.parse_args()
     rev = git_revision()
     if rev["dirty"] and not args.allow_dirty:
@@ -202,6 +226,9 @@ def main() -> None:
     if args.docs is not None:
         write_docs(args.docs, rows)
         print(f"rewrote the lever-seeds table of {args.docs}")
+    if args.readme is not None:
+        write_docs(args.readme, rows, marker="lever-seeds-short", short=True)
+        print(f"rewrote the lever-seeds-short table of {args.readme}")
 
 
 if __name__ == "__main__":

@@ -126,10 +126,12 @@ def lever_run(run: Path, rng: random.Random, gold_posts: list[Post], dev: float,
 
 
 def run_lever_script(
-    tmp: Path, *levers: list[str], seeds: tuple[int, ...] = (1, 2, 3), docs: Path | None = None
+    tmp: Path, *levers: list[str], seeds: tuple[int, ...] = (1, 2, 3), docs: Path | None = None,
+    readme: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, str(REPO / "scripts" / "lever_seeds.py"), "--out", str(tmp / "levers.csv"), "--samples", "300",
-           "--allow-dirty", "--seeds", *map(str, seeds), *(["--docs", str(docs)] if docs else [])]  # fmt: skip
+           "--allow-dirty", "--seeds", *map(str, seeds), *(["--docs", str(docs)] if docs else []),
+           *(["--readme", str(readme)] if readme else [])]  # fmt: skip
     for lever in levers:
         cmd += ["--lever", *lever]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -144,9 +146,12 @@ def test_lever_seeds_compares_each_lever_with_its_baseline_on_the_same_seeds(tmp
     flat = [lever_run(tmp_path / "joint" / f"seed{s}" / "other", rng, posts, 0.849, 0.3, predictions=s != 2) for s in (1, 2, 3)]
     page = tmp_path / "results.md"
     page.write_text("intro\n<!-- lever-seeds:start -->\nstale\n<!-- lever-seeds:end -->\nafter\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("top\n<!-- lever-seeds-short:start -->\nold\n<!-- lever-seeds-short:end -->\nbottom\n")
     proc = run_lever_script(
         tmp_path, ["good", "twitter2017", str(tmp_path / "good"), str(tmp_path / "base")],
         ["joint", "twitter2015", str(tmp_path / "joint" / "seed{seed}" / "other"), str(tmp_path / "base")], docs=page,
+        readme=readme,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     good_row, joint_row = list(csv.DictReader((tmp_path / "levers.csv").open()))
@@ -163,6 +168,12 @@ def test_lever_seeds_compares_each_lever_with_its_baseline_on_the_same_seeds(tmp
     assert table[4].startswith("| good | twitter2017 | `base` | 1 2 3 | 85.30 / 85.00 | +0.30 | ")
     assert table[5].startswith("| joint | twitter2015 | `base` | 1 2 3 | 84.90 / 85.00 | -0.10 (under +0.2) | ")
     assert table[5].endswith("| – (no per-post predictions) | " + f"{float(joint_row['seed_t_p_value']):.3f} |")
+    short = readme.read_text().splitlines()
+    assert short[0] == "top" and short[-2:] == ["<!-- lever-seeds-short:end -->", "bottom"] and "old" not in short
+    assert "rule +0.2" in short[2]
+    good_test = f"{100 * sum(good) / 3:.2f} / {100 * sum(base) / 3:.2f}"
+    assert short[4].startswith(f"| good | twitter2017 | `base` | 1 2 3 | +0.30 | {good_test} (+")
+    assert short[5].startswith("| joint | twitter2015 | `base` | 1 2 3 | -0.10 | ")
 
     page.write_text("no markers\n")
     proc = run_lever_script(tmp_path, ["good", "twitter2017", str(tmp_path / "good"), str(tmp_path / "base")], docs=page)
