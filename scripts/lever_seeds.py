@@ -19,11 +19,11 @@ Tests of the test gap (one-sided, lever above baseline), per row:
   ``test_predictions.jsonl.gz`` (checked against its ``final.json``); otherwise empty, and the
   ``bootstrap`` column says which runs have none.
 
-``test_*_std`` is the sample standard deviation over the seeds. ``rule_met`` is whether the dev gap reaches ``--rule`` (the +0.2 every lever's rule used). Writes
-the CSV with the command, the commit and the machine; refuses a source tree with uncommitted changes
-unless ``--allow-dirty``. With ``--docs PAGE``, the table between ``<!-- lever-seeds:start -->`` and
-``<!-- lever-seeds:end -->`` in PAGE is rewritten from the rows (the page must have the markers); with
-``--readme PAGE``, a narrower table (the dev and test gaps) between ``<!-- lever-seeds-short:start -->``
+``test_*_std`` is the sample standard deviation over the seeds. ``rule_met`` is whether the dev gap
+reaches ``--rule`` (the +0.2 every lever's rule used). Writes the CSV with the command, the commit
+and the machine; refuses a source tree with uncommitted changes unless ``--allow-dirty``. With
+``--docs PAGE``, the table between ``<!-- lever-seeds:start -->`` and ``<!-- lever-seeds:end -->`` in
+PAGE is rewritten from the rows (the page must have the markers); with ``--readme PAGE``, a narrower table (the dev and test gaps) between ``<!-- lever-seeds-short:start -->``
 and ``<!-- lever-seeds-short:end -->``.
 """
 
@@ -92,13 +92,17 @@ def baseline_name(pattern: str) -> str:
     return parts[-1] if parts else pattern
 
 
+def pct(x: object) -> str:
+    """A fraction from the CSV as F1 points."""
+    return f"{100 * float(str(x)):.2f}"
+
+
+def gap(x: object) -> str:
+    """A signed gap from the CSV in F1 points; one that rounds to zero is +0.00, not -0.00."""
+    return f"{round(100 * float(str(x)), 2) + 0.0:+.2f}"
+
+
 def markdown(rows: list[dict[str, object]]) -> str:
-    def pct(x: object) -> str:
-        return f"{100 * float(str(x)):.2f}"
-
-    def gap(x: object) -> str:
-        return f"{round(100 * float(str(x)), 2) + 0.0:+.2f}"  # + 0.0: a gap that rounds to zero is +0.00, not -0.00
-
     lines = [
         "| lever | dataset | baseline | seeds | best dev F1 (mean): lever / baseline | dev gap | test F1 (mean): lever / baseline | "
         "test gap | seeds and posts: 95 % interval, p | paired t over seeds, p |",
@@ -127,23 +131,22 @@ def markdown_short(rows: list[dict[str, object]]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        dev = f"{round(100 * float(str(r['dev_gap'])), 2) + 0.0:+.2f}"
-        test_gap = f"{round(100 * float(str(r['test_gap'])), 2) + 0.0:+.2f}"
         lines.append(
-            f"| {r['lever']} | {r['dataset']} | `{baseline_name(str(r['baseline_runs']))}` | {r['seeds']} | {dev} | "
-            f"{100 * float(str(r['test_lever'])):.2f} / {100 * float(str(r['test_baseline'])):.2f} ({test_gap}) |"
+            f"| {r['lever']} | {r['dataset']} | `{baseline_name(str(r['baseline_runs']))}` | {r['seeds']} | {gap(r['dev_gap'])} | "
+            f"{pct(r['test_lever'])} / {pct(r['test_baseline'])} ({gap(r['test_gap'])}) |"
         )
     return "\n".join(lines)
 
 
-def write_docs(page: Path, rows: list[dict[str, object]], marker: str = "lever-seeds", short: bool = False) -> None:
+def write_docs(page: Path, table: str, marker: str) -> None:
+    """Put ``table`` between PAGE's ``<!-- MARKER:start -->`` and ``<!-- MARKER:end -->`` (which must be there)."""
     start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     text = page.read_text()
     if start not in text or end not in text:
         raise SystemExit(f"{page}: no {start} ... {end} markers to put the table between")
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
-    page.write_text(f"{head}{start}\n{markdown_short(rows) if short else markdown(rows)}\n{end}{tail}")
+    page.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
 def main() -> None:
@@ -224,10 +227,10 @@ def main() -> None:
         writer.writerows(rows)
     print(f"wrote {args.out}")
     if args.docs is not None:
-        write_docs(args.docs, rows)
+        write_docs(args.docs, markdown(rows), "lever-seeds")
         print(f"rewrote the lever-seeds table of {args.docs}")
     if args.readme is not None:
-        write_docs(args.readme, rows, marker="lever-seeds-short", short=True)
+        write_docs(args.readme, markdown_short(rows), "lever-seeds-short")
         print(f"rewrote the lever-seeds-short table of {args.readme}")
 
 
