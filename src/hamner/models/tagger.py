@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -196,11 +197,24 @@ class TextTagger(nn.Module):
     # ----- inputs ---------------------------------------------------------------------------------
     def encode_post(
         self, words: Sequence[str], tag_ids: list[int] | None = None, visual: Any = None,
-        entity_ids: Sequence[int] | None = None,
+        entity_ids: Sequence[int] | None = None, marker: str | None = None,
     ) -> EncodedPost:  # fmt: skip
         """One post as model input; the text path ignores ``visual``. ``entity_ids``: the words'
-        entity-type classes when already known (see :meth:`WordEncoder.encode`)."""
-        return self.word_encoder.encode(words, tag_ids, entity_ids=entity_ids)
+        entity-type classes when already known; ``marker``: the text before the words, None for
+        the model's own ``model.marker`` (see :meth:`WordEncoder.encode`)."""
+        return self.word_encoder.encode(words, tag_ids, entity_ids=entity_ids, marker=marker)
+
+    @contextlib.contextmanager
+    def marked(self, marker: str) -> Iterator[None]:
+        """Within the block, the model reads posts with ``marker`` before them and saves it as its
+        ``model.marker`` (the trainer's joint datasets: each one's dev split and checkpoint). Not
+        for a model that other threads are tagging with."""
+        before = self.config.marker
+        self.config.marker = self.word_encoder.marker = marker
+        try:
+            yield
+        finally:
+            self.config.marker = self.word_encoder.marker = before
 
     def collate(self, posts: Sequence[EncodedPost]) -> dict[str, torch.Tensor]:
         return collate(posts, self.tokenizer.pad_token_id or 0)

@@ -126,6 +126,15 @@ class ExperimentConfig:
     model: TaggerConfig = field(default_factory=TaggerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        if self.model.dataset_marker:  # the dataset's own name marks its posts (model.marker)
+            if self.model.marker and self.model.marker != self.data.dataset:
+                raise ConfigError(
+                    f"model.dataset_marker marks posts with their dataset's name ({self.data.dataset}); "
+                    f"model.marker {self.model.marker!r} says otherwise: leave it unset"
+                )
+            self.model.marker = self.data.dataset
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

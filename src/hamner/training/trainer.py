@@ -3,6 +3,7 @@ dev selection, one test evaluation with the best checkpoint, resumable, single p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -254,11 +255,15 @@ def visual_inputs(posts: list[Post], store: FeatureStore | None) -> list[Any] | 
 
 
 def encode_posts(
-    model: TextTagger, posts: list[Post], visuals: list[Any] | None = None, entity_ids: list[list[int]] | None = None
+    model: TextTagger,
+    posts: list[Post],
+    visuals: list[Any] | None = None,
+    entity_ids: list[list[int]] | None = None,
+    markers: list[str] | None = None,
 ) -> list[EncodedPost]:
     """The posts as model inputs with their gold tags; ``entity_ids``: each post's entity-type
     classes (``model.word_encoder.entity_ids_of``) when already computed, else computed here when
-    the model has that channel."""
+    the model has that channel; ``markers``: each post's dataset marker (None: the model's own)."""
     index = {t: i for i, t in enumerate(model.config.labels)}
     if entity_ids is None:
         entity_ids = model.word_encoder.entity_ids_of([p.words for p in posts])
@@ -270,7 +275,7 @@ def encode_posts(
         out.append(
             model.encode_post(
                 p.words, [index[t] for t in p.tags], visuals[i] if visuals is not None else None,
-                entity_ids[i] if entity_ids is not None else None,
+                entity_ids[i] if entity_ids is not None else None, markers[i] if markers is not None else None,
             )  # fmt: skip
         )
     return out
@@ -451,14 +456,18 @@ def _train(
     train_visuals = None if store is None else [v for d in datasets for v in visual_inputs(by_dataset[d], stores[d]) or []]
     # the entity-type channel's spaCy classes, once for both encodings of the training posts
     train_ents = model.word_encoder.entity_ids_of([p.words for p in train_posts], progress=show)
-    train_enc = encode_posts(model, train_posts, train_visuals, train_ents)
+    # with model.dataset_marker, each training post is marked with the dataset it comes from
+    train_marks = [d for d in datasets for _ in by_dataset[d]] if cfg.model.dataset_marker else None
+    if train_marks is not None and dist.main:
+        log.info("dataset marker: each post's encoder input starts with its dataset's name (%s)", ", ".join(datasets))
+    train_enc = encode_posts(model, train_posts, train_visuals, train_ents, train_marks)
     dev_visuals = visual_inputs(dev_posts, store)
     joint_dev = {d: (dev_sets[d], visual_inputs(dev_sets[d], stores[d])) for d in cfg.data.joint}
     joint_best: dict[str, list[float]] = {d: [-1.0, -1] for d in cfg.data.joint}  # dataset -> [best dev F1, its epoch]
     p_drop = cfg.train.visual_dropout if store is not None else 0.0
     cross_view = store is not None and cfg.model.cross_view_weight > 0
     # the same posts without visual input (modality dropout, and the text view of cross-view alignment)
-    text_enc = encode_posts(model, train_posts, None, train_ents) if (p_drop > 0 or cross_view) else None
+    text_enc = encode_posts(model, train_posts, None, train_ents, train_marks) if (p_drop > 0 or cross_view) else None
 
     p_words = cfg.train.image_word_dropout if store is not None else 0.0
     mask_id = model.tokenizer.mask_token_id
@@ -620,12 +629,14 @@ def _train(
                 save_checkpoint(model, run_dir, {**extra, "joint": datasets} if cfg.data.joint else extra)
             joint_f1 = {}
             for d, (posts_d, visuals_d) in joint_dev.items():
-                with autocast(device, precision):
-                    f1_d = evaluate(model, posts_d, device, eval_batch, show, f"dev {d}", visuals=visuals_d).micro.f1
-                joint_f1[d] = f1_d
-                if f1_d > joint_best[d][0]:
-                    joint_best[d] = [f1_d, epoch]
-                    save_checkpoint(model, run_dir / JOINT_DIR / d, {"trained_on": d, "joint": datasets, "epoch": epoch + 1, "dev_f1": f1_d})
+                # a marked model reads this dataset's dev posts, and saves its checkpoint, with its marker
+                with model.marked(d) if cfg.model.dataset_marker else contextlib.nullcontext():
+                    with autocast(device, precision):
+                        f1_d = evaluate(model, posts_d, device, eval_batch, show, f"dev {d}", visuals=visuals_d).micro.f1
+                    joint_f1[d] = f1_d
+                    if f1_d > joint_best[d][0]:
+                        joint_best[d] = [f1_d, epoch]
+                        save_checkpoint(model, run_dir / JOINT_DIR / d, {"trained_on": d, "joint": datasets, "epoch": epoch + 1, "dev_f1": f1_d})
                 log.info("epoch %d: dev F1 of %s %.4f%s", epoch + 1, d, f1_d, " *" if joint_best[d][1] == epoch else "")
             record = {
                 "epoch": epoch + 1,
