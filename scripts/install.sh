@@ -22,10 +22,8 @@ fi
 # downloaded wheel, so it is off (a CI machine once ran out of disk mid-install with it on)
 need_mb=3500
 free_mb=$(df -Pm . | awk 'NR==2 {print $4}')
-if [ ! -d .venv/lib ] || ! .venv/bin/python -c 'import torch, hamner' 2>/dev/null; then
-  if [ "${free_mb:-0}" -lt "$need_mb" ]; then
-    echo "install.sh: warning: ${free_mb} MB free on $(df -P . | awk 'NR==2 {print $6}'); a full install needs about ${need_mb} MB" >&2
-  fi
+if ! compgen -G ".venv/lib/python3*/site-packages/torch" >/dev/null && [ "${free_mb:-0}" -lt "$need_mb" ]; then
+  echo "install.sh: warning: ${free_mb} MB free on $(df -P . | awk 'NR==2 {print $6}'); a full install needs about ${need_mb} MB" >&2
 fi
 pip=(.venv/bin/python -m pip install --disable-pip-version-check --no-cache-dir -q -c constraints.txt)
 "${pip[@]}" torch==2.13.0

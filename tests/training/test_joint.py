@@ -138,6 +138,8 @@ def test_a_marked_joint_run_marks_each_post_and_each_checkpoint_with_its_dataset
     """model.dataset_marker: training posts carry their own dataset's name, each dataset's dev split is
     read with its name, and each dataset's checkpoint keeps it (tagging reads new posts as that
     dataset's); its recorded dev F1 is what the saved checkpoint scores on that dev split."""
+    import yaml
+
     from hamner.data.datasets import load_split
     from hamner.evaluation.evaluate import evaluate
     from hamner.models.tagger import TextTagger
@@ -167,10 +169,4 @@ def test_a_marked_joint_run_marks_each_post_and_each_checkpoint_with_its_dataset
         assert post.input_ids[1 : 1 + len(mark)] == mark
         recorded = f1 if f1 is not None else json.loads((directory / "final.json").read_text())["dev_f1"]
         assert evaluate(model, load_split(dataset, "valid", root)).micro.f1 == pytest.approx(recorded, abs=1e-9)
-    assert yaml_marker(run) == "twitter2017"
-
-
-def yaml_marker(run: Path) -> str:
-    import yaml
-
-    return str(yaml.safe_load((run / "config.yaml").read_text())["model"]["marker"])
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["marker"] == "twitter2017"

@@ -104,12 +104,11 @@ class WordEncoder:
 
     @classmethod
     def for_model(cls, tokenizer, max_length: int, config: Any) -> WordEncoder:  # type: ignore[no-untyped-def]
-        """The word encoder of a model of ``config`` (a TaggerConfig): its URL placeholder and the
-        per-word channels it switches on."""
+        """The word encoder of a model of ``config`` (a TaggerConfig): its URL placeholder, the
+        per-word channels it switches on and its marker."""
         c = config
         return cls(
-            tokenizer, max_length, c.url_placeholder, c.max_word_chars if c.use_chars else 0, c.use_entity_types,
-            getattr(c, "marker", ""),
+            tokenizer, max_length, c.url_placeholder, c.max_word_chars if c.use_chars else 0, c.use_entity_types, c.marker
         )  # fmt: skip
 
     def marker_ids(self, marker: str | None = None) -> list[int]:
