@@ -15,6 +15,13 @@ from hamner import __version__
 from hamner.errors import ConfigError, HamnerError
 
 log = logging.getLogger("hamner")
+FORMAT_CHOICES = (
+    "auto",
+    "imgid",
+    "conll",
+    "jsonl",
+    "labelstudio",
+)  # hamner.data.formats.FORMATS (not imported at start)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -49,7 +56,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     import torch
 
-    from hamner.data.datasets import load_split
+    from hamner.data.corpus import corpus_spec, load_posts, warn_unseen
     from hamner.evaluation.metrics import entity_scores
     from hamner.evaluation.predictions import write_predictions
     from hamner.inference.tagger import load_model
@@ -61,11 +68,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metas = [json.loads((Path(m) / "hamner_config.json").read_text()) for m in args.model]
     meta = metas[0]
     trained_on = {m.get("trained_on") for m in metas}
-    dataset = args.dataset or (meta.get("trained_on") if len(trained_on) == 1 else None)
-    if not dataset:
-        raise ConfigError(f"{' '.join(args.model)}: no single dataset they were trained on is recorded; pass --dataset")
+    # the checkpoint's own type map (older checkpoints: the benchmarks' OTHER -> MISC) unless --type-map says otherwise
+    type_map = {**meta.get("type_map", {"OTHER": "MISC"}), **_pairs(args.type_map, "--type-map")}
+    if args.gold:
+        if args.dataset:
+            raise ConfigError("--gold and --dataset exclude each other")
+        spec = corpus_spec(
+            None,
+            files={"test": args.gold},
+            format=args.format,
+            type_map=type_map,
+            tokenizer_style=model.config.tokenizer_style,
+        )
+        dataset, split = args.gold, "test"
+    else:
+        dataset = args.dataset or (meta.get("trained_on") if len(trained_on) == 1 else None)
+        if not dataset:
+            raise ConfigError(
+                f"{' '.join(args.model)}: no single dataset they were trained on is recorded; pass --dataset or --gold"
+            )
+        from hamner.data.corpus import PRESETS
+
+        preset = dataset in PRESETS and not Path(dataset).exists()
+        spec = corpus_spec(dataset if preset else None, None if preset else dataset, root=args.data_root, format=args.format,
+                           type_map=type_map, tokenizer_style=model.config.tokenizer_style)  # fmt: skip
+        split = args.split
     name = " + ".join(args.model)
-    posts = load_split(dataset, args.split, args.data_root)
+    posts = load_posts(spec, split)
+    types = [label[2:] for label in model.config.labels if label.startswith("B-")]
+    warn_unseen(types, posts, f"{dataset} {split}")
     visuals = None
     if model.config.multimodal:
         if args.features is None and not args.text_path:
@@ -94,7 +125,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if is_exported_model(model):
         if precision != "fp32":
-            raise ConfigError(f"{name} is an exported (ONNX) model: its precision is fixed at export; drop --precision {args.precision}")
+            raise ConfigError(
+                f"{name} is an exported (ONNX) model: its precision is fixed at export; drop --precision {args.precision}"
+            )
         shown = f"onnx-{model.precision}"
     model.to(device)
     with autocast(device, precision):
@@ -108,13 +141,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         source = args.features if visuals is not None else "none (the text path only, --text-path)"
     if args.json:
-        print(json.dumps({"dataset": dataset, "split": args.split, "visual_input": source, "precision": shown, **report.to_dict()}, indent=2))
+        print(
+            json.dumps(
+                {"dataset": dataset, "split": split, "visual_input": source, "precision": shown, **report.to_dict()},
+                indent=2,
+            )
+        )
     else:
-        print(f"{dataset} {args.split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
+        print(f"{dataset} {split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
         if model.config.multimodal:
             print(f"visual input: {source}")
         print(report.table())
     return 0
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    """``OLD=NEW`` items of a repeatable flag as a mapping."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ConfigError(f"{flag} expects OLD=NEW (NEW = O drops the type), got {item!r}")
+        out[key] = value
+    return out
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    import json
+
+    from hamner.data.corpus import PRESETS, check_corpus, corpus_spec
+
+    preset = args.path in PRESETS and not Path(args.path).exists()
+    files = {"train": args.train, "dev": args.dev, "test": args.test}
+    spec = corpus_spec(
+        args.path if preset else None, None if preset or args.path is None else args.path, files, root=args.data_root,
+        format=args.format, tag_scheme=args.tag_scheme, labels=args.labels.split(",") if args.labels else None,
+        type_map=_pairs(args.type_map, "--type-map"), images=args.images, captions=args.captions,
+    )  # fmt: skip
+    report = check_corpus(spec)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
+    return 1 if report.problems.errors else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -124,7 +190,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     out = export(args.model, args.out, int8=args.int8)
     meta = json.loads((out / "onnx_export.json").read_text())
-    print(json.dumps({"out": str(out), "precision": meta["precision"], "inputs": meta["inputs"], "outputs": meta["outputs"]}))
+    print(
+        json.dumps(
+            {"out": str(out), "precision": meta["precision"], "inputs": meta["inputs"], "outputs": meta["outputs"]}
+        )
+    )
     return 0
 
 
@@ -142,7 +212,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
             raise ConfigError("give either --text or an input file, not both")
         if args.resume:
             raise ConfigError("--resume continues an output file made from an input file, not --text")
-        line = json.dumps({"id": 1, "text": args.text, "image": args.image, "caption": args.caption}, ensure_ascii=False)
+        line = json.dumps(
+            {"id": 1, "text": args.text, "image": args.image, "caption": args.caption}, ensure_ascii=False
+        )
         # through the reader like a file's line: the same checks; surrogates cannot come from argv
         source: Any = io.BytesIO(line.encode("utf-8", errors="surrogateescape") + b"\n")
         name, fmt, folder = "--text", "jsonl", None
@@ -164,8 +236,14 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     tagger = Tagger.from_pretrained(
-        args.model, device=args.device, batch_size=args.batch_size, on_bad_image=args.on_bad_image, long_posts=args.long_posts,
-        precision=args.precision, image_workers=args.image_workers, threads=args.threads,
+        args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        on_bad_image=args.on_bad_image,
+        long_posts=args.long_posts,
+        precision=args.precision,
+        image_workers=args.image_workers,
+        threads=args.threads,
     )
     options = StreamOptions(
         chunk_size=args.chunk_size, on_bad_line=args.on_bad_line, offsets=args.offsets, tokens=args.tokens,
@@ -174,14 +252,22 @@ def cmd_tag(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if source is None:
             source = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
-        reader = InputReader(source, name, fmt, folder, on_bad_text=args.on_bad_text, max_line_bytes=args.max_line_bytes, skip_lines=skip)
+        reader = InputReader(
+            source, name, fmt, folder, on_bad_text=args.on_bad_text, max_line_bytes=args.max_line_bytes, skip_lines=skip
+        )
         if args.output == "-":
             sink = binary_stdout()
         else:
             sink = stack.enter_context(open(args.output, "ab" if args.resume else "wb"))
         size = os.fstat(source.fileno()).st_size if name not in ("<stdin>", "--text") else None
         bar = stack.enter_context(
-            tqdm(total=size, unit="B", unit_scale=True, desc="tag", disable=args.no_progress or size is None or args.output == "-" and args.pretty)
+            tqdm(
+                total=size,
+                unit="B",
+                unit_scale=True,
+                desc="tag",
+                disable=args.no_progress or size is None or args.output == "-" and args.pretty,
+            )
         )
         counts = TagStream(tagger, reader, sink, options).run(bar, resume=(args.output, skip, last) if skip else None)
     log.info(
@@ -212,7 +298,9 @@ def cmd_bulk(args: argparse.Namespace) -> int:
     s = run_bulk(options)
     errors = ", ".join(f"{k} {v}" for k, v in s["errors"].items())
     speed = f", {s['rows_per_s']} rows/s" if s["rows_per_s"] else ""
-    print(f"hamner bulk: {s['rows']:,} rows from {s['inputs']} file(s) ({s['rows_this_run']:,} this run, {s['seconds']} s{speed})")
+    print(
+        f"hamner bulk: {s['rows']:,} rows from {s['inputs']} file(s) ({s['rows_this_run']:,} this run, {s['seconds']} s{speed})"
+    )
     print(f"  entities: {s['entities']:,}")
     print(f"  rows with an error: {s['error_rows']:,}" + (f" ({errors})" if errors else ""))
     print(f"  output: {s['output']} ({args.output_format} shards, _manifest.json)")
@@ -262,11 +350,15 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     inputs: dict[str, Any] = {
         "dataset": args.dataset,
         "images": str(Path(args.images).resolve()),
-        "captions": {"path": str(Path(args.captions).resolve()), "sha256": file_sha256(Path(args.captions))} if args.captions else None,
+        "captions": {"path": str(Path(args.captions).resolve()), "sha256": file_sha256(Path(args.captions))}
+        if args.captions
+        else None,
         "ocr": {"path": str(Path(args.ocr).resolve()), "sha256": file_sha256(Path(args.ocr))} if args.ocr else None,
     }
     if args.dataset:
-        entries, facts = dataset_entries(args.dataset, args.images, data_root=args.data_root, captions=captions, ocr=ocr)
+        entries, facts = dataset_entries(
+            args.dataset, args.images, data_root=args.data_root, captions=captions, ocr=ocr
+        )
     else:
         entries, facts = folder_entries(args.images, captions=captions, ocr=ocr), {}
     out = args.out or str(Path("features") / (args.dataset or Path(args.images).resolve().name))
@@ -275,18 +367,31 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     extractor = VisualExtractor(cfg)
     log.info("models loaded in %.1f s; fingerprint %s", time.perf_counter() - t0, extractor.fingerprint[:12])
     manifest = preprocess(
-        entries, out, extractor, inputs=inputs, shard_size=args.shard_size, overwrite=args.overwrite,
-        progress=not args.no_progress, workers=args.workers, extra={"folder": facts, "command": args.command_line},
+        entries,
+        out,
+        extractor,
+        inputs=inputs,
+        shard_size=args.shard_size,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        workers=args.workers,
+        extra={"folder": facts, "command": args.command_line},
     )
     counts = manifest["counts"]
     bad = {k: v for k, v in counts.items() if k not in ("entries", "images_found") and v}
     log.info(
         "%s: %d entries, %d images found%s; %.2f objects per image; %.1f s",
-        out, counts["entries"], counts["images_found"],
-        "".join(f", {v} {k}" for k, v in bad.items()), manifest["objects_per_image"]["mean"], manifest["time_s"],
+        out,
+        counts["entries"],
+        counts["images_found"],
+        "".join(f", {v} {k}" for k, v in bad.items()),
+        manifest["objects_per_image"]["mean"],
+        manifest["time_s"],
     )
     if bad and cfg.on_bad_image == "skip":
-        log.info("posts without a usable image keep their caption/OCR words only (--on-bad-image skip); the manifest lists each one's status")
+        log.info(
+            "posts without a usable image keep their caption/OCR words only (--on-bad-image skip); the manifest lists each one's status"
+        )
     print(json.dumps({"out": out, "counts": counts, "fingerprint": manifest["fingerprint"]}))
     return 0
 
@@ -317,7 +422,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     service = TaggingService.from_pretrained(args.model, config, device=args.device, precision=args.precision)
     log.info("model %s loaded; serving on http://%s:%d", " + ".join(args.model), args.host, args.port)
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning" if not args.verbose else "info")
+    uvicorn.run(
+        create_app(service), host=args.host, port=args.port, log_level="warning" if not args.verbose else "info"
+    )
     return 0
 
 
@@ -385,15 +492,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint directory (save_pretrained output, e.g. RUN/best); repeat it to score an ensemble",
     )  # fmt: skip
     p.add_argument("--split", default="test", choices=["train", "valid", "dev", "test"])
-    p.add_argument("--dataset", help="twitter2015 or twitter2017 (default: the one the model was trained on)")
+    p.add_argument(
+        "--dataset",
+        help="a preset (twitter2015, twitter2017) or a corpus folder (default: the one the model was trained on)",
+    )
+    p.add_argument(
+        "--gold",
+        metavar="FILE",
+        help="score on this gold file instead (any corpus format: CoNLL, JSONL spans, Label Studio export)",
+    )
+    p.add_argument(
+        "--format",
+        choices=list(FORMAT_CHOICES),
+        default="auto",
+        help="the gold file's format (default: from its content)",
+    )
+    p.add_argument(
+        "--type-map",
+        action="append",
+        metavar="OLD=NEW",
+        help="rename a gold type (NEW = O drops it); default: the checkpoint's own map",
+    )
     p.add_argument("--data-root", help="folder with twitter2015/ and twitter2017/ (default: $HAMNER_DATA_ROOT)")
     p.add_argument("--device", default="cpu")
     add_precision_option(p)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--features", help="a multimodal model's feature cache for the dataset ('hamner preprocess' output)")
-    p.add_argument("--text-path", action="store_true", help="score a multimodal model with no visual input (its text path)")
-    p.add_argument("--predictions", metavar="FILE", help="also write every post's gold and predicted tags as JSONL (.gz: compressed)")
+    p.add_argument(
+        "--text-path", action="store_true", help="score a multimodal model with no visual input (its text path)"
+    )
+    p.add_argument(
+        "--predictions",
+        metavar="FILE",
+        help="also write every post's gold and predicted tags as JSONL (.gz: compressed)",
+    )
     p.add_argument(
         "--mode",
         choices=["conlleval", "strict"],
@@ -409,7 +542,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--model", required=True, help="checkpoint directory (save_pretrained output, e.g. RUN/best)")
     p.add_argument("--out", required=True, help="directory to write")
-    p.add_argument("--int8", action="store_true", help="dynamic int8 weights, per channel, for the encoder's MatMuls (hamner.inference.onnx.INT8_DEFAULT)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="dynamic int8 weights, per channel, for the encoder's MatMuls (hamner.inference.onnx.INT8_DEFAULT)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tag", help="tag raw posts: one per line, or JSONL with text and optional image/caption")
@@ -473,34 +610,80 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, action="append", metavar="PATH_OR_GLOB",
                    help="JSONL (.jsonl/.ndjson/.json) or Parquet files: a file, a folder or a glob; repeatable")  # fmt: skip
     p.add_argument("--output", required=True, metavar="DIR", help="output folder: shards, _index/ and _manifest.json")
-    p.add_argument("--output-format", choices=["parquet", "jsonl"], default="parquet", help="shard format (default parquet)")
+    p.add_argument(
+        "--output-format", choices=["parquet", "jsonl"], default="parquet", help="shard format (default parquet)"
+    )
     p.add_argument("--images-root", help="folder of relative image paths (default: each input file's folder)")
     p.add_argument(
         "--on-bad-image", choices=["error", "skip"], default="error",
         help="a missing/unreadable/truncated/too large image: the row gets the error and no entities (default), "
         "or also is tagged from its text and caption (skip)",
     )  # fmt: skip
-    p.add_argument("--on-bad-text", choices=["error", "replace"], default="error", help="invalid UTF-8 or unpaired surrogates: a bad row, or replaced by U+FFFD")
+    p.add_argument(
+        "--on-bad-text",
+        choices=["error", "replace"],
+        default="error",
+        help="invalid UTF-8 or unpaired surrogates: a bad row, or replaced by U+FFFD",
+    )
     p.add_argument("--max-line-bytes", type=positive_int, default=1 << 20, help="a longer JSONL line is a bad row")
-    p.add_argument("--overwrite", action="store_true", help="delete the output of another job (other model, inputs or options) in --output")
-    p.add_argument("--address", help="join a running Ray cluster: 'auto' (from a machine of the cluster) or 'ray://HOST:10001'; default: embedded")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the output of another job (other model, inputs or options) in --output",
+    )
+    p.add_argument(
+        "--address",
+        help="join a running Ray cluster: 'auto' (from a machine of the cluster) or 'ray://HOST:10001'; default: embedded",
+    )
     p.add_argument("--num-cpus", type=positive_int, help="embedded Ray: CPUs to use (default: all cores)")
     p.add_argument("--num-gpus", type=int, help="embedded Ray: GPUs to use (default: those detected)")
-    p.add_argument("--object-store-mb", type=positive_int, help="embedded Ray: object store size (default: Ray's, 30%% of memory)")
-    p.add_argument("--part-rows", type=positive_int, default=512, help="input rows per read task (a Parquet file is read by row group)")
-    p.add_argument("--rows-per-shard", type=positive_int, default=10_000, help="rows per output shard (the unit of restart)")
+    p.add_argument(
+        "--object-store-mb", type=positive_int, help="embedded Ray: object store size (default: Ray's, 30%% of memory)"
+    )
+    p.add_argument(
+        "--part-rows",
+        type=positive_int,
+        default=512,
+        help="input rows per read task (a Parquet file is read by row group)",
+    )
+    p.add_argument(
+        "--rows-per-shard", type=positive_int, default=10_000, help="rows per output shard (the unit of restart)"
+    )
     p.add_argument("--tag-batch", type=positive_int, default=256, help="rows per call of a tagging actor")
     p.add_argument("--batch-size", type=positive_int, default=32, help="posts per forward pass of the model")
     p.add_argument("--image-batch", type=positive_int, default=16, help="rows per call of an image actor")
-    p.add_argument("--tag-actors", type=positive_int, help="tagging actors (default: one per GPU, else one per CPU for text-only, per 16 CPUs for HamLearning)")
-    p.add_argument("--image-actors", type=positive_int, help="image actors of a HamLearning model (default: one per CPU the tagging actors leave)")
-    p.add_argument("--cpus-per-tag-actor", type=float, help="CPUs (and torch threads) of each tagging actor (default 1; 0 reserved for a HamLearning model on CPUs)")
+    p.add_argument(
+        "--tag-actors",
+        type=positive_int,
+        help="tagging actors (default: one per GPU, else one per CPU for text-only, per 16 CPUs for HamLearning)",
+    )
+    p.add_argument(
+        "--image-actors",
+        type=positive_int,
+        help="image actors of a HamLearning model (default: one per CPU the tagging actors leave)",
+    )
+    p.add_argument(
+        "--cpus-per-tag-actor",
+        type=float,
+        help="CPUs (and torch threads) of each tagging actor (default 1; 0 reserved for a HamLearning model on CPUs)",
+    )
     p.add_argument("--cpus-per-image-actor", type=float, default=1.0, help="CPUs (and threads) of each image actor")
-    p.add_argument("--gpus-per-tag-actor", type=float, help="GPUs of each tagging actor (default: 1 when the cluster has GPUs, else 0)")
-    p.add_argument("--io-tasks", type=positive_int, help="read and write tasks running at a time (default: CPUs/8, 1 to 8)")
+    p.add_argument(
+        "--gpus-per-tag-actor",
+        type=float,
+        help="GPUs of each tagging actor (default: 1 when the cluster has GPUs, else 0)",
+    )
+    p.add_argument(
+        "--io-tasks", type=positive_int, help="read and write tasks running at a time (default: CPUs/8, 1 to 8)"
+    )
     p.add_argument("--device", help="the tagging actors' torch device (default: cuda when they have a GPU, else cpu)")
     add_precision_option(p)
-    p.add_argument("--max-attempts", type=positive_int, default=3, help="passes over the rows still missing after a failure Ray could not recover from")
+    p.add_argument(
+        "--max-attempts",
+        type=positive_int,
+        default=3,
+        help="passes over the rows still missing after a failure Ray could not recover from",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (rows written)")
     p.set_defaults(func=cmd_bulk)
 
@@ -510,16 +693,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Extract the global grid, objects, spatial geometry and semantic words of every image into a "
         "resumable, memory-mappable cache with a manifest. Rerun the same command to resume an interrupted run.",
     )
-    p.add_argument("--dataset", choices=["twitter2015", "twitter2017"], help="key the cache by this dataset's IMGIDs (all splits)")
+    p.add_argument(
+        "--dataset", choices=["twitter2015", "twitter2017"], help="key the cache by this dataset's IMGIDs (all splits)"
+    )
     p.add_argument("--images", required=True, help="image folder: <IMGID>.jpg files (the official archive's layout)")
     p.add_argument("--captions", help="caption file, lines '<IMGID>.jpg :<caption>' (e.g. blip2_captions.txt)")
     p.add_argument("--ocr", help="OCR text file, same format as --captions")
     p.add_argument("--data-root", help="folder with twitter2015/ and twitter2017/ (default: $HAMNER_DATA_ROOT)")
     p.add_argument("--out", help="cache directory (default: features/<dataset or folder name>)")
-    p.add_argument("--config", help="YAML with vision settings (a vision-only file or an experiment config's 'vision:' section)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a vision setting, e.g. score_threshold=0.5")
     p.add_argument(
-        "--on-bad-image", choices=["skip", "error"],
+        "--config", help="YAML with vision settings (a vision-only file or an experiment config's 'vision:' section)"
+    )
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a vision setting, e.g. score_threshold=0.5"
+    )
+    p.add_argument(
+        "--on-bad-image",
+        choices=["skip", "error"],
         help="missing/unreadable/truncated/too large image: skip its visual part, logged and counted "
         "(the default, unless the config says otherwise), or stop",
     )
@@ -529,7 +719,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=positive_int, default=1,
         help="images extracted at once, each in its own thread (with --threads 1 and one worker per core: the most images/s)",
     )  # fmt: skip
-    p.add_argument("--overwrite", action="store_true", help="delete a cache made with other settings or inputs and rebuild")
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete a cache made with other settings or inputs and rebuild"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_preprocess)
 
@@ -543,11 +735,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-batching", action="store_true", help="tag each request on its own")
     p.add_argument("--max-batch", type=positive_int, default=16, help="most requests tagged together")
     p.add_argument("--max-queue", type=positive_int, default=256, help="waiting requests beyond this get 503")
-    p.add_argument("--batch-wait-ms", type=float, default=0.0, help="how long the first request waits for company (0: take what is queued)")
-    p.add_argument("--no-objects", action="store_true", help="do not run the image models on attached pictures (a HamLearning model then tags with the caption alone)")
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=0.0,
+        help="how long the first request waits for company (0: take what is queued)",
+    )
+    p.add_argument(
+        "--no-objects",
+        action="store_true",
+        help="do not run the image models on attached pictures (a HamLearning model then tags with the caption alone)",
+    )
     p.add_argument("--max-text-chars", type=positive_int, default=2000, help="longest accepted text (and caption)")
     p.add_argument("--max-image-mb", type=positive_int, default=10, help="largest accepted image file, in MiB")
-    p.add_argument("--max-image-pixels", type=positive_int, default=40_000_000, help="largest accepted width x height (checked before decoding)")
+    p.add_argument(
+        "--max-image-pixels",
+        type=positive_int,
+        default=40_000_000,
+        help="largest accepted width x height (checked before decoding)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("data", help="dataset utilities")
@@ -558,6 +764,33 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--base-url", help="mirror of raw.githubusercontent.com (owner/repo/commit/path layout)")
     d.add_argument("--force", action="store_true", help="download again even if a verified copy is present")
     d.set_defaults(func=cmd_data_download)
+    d = data_sub.add_parser(
+        "check", help="read a corpus without training: posts, tokens, entities per type per split, images, every problem",
+        description="Exit status 0: no error (warnings may be listed); 1: errors, each with file:line.",
+    )  # fmt: skip
+    d.add_argument(
+        "path",
+        nargs="?",
+        help="a corpus folder (train/dev/test files), one file, or a preset name (twitter2015, twitter2017)",
+    )
+    d.add_argument("--train", help="the training file (replaces the folder's)")
+    d.add_argument("--dev", help="the dev file")
+    d.add_argument("--test", help="the test file")
+    d.add_argument(
+        "--format", choices=list(FORMAT_CHOICES), default="auto", help="file format (default: from the content)"
+    )
+    d.add_argument(
+        "--tag-scheme", choices=["auto", "bio", "iob1", "bioes"], default="auto", help="tag scheme of column files"
+    )
+    d.add_argument("--labels", help="declared entity types, comma separated (fixes their order, refuses others)")
+    d.add_argument(
+        "--type-map", action="append", metavar="OLD=NEW", help="rename or merge a type (NEW = O drops it); repeatable"
+    )
+    d.add_argument("--images", help="folder where a post's IMGID is looked up (<IMGID>.jpg)")
+    d.add_argument("--captions", help="caption file, lines '<IMGID>.jpg :<caption>'")
+    d.add_argument("--data-root", help="the data root (for a preset or a relative path)")
+    d.add_argument("--json", action="store_true", help="print the report as JSON")
+    d.set_defaults(func=cmd_data_check)
     return parser
 
 

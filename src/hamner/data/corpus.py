@@ -128,9 +128,10 @@ class CorpusSpec:
         return self.files[split]
 
 
-def split_files(folder: Path) -> dict[str, Path]:
+def split_files(folder: Path, skip: Iterable[str] = ()) -> dict[str, Path]:
     """A corpus folder's split files: ``train``, ``dev`` (or ``valid``, ``validation``, ``val``)
-    and ``test``, each with one of :data:`EXTENSIONS`; two candidates for one split are an error."""
+    and ``test``, each with one of :data:`EXTENSIONS`; two candidates for one split are an error
+    (unless the split is in ``skip``: named one by one)."""
     if not folder.is_dir():
         raise ConfigError(
             f"corpus folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder"
@@ -142,13 +143,13 @@ def split_files(folder: Path) -> dict[str, Path]:
             for p in folder.iterdir()
             if p.is_file() and any(p.name.lower() == s + e for s in stems for e in EXTENSIONS)
         )
-        if len(found) > 1:
+        if len(found) > 1 and split not in skip:
             raise ConfigError(
                 f"{folder}: several {split} files ({', '.join(p.name for p in found)}); name them one by one with data.{split}"
             )
         if found:
             out[split] = found[0]
-    if not out:
+    if not out and not skip:
         raise ConfigError(
             f"{folder}: no train, dev (or valid) or test file (names such as train.txt, dev.conll, test.jsonl); "
             "or name the files with data.train, data.dev and data.test"
@@ -206,7 +207,7 @@ def corpus_spec(
         where: Path | None = None
         if path not in (None, ""):
             where = _existing(path, root, "data.path")
-            found = split_files(where) if where.is_dir() else {"test": where}
+            found = split_files(where, named) if where.is_dir() else {"test": where}
         found.update({k: _existing(v, root, f"data.{k}") for k, v in named.items()})  # type: ignore[arg-type]
         if where is None:
             where = next(iter(found.values())).parent
@@ -341,7 +342,7 @@ class CorpusReport:
             "corpus": self.name,
             "labels": list(self.labels),
             "splits": self.splits,
-            "problems": [{"level": p.level, "where": p.where, "message": p.message} for p in self.problems.items],
+            "problems": [{"level": p.level, "where": p.where, "message": p.message} for p in self.problems.in_order()],
         }
 
     def text(self) -> str:
@@ -365,7 +366,7 @@ class CorpusReport:
                 f"{split}: {s['file']} ({s['format']}, {s['tags']['scheme'].upper()} tags{_tag_notes(s['tags'])})"
             )
         errors, warnings = len(self.problems.errors), len(self.problems.warnings)
-        lines += [str(p) for p in self.problems.items]
+        lines += [str(p) for p in self.problems.in_order()]
         lines.append(f"{errors} error(s), {warnings} warning(s)")
         return "\n".join(lines)
 

@@ -122,7 +122,9 @@ class WordEncoder:
             if not ids:
                 raise ConfigError(f"model.marker {text!r} is no sub-token at all for this tokenizer")
             if len(ids) >= self._budget:
-                raise ConfigError(f"model.marker {text!r} takes {len(ids)} sub-tokens, leaving no room for words in {self.max_length}")
+                raise ConfigError(
+                    f"model.marker {text!r} takes {len(ids)} sub-tokens, leaving no room for words in {self.max_length}"
+                )
             self._marker_ids[text] = ids
         return ids
 
@@ -239,10 +241,16 @@ def collate(posts: Sequence[EncodedPost], pad_id: int) -> dict[str, torch.Tensor
     b, t = len(posts), max(len(p.input_ids) for p in posts)
     w = max(len(p.first_sub) for p in posts)
     out = {
-        "input_ids": torch.tensor(_padded([p.input_ids for p in posts], t, pad_id), dtype=torch.long),  # shape: (batch, subtokens)
+        "input_ids": torch.tensor(
+            _padded([p.input_ids for p in posts], t, pad_id), dtype=torch.long
+        ),  # shape: (batch, subtokens)
         "attention_mask": torch.tensor(_padded([[1] * len(p.input_ids) for p in posts], t, 0), dtype=torch.long),
-        "first_sub": torch.tensor(_padded([[max(f, 0) for f in p.first_sub] for p in posts], w, 0), dtype=torch.long),  # shape: (batch, words)
-        "word_mask": torch.tensor(_padded([[f >= 0 for f in p.first_sub] for p in posts], w, False), dtype=torch.bool),  # True where the word has a vector
+        "first_sub": torch.tensor(
+            _padded([[max(f, 0) for f in p.first_sub] for p in posts], w, 0), dtype=torch.long
+        ),  # shape: (batch, words)
+        "word_mask": torch.tensor(
+            _padded([[f >= 0 for f in p.first_sub] for p in posts], w, False), dtype=torch.bool
+        ),  # True where the word has a vector
         "shape_ids": torch.tensor(_padded([p.shape_ids for p in posts], w, 0), dtype=torch.long),
         "tags": torch.tensor(_padded([p.tag_ids or [] for p in posts], w, 0), dtype=torch.long),
     }
@@ -250,9 +258,13 @@ def collate(posts: Sequence[EncodedPost], pad_id: int) -> dict[str, torch.Tensor
         c = max(max((len(word) for p in posts for word in (p.char_ids or [])), default=0), 1)
         empty = [0] * c
         chars = [_padded(p.char_ids or [], c, 0) + [empty] * (w - len(p.char_ids or [])) for p in posts]
-        out["char_ids"] = torch.tensor(chars, dtype=torch.long) if w else torch.zeros((b, 0, c), dtype=torch.long)  # shape: (batch, words, bytes)
+        out["char_ids"] = (
+            torch.tensor(chars, dtype=torch.long) if w else torch.zeros((b, 0, c), dtype=torch.long)
+        )  # shape: (batch, words, bytes)
     if any(p.entity_ids is not None for p in posts):
-        out["entity_ids"] = torch.tensor(_padded([p.entity_ids or [] for p in posts], w, 0), dtype=torch.long)  # shape: (batch, words)
+        out["entity_ids"] = torch.tensor(
+            _padded([p.entity_ids or [] for p in posts], w, 0), dtype=torch.long
+        )  # shape: (batch, words)
     if any(p.token_type_ids is not None for p in posts):
         types = torch.zeros((b, t), dtype=torch.long)
         for i, p in enumerate(posts):

@@ -73,7 +73,12 @@ def _load_spacy() -> Annotator:
     unknown = sorted(set(ner.labels) - set(ONTONOTES_TYPES))
     if unknown:
         raise ConfigError(f"the spaCy model {SPACY_PACKAGE} has entity types {unknown} outside the channel's classes")
-    log.info("spaCy %s with %s loaded in %.1f s (entity-type channel)", spacy.__version__, SPACY_PACKAGE, time.perf_counter() - t0)
+    log.info(
+        "spaCy %s with %s loaded in %.1f s (entity-type channel)",
+        spacy.__version__,
+        SPACY_PACKAGE,
+        time.perf_counter() - t0,
+    )
 
     def annotate(word_lists: Sequence[Sequence[str]]) -> list[list[int]]:
         with _run_lock:

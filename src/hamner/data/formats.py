@@ -68,13 +68,17 @@ class Problems:
     def warning(self, path: str, line: int | None, message: str) -> None:
         self.items.append(Problem("warning", str(path), line, message))
 
+    def in_order(self) -> list[Problem]:
+        """The problems by file and line (a file's line problems and its tag problems are found in two passes)."""
+        return sorted(self.items, key=lambda p: (p.path, p.line if p.line is not None else -1))
+
     @property
     def errors(self) -> list[Problem]:
-        return [p for p in self.items if p.level == "error"]
+        return [p for p in self.in_order() if p.level == "error"]
 
     @property
     def warnings(self) -> list[Problem]:
-        return [p for p in self.items if p.level == "warning"]
+        return [p for p in self.in_order() if p.level == "warning"]
 
     def raise_errors(self) -> None:
         """A :class:`DataFormatError` at the first error, listing the others (up to ``MAX_SHOWN``)."""
@@ -102,6 +106,7 @@ class RawPost:
     image: str | None = None  # as written in the file (relative to its folder)
     caption: str | None = None
     where: str | None = None  # a location other than path:line (Label Studio: "file.json: task 12")
+    bad_lines: int = 0  # lines of the post left out with an error
 
     def at(self, i: int) -> tuple[str, int | None]:
         """(path, line) of token ``i`` for a message."""
@@ -161,7 +166,9 @@ def read_columns(path: Path, text: str, problems: Problems, benchmark: bool) -> 
     def flush() -> None:
         nonlocal cur
         if cur is not None:
-            if not cur.words:
+            if not cur.words and cur.bad_lines:
+                pass  # its lines' errors say it all
+            elif not cur.words:
                 if benchmark or cur.imgid is not None:
                     problems.error(name, cur.line, f"post IMGID:{cur.imgid} has no tokens")
                 else:
@@ -197,13 +204,19 @@ def read_columns(path: Path, text: str, problems: Problems, benchmark: bool) -> 
             flush()
             continue
         parts = line.split("\t") if tab else line.split()
+        if benchmark and cur is None:
+            problems.error(name, lineno, "a token line before any IMGID line")
+        if cur is None:
+            cur = RawPost([], [], name, lineno, [])
         if benchmark and len(parts) != 2:
             problems.error(name, lineno, f"expected 'token<TAB>tag', found {len(parts) - 1} TABs in {line[:80]!r}")
+            cur.bad_lines += 1
             continue
         if len(parts) < 2:
             problems.error(
                 name, lineno, f"expected 'token{'<TAB>' if tab else ' '}...tag', found one column in {line[:80]!r}"
             )
+            cur.bad_lines += 1
             continue
         if columns is None:
             columns = len(parts)
@@ -211,15 +224,13 @@ def read_columns(path: Path, text: str, problems: Problems, benchmark: bool) -> 
             problems.error(
                 name, lineno, f"{len(parts)} columns where the file's first token line has {columns}: {line[:80]!r}"
             )
+            cur.bad_lines += 1
             continue
         token, tag = parts[0], parts[-1].strip()
-        if benchmark and cur is None:
-            problems.error(name, lineno, "a token line before any IMGID line")
-        if cur is None:
-            cur = RawPost([], [], name, lineno, [])
         if token == "":
             if benchmark or tag != "O":
                 problems.error(name, lineno, "empty token" + (f" tagged {tag}" if tag != "O" else ""))
+                cur.bad_lines += 1
             else:  # nothing to read or tag: a repair, said
                 problems.warning(name, lineno, "empty token tagged O left out")
             continue

@@ -76,7 +76,8 @@ def tokenize(text: str, style: str = "twitter2017") -> list[Token]:
             matches = list(word_re.finditer(piece))
         except TimeoutError:
             raise TextError(
-                None, f"the word tokenizer timed out on the {len(piece)} characters at offset {offset} (a pathological text)"
+                None,
+                f"the word tokenizer timed out on the {len(piece)} characters at offset {offset} (a pathological text)",
             ) from None
         for m in matches:
             word, start = m.group(), m.start() + offset

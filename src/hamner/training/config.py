@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hamner.data.labels import DEFAULT_TYPE_MAP
+from hamner.data.corpus import PRESETS, CorpusSpec, corpus_spec
 from hamner.errors import ConfigError
 from hamner.models.config import TaggerConfig
 from hamner.typed_config import apply_overrides, read_yaml_mapping
@@ -15,9 +15,27 @@ from hamner.typed_config import build_dataclass as _build
 
 @dataclass
 class DataConfig:
-    dataset: str = "twitter2017"  # twitter2015 | twitter2017: a folder of that name under the data root
+    # A preset (twitter2015 | twitter2017: a folder of that name under the data root, its format,
+    # types PER LOC ORG MISC with OTHER read as MISC), or with data.path / data.train the corpus's
+    # name (default: its folder's name). It names the run directory and the checkpoint's trained_on.
+    dataset: str = ""
     root: str | None = None  # None: --data-root flag or $HAMNER_DATA_ROOT
-    type_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TYPE_MAP))  # the files' entity types -> ours (OTHER -> MISC)
+    # A corpus of your own: a folder with train, dev (or valid) and test files (.txt, .conll, .tsv,
+    # .jsonl, .json ...); a relative path not found here is read from the data root.
+    path: str | None = None
+    train: str | None = None  # files named one by one (each replaces the folder's file of that split)
+    dev: str | None = None  # see train
+    test: str | None = None  # see train
+    format: str = "auto"  # auto (from the content) | imgid | conll | jsonl | labelstudio
+    tag_scheme: str = "auto"  # auto | bio | iob1 | bioes (converted to BIO); auto: BIOES if S-/E- tags, IOB1 if most entities start with I-
+    # The entity types, in the order of the model's labels; a type outside them is an error.
+    # None: the types of the training split (sorted); a preset declares PER LOC ORG MISC.
+    labels: list[str] | None = None
+    # The files' entity types -> the model's: renames, merges (two to one), drops (to "O"). Merged
+    # over a preset's own map (OTHER -> MISC).
+    type_map: dict[str, str] = field(default_factory=dict)
+    images: str | None = None  # a folder where a post's IMGID is looked up (<images>/<IMGID>.jpg)
+    captions: str | None = None  # a caption file (<IMGID>.jpg :caption) for posts without a caption of their own
     # A feature cache made by 'hamner preprocess' (the visual inputs and image words of every IMGID);
     # needed by multimodal models, ignored by the text path.
     features: str | None = None
@@ -36,13 +54,39 @@ class DataConfig:
     joint_overlap_threshold: float = 0.8
 
     def __post_init__(self) -> None:
+        own = self.path or self.train or self.dev or self.test
+        if not self.dataset:  # a corpus of your own is named after its folder
+            self.dataset = (
+                Path(self.path).name if self.path else Path(own).resolve().parent.name if own else "twitter2017"
+            )
+        elif not own and self.dataset not in PRESETS:
+            raise ConfigError(
+                f"unknown dataset {self.dataset!r}; known presets: {sorted(PRESETS)}; for a corpus of your own set "
+                "data.path (a folder with train/dev/test files) or data.train, data.dev and data.test"
+            )
         if len(set(self.joint)) != len(self.joint) or self.dataset in self.joint:
-            raise ConfigError(f"data.joint must name other datasets than data.dataset ({self.dataset}), each once; got {self.joint}")
+            raise ConfigError(
+                f"data.joint must name other datasets than data.dataset ({self.dataset}), each once; got {self.joint}"
+            )
         if not 0.0 < self.joint_overlap_threshold <= 1.0:
             raise ConfigError(f"data.joint_overlap_threshold must be in (0, 1], got {self.joint_overlap_threshold}")
         unknown = sorted(set(self.joint_features) - set(self.joint))
         if unknown:
             raise ConfigError(f"data.joint_features names datasets that are not in data.joint {self.joint}: {unknown}")
+
+    def corpus(self, dataset: str | None = None) -> CorpusSpec:
+        """The corpus of ``dataset`` (default data.dataset; one of data.joint: a preset name or a
+        corpus folder), with this section's format, tag scheme, label set, type map, images, captions."""
+        common: dict[str, Any] = {
+            "root": self.root, "format": self.format, "tag_scheme": self.tag_scheme, "labels": self.labels,
+            "type_map": self.type_map, "images": self.images, "captions": self.captions,
+        }  # fmt: skip
+        if dataset is None or dataset == self.dataset:
+            files = {"train": self.train, "dev": self.dev, "test": self.test}
+            return corpus_spec(self.dataset, self.path, files, **common)
+        if dataset in PRESETS:
+            return corpus_spec(dataset, **common)
+        return corpus_spec(None, dataset, **common)
 
     def features_of(self, dataset: str) -> str | None:
         """The feature cache of ``dataset`` (data.dataset or one of data.joint)."""

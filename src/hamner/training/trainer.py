@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hamner.data.conll import Post
-from hamner.data.datasets import load_split, resolve_data_root
+from hamner.data.corpus import label_types, load_posts, warn_unseen
 from hamner.data.encoding import EncodedPost
+from hamner.data.labels import bio_labels
 from hamner.data.sampler import BucketBatchSampler
 from hamner.env import git_revision, machine_description, package_versions, peak_memory_mb
 from hamner.errors import ConfigError
@@ -117,7 +118,9 @@ def build_optimizer(model: TextTagger, cfg: ExperimentConfig) -> torch.optim.Ada
     bias/norms. With ``train.lr_layer_decay`` < 1 the encoder's groups are split by depth, the top
     block first (its rate is what ``metrics.jsonl`` logs as lr_encoder)."""
     t = cfg.train
-    groups: dict[str, list[nn.Parameter]] = {k: [] for k in ("enc", "enc_nd", "head", "head_nd", "crf", "rel", "rel_nd")}
+    groups: dict[str, list[nn.Parameter]] = {
+        k: [] for k in ("enc", "enc_nd", "head", "head_nd", "crf", "rel", "rel_nd")
+    }
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -196,6 +199,22 @@ def open_features(cfg: ExperimentConfig, dataset: str | None = None) -> FeatureS
     return FeatureStore.open(path)
 
 
+def load_split_of(cfg: ExperimentConfig, dataset: str, split: str) -> list[Post]:
+    """One split (train, dev or test) of data.dataset or of a data.joint corpus."""
+    return load_posts(cfg.data.corpus(dataset), split)
+
+
+def set_label_set(cfg: ExperimentConfig, train: dict[str, list[Post]]) -> tuple[str, ...]:
+    """The model's labels from the data: data.labels (or a preset's types), else the types of the
+    training posts of every corpus of the run; ``cfg.model.labels`` is set to their BIO tags."""
+    spec = cfg.data.corpus()
+    types = label_types(
+        spec.labels, [p for posts in train.values() for p in posts], str(spec.files.get("train", spec.name))
+    )
+    cfg.model.labels = bio_labels(types)
+    return types
+
+
 JOINT_DIR = "joint"  # <run>/joint/<dataset>/: the checkpoint, final.json and predictions of a joint dataset
 
 
@@ -206,20 +225,33 @@ def joint_training_posts(cfg: ExperimentConfig) -> tuple[dict[str, list[Post]], 
     from hamner.data.overlap import near_duplicates, relative_source
 
     datasets = [cfg.data.dataset, *cfg.data.joint]
-    root, tmap = cfg.data.root, cfg.data.type_map
-    train = {d: load_split(d, "train", root, tmap)[: cfg.data.max_train_posts] for d in datasets}
-    held = {d: [(split, p) for split in ("valid", "test") for p in load_split(d, split, root, tmap)] for d in datasets}
+    train = {d: load_split_of(cfg, d, "train")[: cfg.data.max_train_posts] for d in datasets}
+    held = {d: [(split, p) for split in ("dev", "test") for p in load_split_of(cfg, d, split)] for d in datasets}
     dropped: list[dict[str, Any]] = []
     for d in datasets:
         others = [sp for o in datasets if o != d for sp in held[o]]
-        matches = near_duplicates([p.words for p in train[d]], [p.words for _, p in others], cfg.data.joint_overlap_threshold)
+        matches = near_duplicates(
+            [p.words for p in train[d]], [p.words for _, p in others], cfg.data.joint_overlap_threshold
+        )
         keep = []
         for post, m in zip(train[d], matches, strict=True):
             if m is None:
                 keep.append(post)
                 continue
-            dropped.append({"post": relative_source(post.source), "matches": relative_source(others[m.other][1].source), "identical": m.identical, "jaccard": round(m.jaccard, 3)})
-            log.warning("joint training: dropped %s, near-identical (Jaccard %.2f) to %s", post.source, m.jaccard, others[m.other][1].source)
+            dropped.append(
+                {
+                    "post": relative_source(post.source),
+                    "matches": relative_source(others[m.other][1].source),
+                    "identical": m.identical,
+                    "jaccard": round(m.jaccard, 3),
+                }
+            )
+            log.warning(
+                "joint training: dropped %s, near-identical (Jaccard %.2f) to %s",
+                post.source,
+                m.jaccard,
+                others[m.other][1].source,
+            )
         train[d] = keep
     return train, dropped
 
@@ -249,7 +281,9 @@ def visual_inputs(posts: list[Post], store: FeatureStore | None) -> list[Any] | 
         if p.imgid is None:
             raise ConfigError(f"{p.source}: a post without an IMGID line; its visual inputs cannot be found")
         if p.imgid not in store:
-            raise ConfigError(f"{p.source}: IMGID {p.imgid} is not in the feature cache {store.directory} (made for another dataset?)")
+            raise ConfigError(
+                f"{p.source}: IMGID {p.imgid} is not in the feature cache {store.directory} (made for another dataset?)"
+            )
         out.append(store[p.imgid])
     return out
 
@@ -274,15 +308,23 @@ def encode_posts(
             raise ConfigError(f"{p.source}: tag {unknown[0]!r} is not in the model's labels {model.config.labels}")
         out.append(
             model.encode_post(
-                p.words, [index[t] for t in p.tags], visuals[i] if visuals is not None else None,
-                entity_ids[i] if entity_ids is not None else None, markers[i] if markers is not None else None,
+                p.words,
+                [index[t] for t in p.tags],
+                visuals[i] if visuals is not None else None,
+                entity_ids[i] if entity_ids is not None else None,
+                markers[i] if markers is not None else None,
             )  # fmt: skip
         )
     return out
 
 
 def teacher_marginals(
-    cfg: ExperimentConfig, model: TextTagger, posts: list[Post], visuals: list[Any] | None, batch_size: int, progress: bool
+    cfg: ExperimentConfig,
+    model: TextTagger,
+    posts: list[Post],
+    visuals: list[Any] | None,
+    batch_size: int,
+    progress: bool,
 ) -> list[torch.Tensor]:
     """Each training post's per-word log tag marginals, (words, labels), under the teacher of
     ``train.distill_from`` (an ensemble when it names several checkpoints)."""
@@ -292,12 +334,18 @@ def teacher_marginals(
     teacher: Any = EnsembleTagger.from_pretrained(dirs) if len(dirs) > 1 else TextTagger.from_pretrained(dirs[0]).eval()
     tc = teacher.config
     if tc.labels != model.config.labels:
-        raise ConfigError(f"train.distill_from: the teacher's labels {tc.labels} differ from the model's {model.config.labels}")
+        raise ConfigError(
+            f"train.distill_from: the teacher's labels {tc.labels} differ from the model's {model.config.labels}"
+        )
     if tc.multimodal:
         if visuals is None:
-            raise ConfigError("train.distill_from: a multimodal teacher needs this run's feature cache (data.features), and this config has none")
+            raise ConfigError(
+                "train.distill_from: a multimodal teacher needs this run's feature cache (data.features), and this config has none"
+            )
         if tc.vision_fingerprint != model.config.vision_fingerprint:
-            raise ConfigError("train.distill_from: the teacher was trained on another feature cache (vision fingerprint) than data.features")
+            raise ConfigError(
+                "train.distill_from: the teacher was trained on another feature cache (vision fingerprint) than data.features"
+            )
     t0 = time.perf_counter()
     preds = teacher.run([p.words for p in posts], visuals if tc.multimodal else None, batch_size, progress, "teacher")
     out = []
@@ -306,11 +354,18 @@ def teacher_marginals(
         for pred in preds:
             em = pred.emissions.float()[None]  # shape: (1, words read, labels)
             out.append(crf.log_marginals(em, torch.ones(em.shape[:2], dtype=torch.bool))[0])
-    log.info("teacher marginals of %d training posts from %d checkpoint(s) in %.0f s", len(out), len(dirs), time.perf_counter() - t0)
+    log.info(
+        "teacher marginals of %d training posts from %d checkpoint(s) in %.0f s",
+        len(out),
+        len(dirs),
+        time.perf_counter() - t0,
+    )
     return out
 
 
-def distill_kl(crf: Any, emissions: torch.Tensor, mask: torch.Tensor, teacher: torch.Tensor, teacher_mask: torch.Tensor) -> torch.Tensor:
+def distill_kl(
+    crf: Any, emissions: torch.Tensor, mask: torch.Tensor, teacher: torch.Tensor, teacher_mask: torch.Tensor
+) -> torch.Tensor:
     """Mean over words of KL(teacher || student) between the teacher's log tag marginals and those of
     the student's CRF on ``emissions`` (batch, words, labels)."""
     return marginal_kl(teacher, crf.log_marginals(emissions, mask), mask.bool() & teacher_mask.bool())
@@ -368,9 +423,11 @@ def run_training(
     dist, device = init_distributed(cfg.train.device)
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
-    cfg.model.tokenizer_style = (
-        cfg.data.dataset if cfg.data.dataset in ("twitter2015", "twitter2017") else cfg.model.tokenizer_style
-    )
+    spec = cfg.data.corpus()  # fails before anything is written when a file is missing
+    for split in ("train", "dev", "test"):
+        spec.file(split)
+    if spec.preset is not None:  # a benchmark's words are cut the way its files were
+        cfg.model.tokenizer_style = spec.tokenizer_style
     run_dir = cfg.run_dir()
     state_path = run_dir / STATE_FILE
     if resume and not state_path.exists() and (run_dir / "final.json").exists():  # every rank sees the same files
@@ -384,7 +441,6 @@ def run_training(
             raise ConfigError(
                 f"run directory {run_dir} already holds a run; pass --resume to continue it or choose another train.output_dir/run_name"
             )
-        resolve_data_root(cfg.data.root)  # fail before anything is written
         run_dir.mkdir(parents=True, exist_ok=True)
     handler = _log_to_file(run_dir / "train.log") if dist.main else None
     try:
@@ -423,20 +479,25 @@ def _train(
     eval_batch = cfg.train.eval_batch(device)
 
     # data
-    root = cfg.data.root
     datasets = [cfg.data.dataset, *cfg.data.joint]
     dropped: list[dict[str, Any]] = []
     if cfg.data.joint:
         by_dataset, dropped = joint_training_posts(cfg)
     else:
-        by_dataset = {cfg.data.dataset: load_split(cfg.data.dataset, "train", root, cfg.data.type_map)[: cfg.data.max_train_posts]}
-    dev_sets = {d: load_split(d, "valid", root, cfg.data.type_map)[: cfg.data.max_eval_posts] for d in datasets}
+        by_dataset = {cfg.data.dataset: load_split_of(cfg, cfg.data.dataset, "train")[: cfg.data.max_train_posts]}
+    dev_sets = {d: load_split_of(cfg, d, "dev")[: cfg.data.max_eval_posts] for d in datasets}
     dev_posts = dev_sets[cfg.data.dataset]
+    types = set_label_set(cfg, by_dataset)
     if dist.main:
+        log.info("label set: %s", ", ".join(types))
         for d in datasets:
             log.info("%s: %d train, %d dev posts", d, len(by_dataset[d]), len(dev_sets[d]))
+            warn_unseen(types, dev_sets[d], f"{d} dev")
         if dropped:
-            log.info("joint training: %d training posts dropped as near-identical to another dataset's dev or test posts", len(dropped))
+            log.info(
+                "joint training: %d training posts dropped as near-identical to another dataset's dev or test posts",
+                len(dropped),
+            )
 
     stores = {d: open_features(cfg, d) for d in datasets}
     store = stores[cfg.data.dataset]
@@ -453,7 +514,9 @@ def _train(
     if dist.main:
         log.info("model %s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
     train_posts = [p for d in datasets for p in by_dataset[d]]
-    train_visuals = None if store is None else [v for d in datasets for v in visual_inputs(by_dataset[d], stores[d]) or []]
+    train_visuals = (
+        None if store is None else [v for d in datasets for v in visual_inputs(by_dataset[d], stores[d]) or []]
+    )
     # the entity-type channel's spaCy classes, once for both encodings of the training posts
     train_ents = model.word_encoder.entity_ids_of([p.words for p in train_posts], progress=show)
     # with model.dataset_marker, each training post is marked with the dataset it comes from
@@ -589,7 +652,9 @@ def _train(
             loss = out["loss"]
             if soft:  # knowledge distillation: the student's CRF marginals pulled towards the teacher's
                 out.setdefault("tag_loss", out["loss"])  # the gold part, logged apart (text-only models have no parts)
-                out["distill_loss"] = distill_kl(model.crf, out["emissions"], on_device["word_mask"], soft[TEACHER_KEY], soft[TEACHER_KEY + "_mask"])
+                out["distill_loss"] = distill_kl(
+                    model.crf, out["emissions"], on_device["word_mask"], soft[TEACHER_KEY], soft[TEACHER_KEY + "_mask"]
+                )
                 loss = loss + cfg.train.distill_weight * out["distill_loss"]
             for key in ("tag_loss", "relevance_loss", "text_tag_loss", "cross_view_loss", "distill_loss"):
                 if key in out:
@@ -625,18 +690,29 @@ def _train(
             improved = f1 > best_f1
             if improved:
                 best_f1, best_epoch = f1, epoch
-                extra = {"trained_on": cfg.data.dataset, "epoch": epoch + 1, "dev_f1": f1}
+                extra = {
+                    "trained_on": cfg.data.dataset,
+                    "type_map": dict(cfg.data.corpus().type_map),
+                    "epoch": epoch + 1,
+                    "dev_f1": f1,
+                }
                 save_checkpoint(model, run_dir, {**extra, "joint": datasets} if cfg.data.joint else extra)
             joint_f1 = {}
             for d, (posts_d, visuals_d) in joint_dev.items():
                 # a marked model reads this dataset's dev posts, and saves its checkpoint, with its marker
                 with model.marked(d) if cfg.model.dataset_marker else contextlib.nullcontext():
                     with autocast(device, precision):
-                        f1_d = evaluate(model, posts_d, device, eval_batch, show, f"dev {d}", visuals=visuals_d).micro.f1
+                        f1_d = evaluate(
+                            model, posts_d, device, eval_batch, show, f"dev {d}", visuals=visuals_d
+                        ).micro.f1
                     joint_f1[d] = f1_d
                     if f1_d > joint_best[d][0]:
                         joint_best[d] = [f1_d, epoch]
-                        save_checkpoint(model, run_dir / JOINT_DIR / d, {"trained_on": d, "joint": datasets, "epoch": epoch + 1, "dev_f1": f1_d})
+                        save_checkpoint(
+                            model,
+                            run_dir / JOINT_DIR / d,
+                            {"trained_on": d, "joint": datasets, "epoch": epoch + 1, "dev_f1": f1_d},
+                        )
                 log.info("epoch %d: dev F1 of %s %.4f%s", epoch + 1, d, f1_d, " *" if joint_best[d][1] == epoch else "")
             record = {
                 "epoch": epoch + 1,
@@ -721,10 +797,13 @@ def finish(
     dataset = dataset or cfg.data.dataset
     out_dir = run_dir / JOINT_DIR / dataset if joint else run_dir
     best = TextTagger.from_pretrained(out_dir / "best").to(device)
-    test_posts = load_split(dataset, "test", cfg.data.root, cfg.data.type_map)[: cfg.data.max_eval_posts]
+    test_posts = load_split_of(cfg, dataset, "test")[: cfg.data.max_eval_posts]
+    warn_unseen([label[2:] for label in best.config.labels if label.startswith("B-")], test_posts, f"{dataset} test")
     visuals = visual_inputs(test_posts, open_features(cfg, dataset))
     with autocast(device, precision):
-        preds = best.run([p.words for p in test_posts], visuals, cfg.train.eval_batch(device), cfg.train.progress, "test")
+        preds = best.run(
+            [p.words for p in test_posts], visuals, cfg.train.eval_batch(device), cfg.train.progress, "test"
+        )
     report = entity_scores([p.tags for p in test_posts], [p.tags for p in preds])
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     epoch_seconds = [r["epoch_seconds"] for r in records]
