@@ -17,7 +17,8 @@ from hamner.typed_config import build_dataclass as _build
 class DataConfig:
     # A preset (twitter2015 | twitter2017: a folder of that name under the data root, its format,
     # types PER LOC ORG MISC with OTHER read as MISC), or with data.path / data.train the corpus's
-    # name (default: its folder's name). It names the run directory and the checkpoint's trained_on.
+    # name (default: its folder's name; a preset's name given with data.path is replaced by it). It
+    # names the run directory and the checkpoint's trained_on.
     dataset: str = ""
     root: str | None = None  # None: --data-root flag or $HAMNER_DATA_ROOT
     # A corpus of your own: a folder with train, dev (or valid) and test files (.txt, .conll, .tsv,
@@ -55,6 +56,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         own = self.path or self.train or self.dev or self.test
+        if own and self.dataset in PRESETS:  # a preset's name is its own corpus's (text-only.yaml names twitter2017)
+            self.dataset = ""
         if not self.dataset:  # a corpus of your own is named after its folder
             self.dataset = (
                 Path(self.path).name if self.path else Path(own).resolve().parent.name if own else "twitter2017"
