@@ -236,3 +236,24 @@ def test_labeling_config() -> None:
         labeling_config([])
     with pytest.raises(ConfigError, match=r"given twice: \['PER'\]"):
         labeling_config(["PER", "LOC", "PER"])
+
+
+def test_cli_predictions_and_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hamner.cli import main
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": "a", "text": "\U0001f600 Obama in Paris", "image": "img/a.jpg", "caption": "a man"}\n', encoding="utf-8")
+    tagged = tmp_path / "tagged.jsonl"
+    tagged.write_text(json.dumps(TAGGED[0]) + "\n", encoding="utf-8")
+    out = tmp_path / "tasks.json"
+    argv = ["labelstudio", "predictions", str(tagged), "--posts", str(posts), "--image-url-prefix", "/data/local-files/?d=", "-o", str(out)]
+    assert main(argv) == 0
+    (task,) = json.loads(out.read_text(encoding="utf-8"))
+    assert task["data"] == {"text": "\U0001f600 Obama in Paris", "id": "a", "image": "/data/local-files/?d=img/a.jpg", "caption": "a man"}
+    assert len(task["predictions"][0]["result"]) == 2
+    posts.write_text('{"id": "b", "text": "other"}\n', encoding="utf-8")
+    assert main(argv) == 2
+    assert f"{tagged}:1 answers post id 'a', but line 1 of {posts} has id 'b': not its input" in capsys.readouterr().err
+    assert main(["labelstudio", "config", "PER", "LOC", "--image"]) == 0
+    root = ET.fromstring(capsys.readouterr().out)
+    assert [c.tag for c in root] == ["Image", "Labels", "Text"]
