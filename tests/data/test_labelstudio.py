@@ -1,8 +1,10 @@
 """hamner.data.labelstudio against exports written in Label Studio's JSON export format.
 
-The fixture ``fixtures/labelstudio_export.json`` has the fields of a label-studio 1.23.2
-``exportType=JSON`` export (checked against a real one, see test_labelstudio_roundtrip.py); each
-bad case below edits one task of it and expects the error to name that task.
+The fixture ``fixtures/labelstudio_export.json`` follows the layout of a label-studio 1.23.2
+``exportType=JSON`` export (compared by hand with a real one; a real export has a few more
+bookkeeping fields, e.g. ``unique_id``, ``draft_created_at``, ``allow_skip``, that read_export does
+not use; test_labelstudio_roundtrip.py reads a real one). Each bad case below edits one task of it
+and expects the error to name that task.
 """
 
 from __future__ import annotations
