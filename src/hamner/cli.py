@@ -448,6 +448,46 @@ def cmd_data_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labelstudio_predictions(args: argparse.Namespace) -> int:
+    import json
+
+    from hamner.data.labelstudio import predictions_for, read_jsonl
+
+    tagged = read_jsonl(args.tagged)
+    if args.posts:  # images and captions of the tagged posts, from the input hamner tag read
+        inputs = {rec["line"]: rec for rec in read_jsonl(args.posts)}
+        folder = Path(args.posts).parent
+        for rec in tagged:
+            post = inputs.get(rec["line"])
+            if post is None or post.get("id", rec["line"]) != rec.get("id"):
+                got = None if post is None else post.get("id", rec["line"])
+                raise ConfigError(f"{args.tagged}:{rec['line']} answers post id {rec.get('id')!r}, but line {rec['line']} of {args.posts} has id {got!r}: not its input")
+            for key in ("image", "caption"):
+                if post.get(key) is not None:
+                    rec[key] = post[key]
+            if post.get("image") is not None and args.image_url_prefix == "" and not Path(post["image"]).is_absolute():
+                rec["image"] = str(folder / post["image"])
+    tasks = predictions_for(
+        tagged, args.from_name, args.to_name, args.model_version,
+        offsets=args.offsets, image_url_prefix=args.image_url_prefix, source=str(args.tagged),
+    )  # fmt: skip
+    text = json.dumps(tasks, ensure_ascii=False, indent=1)
+    if args.output == "-":
+        print(text)
+    else:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        log.info("%d Label Studio tasks with predictions written to %s", len(tasks), args.output)
+    return 0
+
+
+def cmd_labelstudio_config(args: argparse.Namespace) -> int:
+    from hamner.data.labelstudio import labeling_config
+
+    print(labeling_config(args.types, from_name=args.from_name, to_name=args.to_name,
+                          image_field="image" if args.image else None, caption_field="caption" if args.caption else None), end="")
+    return 0
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (the message names the value)."""
     try:
@@ -485,6 +525,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("curves", help="plot a run's per-epoch training loss and dev F1 (training_curves.png)")
     p.add_argument("runs", nargs="+", help="run directories holding metrics.jsonl (training writes the plot itself)")
     p.set_defaults(func=cmd_curves)
+
+    p = sub.add_parser("labelstudio", help="Label Studio round trip: predictions to import, a labelling config")
+    ls_sub = p.add_subparsers(dest="labelstudio_command", required=True)
+    d = ls_sub.add_parser("predictions", help="hamner tag output -> Label Studio import tasks with predictions (JSON)")
+    d.add_argument("tagged", help="hamner tag output (JSONL)")
+    d.add_argument("-o", "--output", default="-", help="tasks JSON to import (default: standard output)")
+    d.add_argument("--posts", help="the JSONL input hamner tag read: its images and captions go into the tasks")
+    d.add_argument("--offsets", choices=["codepoints", "utf16"], default="codepoints", help="the unit hamner tag wrote (its --offsets)")
+    d.add_argument("--image-url-prefix", default="", help="put before each image path, e.g. /data/local-files/?d=photos/")
+    d.add_argument("--from-name", default="label", help="the Labels control's name in the project's config")
+    d.add_argument("--to-name", default="text", help="the Text object's name in the project's config")
+    d.add_argument("--model-version", default="hamner", help="model_version of the predictions")
+    d.set_defaults(func=cmd_labelstudio_predictions)
+    d = ls_sub.add_parser("config", help="print a labelling config (XML) for a label set")
+    d.add_argument("types", nargs="+", help="entity types, in the order the labels are shown")
+    d.add_argument("--image", action="store_true", help="show the task's $image above the text")
+    d.add_argument("--caption", action="store_true", help="show the task's $caption below the text")
+    d.add_argument("--from-name", default="label")
+    d.add_argument("--to-name", default="text")
+    d.set_defaults(func=cmd_labelstudio_config)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a dataset split (per-type table)")
     p.add_argument(
