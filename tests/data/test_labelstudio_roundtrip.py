@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, make_tiny_encoder, write_conll
+from conftest import REPO, make_tiny_encoder
 
 pytestmark = pytest.mark.slow
 
@@ -130,25 +130,6 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
                 proc.wait()
 
 
-def records_to_conll(records: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Stopgap until the JSONL corpus reader lands: posts with character spans as benchmark-format
-    posts (words and BIO tags), every span on word boundaries."""
-    from hamner.data.tokenize import tokenize
-
-    posts = []
-    for rec in records:
-        words = tokenize(rec["text"])
-        tags = ["O"] * len(words)
-        for e in rec["entities"]:
-            inside = [k for k, w in enumerate(words) if w.start >= e["start"] and w.end <= e["end"]]
-            assert inside and words[inside[0]].start == e["start"] and words[inside[-1]].end == e["end"], (rec["_where"], e)
-            tags[inside[0]] = f"B-{e['type']}"
-            for k in inside[1:]:
-                tags[k] = f"I-{e['type']}"
-        posts.append((f"IMGID:{rec['id']}", [(w.text, t) for w, t in zip(words, tags, strict=True)]))
-    return posts
-
-
 def test_label_studio_round_trip(label_studio: LabelStudio, trained_tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from hamner.cli import main
     from hamner.data.labelstudio import labeling_config, read_export
@@ -208,20 +189,18 @@ def test_label_studio_round_trip(label_studio: LabelStudio, trained_tiny_model: 
     assert got_records["p1"]["entities"] == [{"start": 10, "end": 16, "type": "LOC"}]
     assert got_records["p2"]["_where"] == f"{export}: task {by_post['p2']['id']}"
 
-    # 5. a model trained on the export (written as a benchmark-format corpus: the trainer's one path today)
-    root = tmp_path / "data"
-    corpus = records_to_conll(records)
-    for split in ("train", "valid", "test"):
-        copies = [(f"{imgid}_{k}", rows) for k in range(4 if split == "train" else 1) for imgid, rows in corpus]
-        write_conll(root / "twitter2017" / f"{split}.txt", copies)
+    # 5. the export is a corpus: checked, then trained on as it is (format detected from its content)
+    assert main(["data", "check", "--train", str(export), "--dev", str(export), "--test", str(export)]) == 0
     from hamner.training.config import load_config
     from hamner.training.trainer import run_training
 
     encoder = make_tiny_encoder(tmp_path / "encoder")
     cfg = load_config(None, [
-        f"model.encoder={encoder}", f"data.root={root}", f"train.output_dir={tmp_path / 'runs'}", "train.epochs=2",
-        "train.batch_size=4", "train.num_threads=1", "train.progress=false",
+        f"model.encoder={encoder}", "data.dataset=studio", f"data.train={export}", f"data.dev={export}", f"data.test={export}",
+        f"train.output_dir={tmp_path / 'runs'}", "train.epochs=2", "train.batch_size=4", "train.num_threads=1", "train.progress=false",
     ])  # fmt: skip
     final = run_training(cfg)
     assert final is not None and 0.0 <= final["test_f1"] <= 1.0
+    trained = json.loads((cfg.run_dir() / "best" / CONFIG_FILE).read_text(encoding="utf-8"))["tagger"]["labels"]
+    assert trained == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]  # the types of the corrected export, not the benchmarks'
     assert (cfg.run_dir() / "best").is_dir()
