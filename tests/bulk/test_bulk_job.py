@@ -93,6 +93,15 @@ def assert_same_answers(rows: list[dict[str, Any]], tagged: dict[int, dict[str, 
                 assert r["relevance"] == pytest.approx(t["relevance"], abs=1e-5)
 
 
+def slow_cli_job(model: Path, posts: Path, out: Path) -> list[str]:
+    """A hamner bulk command in small pieces (shards of 20 rows), to stop or break midway."""
+    return [
+        sys.executable, "-m", "hamner.cli", "bulk", "--model", str(model), "--input", str(posts), "--output", str(out),
+        "--on-bad-image", "skip", "--rows-per-shard", "20", "--part-rows", "20", "--image-batch", "4", "--tag-batch", "20",
+        "--num-cpus", "2", "--no-progress",
+    ]  # fmt: skip
+
+
 def test_ray_talks_over_loopback_only(local_ray: Any) -> None:
     assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
     addresses = listening_addresses([os.getpid(), *descendants(os.getpid())])
@@ -172,11 +181,7 @@ def test_a_killed_driver_is_finished_by_the_same_command(local_ray: Any, mm_ckpt
     ref = tmp_path / "reference"
     bulk(mm_ckpt, [posts], ref, on_bad_image="skip", rows_per_shard=20)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable, "-m", "hamner.cli", "bulk", "--model", str(mm_ckpt), "--input", str(posts), "--output", str(out),
-        "--on-bad-image", "skip", "--rows-per-shard", "20", "--part-rows", "20", "--image-batch", "4", "--tag-batch", "20",
-        "--num-cpus", "2", "--no-progress",
-    ]  # fmt: skip
+    cmd = slow_cli_job(mm_ckpt, posts, out)
     env = {**os.environ, **worker_env(), "HAMNER_TEST_BACKBONE_DELAY": "0.1"}  # slow images: time to stop it midway
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -228,11 +233,7 @@ def test_a_killed_raylet_is_named(mm_ckpt: Path, tmp_path: Path) -> None:
     """Issue 30, 15: after a killed raylet the driver exited 1 with no word of its own."""
     posts = make_posts(tmp_path / "in", 400, images=True)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable, "-m", "hamner.cli", "bulk", "--model", str(mm_ckpt), "--input", str(posts), "--output", str(out),
-        "--on-bad-image", "skip", "--rows-per-shard", "20", "--part-rows", "20", "--image-batch", "4", "--tag-batch", "20",
-        "--num-cpus", "2", "--no-progress",
-    ]  # fmt: skip
+    cmd = slow_cli_job(mm_ckpt, posts, out)
     env = {**os.environ, **worker_env(), "HAMNER_TEST_BACKBONE_DELAY": "0.1"}
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
