@@ -210,3 +210,54 @@ def kill_group(proc: Any) -> None:
         except ProcessLookupError:
             pass
     proc.wait()
+
+
+def fuzz_file(folder: Path) -> Path:
+    """A JSONL file holding, between good posts, every kind of bad input ``hamner tag``'s tests feed
+    it (tests/inference/test_tag_stream.py, test_real_input.py) and more: bad UTF-8, unpaired
+    surrogates in each field, control characters, huge numbers, deep nesting, wrong types, empty and
+    blank lines, an over-long line, bad and missing images. ``max_line_bytes=4000`` makes the long
+    line over the limit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scene().save(folder / "ok.png")
+    (folder / "truncated.png").write_bytes(_png_bytes()[:200])
+    (folder / "notimage.jpg").write_text("not an image at all")
+    (folder / "big.png").write_bytes(_png_header(20_000, 20_000))
+    (folder / "adir.png").mkdir(exist_ok=True)
+    deep = "[" * 1500 + "]" * 1500  # deeper than the JSON parser's recursion limit
+    objects: list[str] = [
+        '{"id": "ok", "text": "Merkel in Berlin", "image": "ok.png", "caption": "a red square"}',
+        '{"id": "cap-surr", "text": "Merkel in Berlin", "caption": "bad \\udc00 caption"}',
+        '{"id": "img-surr", "text": "Merkel in Berlin", "image": "bad\\udc00.png"}',
+        '{"id": "text-surr", "text": "Merkel \\ud83d in Berlin"}',
+        '{"id": "\\udc00", "text": "Merkel in Berlin"}',
+        '{"id": "all-surr\\ud800", "text": "\\udfff", "image": "\\ud800", "caption": "\\udbff"}',
+        '{"id": "fs", "text": "\\u001c"}', '{"id": "gs", "text": "\\u001d"}', '{"id": "rs", "text": "\\u001e"}',
+        '{"id": "us", "text": "\\u001f", "image": "ok.png"}', '{"id": "nul", "text": "\\u0000"}',
+        '{"id": "nel", "text": "\\u0085\\u2028\\u2029"}', '{"id": "zw", "text": "\\u200b\\ufeff\\u200d"}',
+        '{"id": "ctl", "text": "Merkel\\u0007 in\\u001b Berlin\\u007f"}',
+        '{"id": "empty", "text": ""}', '{"id": "blank", "text": "  \\t  "}',
+        '{"id": "empty-img", "text": "", "image": "ok.png"}',
+        '{"id": 1' + "0" * 5000 + ', "text": "huge int id"}',
+        '{"id": "hugefloat", "text": "Merkel", "caption": null, "image": null}',
+        '{"id": 1e999, "text": "infinite id"}', '{"id": -0.0, "text": "negative zero id"}',
+        '{"id": [1, {"a": null}], "text": "nested id"}', '{"id": true, "text": "bool id"}', '{"id": null, "text": "null id"}',
+        '{"id": "deep", "text": ' + deep + "}", deep, '{"id": "nested", "text": {"a": [1, 2]}}',
+        '{"id": "numtext", "text": 12}', '{"id": "listtext", "text": ["a"]}', '{"id": "nulltext", "text": null}',
+        '{"id": "notext"}', '{"id": "capnum", "text": "Merkel", "caption": 3}', '{"id": "imgnum", "text": "Merkel", "image": 7}',
+        '{"id": "imglist", "text": "Merkel", "image": ["ok.png"]}', '{"id": "extra", "text": "Merkel", "lang": "de"}',
+        '{"id": "dup", "text": "first", "text": "second"}', "[1, 2]", '"just a string"', "null", "12", "{not json}",
+        '{"id": "trunc", "text": "Merkel', '{"id": "missing", "text": "Merkel in Berlin", "image": "nowhere.jpg"}',
+        '{"id": "unreadable", "text": "Merkel", "image": "notimage.jpg"}',
+        '{"id": "truncated", "text": "Merkel", "image": "truncated.png"}',
+        '{"id": "toolarge", "text": "Merkel", "image": "big.png"}', '{"id": "dirimg", "text": "Merkel", "image": "adir.png"}',
+        '{"id": "emptyimg", "text": "Merkel", "image": ""}', '{"id": "nulimg", "text": "Merkel", "image": "a\\u0000b.png"}',
+        '{"id": "long", "text": "' + "Merkel " * 700 + '"}',
+        '{"id": "many", "text": "' + "! " * 1500 + '"}',
+        '{"id": "last", "text": "the nba game in Berlin"}',
+    ]
+    raw: list[bytes] = [o.encode() for o in objects]
+    raw[1:1] = [b"bad \xff utf8", b'{"id": "badutf", "text": "Merkel \xc3\x28"}', b"", b"   ", b"\r", b"\xef\xbb\xbf{}"]
+    path = folder / "fuzz.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(raw))  # a byte order mark first, no line break at the end
+    return path

@@ -289,7 +289,7 @@ def cmd_bulk(args: argparse.Namespace) -> int:
         images_root=args.images_root, on_bad_image=args.on_bad_image, on_bad_text=args.on_bad_text,
         max_line_bytes=args.max_line_bytes, overwrite=args.overwrite, address=args.address, num_cpus=args.num_cpus,
         num_gpus=args.num_gpus, object_store_mb=args.object_store_mb, part_rows=args.part_rows,
-        rows_per_shard=args.rows_per_shard, tag_batch=args.tag_batch, model_batch=args.batch_size,
+        rows_per_shard=args.rows_per_shard, commit_seconds=args.commit_seconds, tag_batch=args.tag_batch, model_batch=args.batch_size,
         image_batch=args.image_batch, tag_actors=args.tag_actors, image_actors=args.image_actors,
         cpus_per_tag_actor=args.cpus_per_tag_actor, cpus_per_image_actor=args.cpus_per_image_actor,
         gpus_per_tag_actor=args.gpus_per_tag_actor, io_tasks=args.io_tasks, device=args.device, precision=args.precision,
@@ -697,18 +697,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--num-cpus", type=positive_int, help="embedded Ray: CPUs to use (default: all cores)")
     p.add_argument("--num-gpus", type=int, help="embedded Ray: GPUs to use (default: those detected)")
+    p.add_argument("--object-store-mb", type=positive_int, help="embedded Ray: object store size (default: Ray's, 30%% of memory)")
+    p.add_argument("--part-rows", type=positive_int, default=512, help="input rows per read task (a Parquet file is read by row group)")
+    p.add_argument("--rows-per-shard", type=positive_int, default=10_000, help="most rows per output shard (the unit of restart)")
     p.add_argument(
-        "--object-store-mb", type=positive_int, help="embedded Ray: object store size (default: Ray's, 30%% of memory)"
-    )
-    p.add_argument(
-        "--part-rows",
-        type=positive_int,
-        default=512,
-        help="input rows per read task (a Parquet file is read by row group)",
-    )
-    p.add_argument(
-        "--rows-per-shard", type=positive_int, default=10_000, help="rows per output shard (the unit of restart)"
-    )
+        "--commit-seconds", type=float, default=60.0,
+        help="longest wait between shard commits (the first comes after 2 s, then 4, 8, ... up to this)",
+    )  # fmt: skip
     p.add_argument("--tag-batch", type=positive_int, default=256, help="rows per call of a tagging actor")
     p.add_argument("--batch-size", type=positive_int, default=32, help="posts per forward pass of the model")
     p.add_argument("--image-batch", type=positive_int, default=16, help="rows per call of an image actor")

@@ -38,8 +38,11 @@ def test_parts_read_exactly_what_hamner_tag_reads(tmp_path: Path, part_rows: int
     f = index_file(path, part_rows)
     assert f.rows == len(whole) == len(kinds) + 1 and sum(f.part_rows) == f.rows
     got = [post for part in make_parts([f], None) for post in read_part(part, max_line_bytes=1000)]
+    # the same posts, but an id-less line's id is FILE:LINE (hamner tag: its line number)
+    id_less = {p.line for p in whole if p.id == p.line}
+    assert id_less == {2, 3, 10, 11}
     assert [(p.line, p.id, p.text, p.image, p.caption, p.error) for p in got] == [
-        (p.line, p.id, p.text, p.image, p.caption, p.error) for p in whole
+        (p.line, f"{path}:{p.line}" if p.line in id_less else p.id, p.text, p.image, p.caption, p.error) for p in whole
     ]
     parse_kinds = {p.line: error_kind(p.error) for p in got if p.error}
     expected = {line: kind for line, kind in kinds if kind and not kind.startswith(("image_", "empty"))}
@@ -69,7 +72,9 @@ def test_parquet_rows_get_the_record_checks(tmp_path: Path) -> None:
     f = index_file(path, 512)
     assert f.rows == 3 and f.part_rows == (2, 1)
     posts = [p for part in make_parts([f], None) for p in read_part(part)]
-    assert [(p.line, p.id, p.error) for p in posts] == [(1, 1, None), (2, 2, 'expected a Parquet row with a string field "text"'), (3, 3, None)]
+    assert [(p.line, p.id, p.error) for p in posts] == [
+        (1, 1, None), (2, f"{path}:2", 'expected a Parquet row with a string field "text"'), (3, 3, None),
+    ]  # fmt: skip
     assert posts[2].caption == "a cat"
     pq.write_table(pa.table({"body": ["x"]}), tmp_path / "notext.parquet")
     with pytest.raises(ConfigError, match="notext.parquet: a Parquet input needs a column 'text'"):
@@ -174,3 +179,110 @@ def test_a_cluster_that_wants_a_token_gets_a_clear_error(monkeypatch: pytest.Mon
     with pytest.raises(ConfigError, match="RAY_AUTH_MODE=token"):
         with ray_session(options):
             pass
+
+
+def test_rows_without_an_id_get_file_and_line_unlike_any_real_id(tmp_path: Path) -> None:
+    """Issue 30, 15: an id-less line got its line number, repeated across files and like a real id."""
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text('{"text": "x"}\n{"id": 1, "text": "y"}\n{"id": null, "text": "z"}\nnot json\n')
+    b.write_text('{"text": "x"}\n{"id": "1", "text": "y"}\n')
+    from hamner.bulk.inputs import id_text
+
+    ids = [id_text(p.id) for part in make_parts([index_file(a, 10), index_file(b, 10)], None) for p in read_part(part)]
+    assert ids == [f"{a}:1", "1", f"{a}:3", f"{a}:4", f"{b}:1", "1"]  # the two real ids "1" are the input's own
+    assert len(set(ids)) == 5
+
+
+def test_a_folder_gives_only_post_files_never_a_manifest(tmp_path: Path) -> None:
+    """Issue 30, 15: --input FOLDER also read .json files that are not posts (a manifest beside them)."""
+    for name in ("a.jsonl", "b.ndjson", "c.parquet", "d.json", "_manifest.json", ".hidden.jsonl", "_SUCCESS", "e.jsonl.crc"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "_index").mkdir()
+    (tmp_path / "_index" / "part-1.json").write_text("{}")
+    assert [p.name for p in find_inputs([str(tmp_path)])] == ["a.jsonl", "b.ndjson", "c.parquet"]
+    assert [p.name for p in find_inputs([str(tmp_path / "*.json")])] == ["d.json"]  # a glob: no _ or . names
+    assert [p.name for p in find_inputs([str(tmp_path / "**" / "*.json")])] == ["d.json"]  # not _index/*.json
+    assert [p.name for p in find_inputs([str(tmp_path / "d.json")])] == ["d.json"]  # named itself: read
+    with pytest.raises(ConfigError, match="the manifest of a hamner bulk output, not posts"):
+        find_inputs([str(tmp_path / "_manifest.json")])
+
+
+def test_a_number_too_long_to_read_is_a_bad_row(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": 1' + "0" * 5000 + ', "text": "x"}\n{"id": "ok", "text": "y"}\n')
+    posts = [p for part in make_parts([index_file(path, 10)], None) for p in read_part(part)]
+    assert posts[0].error is not None and "too long to read" in posts[0].error and posts[0].id == f"{path}:1"
+    assert "set_int_max_str_digits" not in posts[0].error and posts[1].error is None
+
+
+def test_overwrite_deletes_only_what_a_bulk_job_wrote(tmp_path: Path) -> None:
+    """Issue 30, 14: --overwrite deleted every part-* file, Spark's inputs included."""
+    spark = tmp_path / "spark"
+    spark.mkdir()
+    for name in ("part-00000.json", "part-00001.json", "_SUCCESS"):
+        (spark / name).write_text('{"text": "x"}\n')
+    inputs = [index_file(spark / "part-00000.json", 4), index_file(spark / "part-00001.json", 4)]
+    ident = out_mod.job_identity({"path": "/m", "sha256": "a"}, inputs, {})
+    with pytest.raises(ConfigError, match="holds the input .*part-00000.json"):
+        out_mod.open_output(spark, ident, True)
+    elsewhere = out_mod.job_identity({"path": "/m", "sha256": "a"}, [index_file(_posts(tmp_path), 4)], {})
+    with pytest.raises(ConfigError, match="not a hamner bulk output"):
+        out_mod.open_output(spark, elsewhere, True)  # no manifest: nothing here is a bulk job's, even with --overwrite
+    assert sorted(p.name for p in spark.iterdir()) == ["_SUCCESS", "part-00000.json", "part-00001.json"]
+    out = tmp_path / "out"
+    out_mod.open_output(out, elsewhere, False)
+    shard = out_mod.write_shard([_row(0, 1)], str(out), [inputs[0].path], "parquet")["shard"]
+    (out / "part-99999-foreign.parquet").write_text("not ours")
+    (out / "notes.txt").write_text("mine")
+    other = out_mod.job_identity({"path": "/m", "sha256": "b"}, [index_file(_posts(tmp_path), 4)], {})
+    out_mod.open_output(out, other, True)
+    assert not (out / shard).exists() and out_mod.read_index(out) == []
+    assert sorted(p.name for p in out.iterdir()) == ["_manifest.json", "notes.txt", "part-99999-foreign.parquet"]
+
+
+def _posts(tmp_path: Path) -> Path:
+    path = tmp_path / "posts" / "p.jsonl"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text('{"text": "x"}\n')
+    return path
+
+
+def test_resuming_with_another_device_or_precision_is_refused(tmp_path: Path) -> None:
+    """Issue 30, 15: bf16 changes answers; a job resumed in bf16 after fp32 mixed them silently."""
+    f = index_file(_posts(tmp_path), 4)
+    out = tmp_path / "out"
+    manifest = out_mod.open_output(out, out_mod.job_identity({"path": "/m", "sha256": "a"}, [f], {}), False)
+    fp32 = {"device": "cpu", "precision": "fp32"}
+    manifest = out_mod.pin_runtime(out, manifest, fp32, False)
+    assert json.loads((out / "_manifest.json").read_text())["runtime"] == fp32
+    assert out_mod.pin_runtime(out, manifest, {"device": "cpu", "precision": "bf16"}, False)["runtime"]["precision"] == "bf16"
+    manifest = out_mod.pin_runtime(out, manifest, fp32, False)  # no row written yet: nothing mixes
+    out_mod.write_shard([_row(0, 1)], str(out), [f.path], "parquet")
+    with pytest.raises(ConfigError, match=r"other settings that change the answers: precision \('fp32' then, 'bf16' now\)"):
+        out_mod.pin_runtime(out, manifest, {"device": "cpu", "precision": "bf16"}, False)
+    again = out_mod.pin_runtime(out, manifest, {"device": "cpu", "precision": "bf16"}, True)  # --overwrite: start again
+    assert again["runtime"]["precision"] == "bf16" and out_mod.read_index(out) == []
+
+
+def test_the_shard_writer_commits_the_first_rows_within_seconds_and_each_row_once(tmp_path: Path) -> None:
+    """Issue 30, 15: with 10,000-row shards nothing was committed for minutes, and the bar counted
+    rows a shard behind. Shards now come after 2 s, then 4, 8 ... (at most rows_per_shard rows)."""
+    now = [0.0]
+    writer = out_mod.ShardWriter(str(tmp_path), ["/in/a.jsonl"], [100], "parquet", rows_per_shard=30, clock=lambda: now[0])
+    assert writer.add([_row(0, n) for n in (1, 2, 3)]) == 3 and writer.written == 0  # within the first 2 s: held
+    now[0] = 2.5
+    assert writer.add([_row(0, 4), _row(0, 2)]) == 1 and writer.written == 4  # a row seen twice is counted once
+    now[0] = 4.0
+    writer.add([_row(0, n) for n in range(5, 40)])  # 35 rows: a full shard at once, the rest wait 8 s
+    assert writer.written == 34
+    now[0] = 9.0
+    writer.add([])
+    assert writer.written == 34
+    now[0] = 12.5
+    writer.add([_row(0, 40)])
+    assert writer.written == 40
+    writer.add([_row(0, 41)])
+    writer.flush()
+    records = out_mod.read_index(tmp_path)
+    assert sum(r["rows"] for r in records) == 41 and len(records) == 4
+    assert out_mod.check_complete([], out_mod.done_ranges(records)) == (0, [])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from bulk_helpers import (  # noqa: E402
     bad_rows_file,
     comparable,
     descendants,
+    fuzz_file,
     kill_group,
     listening_addresses,
     make_posts,
@@ -33,6 +35,7 @@ from bulk_helpers import (  # noqa: E402
 from conftest import REPO, tiny_text_checkpoint  # noqa: E402
 from hamner.bulk.job import BulkOptions, _loopback_only, run_bulk  # noqa: E402
 from hamner.cli import main  # noqa: E402
+from hamner.errors import ConfigError  # noqa: E402
 from synthetic import tiny_hamlearning_checkpoint  # noqa: E402
 
 
@@ -76,7 +79,8 @@ def assert_same_answers(rows: list[dict[str, Any]], tagged: dict[int, dict[str, 
     assert [r["line"] for r in rows] == sorted(tagged)
     for r in rows:
         t = tagged[r["line"]]
-        assert r["id"] == (t["id"] if isinstance(t["id"], str) else json.dumps(t["id"]))
+        # hamner tag gives an id-less line its line number; bulk gives it FILE:LINE (the posts here have string ids)
+        assert r["id"] == (t["id"] if isinstance(t["id"], str) else f"{r['source']}:{r['line']}")
         if "error" in t:
             assert (r["error"], r["entities"]) == (t["error"], None), r
         else:
@@ -87,6 +91,15 @@ def assert_same_answers(rows: list[dict[str, Any]], tagged: dict[int, dict[str, 
                 assert r["image_status"] == status
             if r["error_kind"] != "empty_text" and t.get("relevance") is not None:  # tag says r = 0 for an empty post
                 assert r["relevance"] == pytest.approx(t["relevance"], abs=1e-5)
+
+
+def slow_cli_job(model: Path, posts: Path, out: Path) -> list[str]:
+    """A hamner bulk command in small pieces (shards of 20 rows), to stop or break midway."""
+    return [
+        sys.executable, "-m", "hamner.cli", "bulk", "--model", str(model), "--input", str(posts), "--output", str(out),
+        "--on-bad-image", "skip", "--rows-per-shard", "20", "--part-rows", "20", "--image-batch", "4", "--tag-batch", "20",
+        "--num-cpus", "2", "--no-progress",
+    ]  # fmt: skip
 
 
 def test_ray_talks_over_loopback_only(local_ray: Any) -> None:
@@ -168,11 +181,7 @@ def test_a_killed_driver_is_finished_by_the_same_command(local_ray: Any, mm_ckpt
     ref = tmp_path / "reference"
     bulk(mm_ckpt, [posts], ref, on_bad_image="skip", rows_per_shard=20)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable, "-m", "hamner.cli", "bulk", "--model", str(mm_ckpt), "--input", str(posts), "--output", str(out),
-        "--on-bad-image", "skip", "--rows-per-shard", "20", "--part-rows", "20", "--image-batch", "4", "--tag-batch", "20",
-        "--num-cpus", "2", "--no-progress",
-    ]  # fmt: skip
+    cmd = slow_cli_job(mm_ckpt, posts, out)
     env = {**os.environ, **worker_env(), "HAMNER_TEST_BACKBONE_DELAY": "0.1"}  # slow images: time to stop it midway
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -189,3 +198,53 @@ def test_a_killed_driver_is_finished_by_the_same_command(local_ray: Any, mm_ckpt
     assert all((out / name).stat().st_mtime_ns == t for name, t in first.items())  # finished shards are kept
     assert comparable(read_output(out)) == comparable(read_output(ref))
     assert not (out / "_tmp").exists()
+
+
+def test_a_lost_shard_is_tagged_again_and_another_precision_refused(local_ray: Any, text_ckpt: Path, tmp_path: Path) -> None:
+    """Issue 30, 15: a finished output that lost a shard claimed 3 attempts it did not make; a job
+    resumed in bf16 after fp32 mixed their answers."""
+    posts = make_posts(tmp_path / "in", 120)
+    out = tmp_path / "out"
+    bulk(text_ckpt, [posts], out, rows_per_shard=40, part_rows=40, tag_batch=40, commit_seconds=1000)
+    before = comparable(read_output(out))
+    assert json.loads((out / "_manifest.json").read_text())["runtime"] == {"device": "cpu", "precision": "fp32"}
+    lost = sorted(out.glob("part-*"))[1]
+    lost.unlink()
+    with pytest.raises(ConfigError, match=r"precision \('fp32' then, 'bf16' now\)"):
+        bulk(text_ckpt, [posts], out, precision="bf16")
+    again = bulk(text_ckpt, [posts], out)
+    assert again["rows"] == 120 and 0 < again["rows_this_run"] < 120 and comparable(read_output(out)) == before
+    assert json.loads((out / "_manifest.json").read_text())["state"] == "complete"
+
+
+def test_every_bad_input_through_ray_with_both_models(local_ray: Any, text_ckpt: Path, mm_ckpt: Path, tmp_path: Path) -> None:
+    """The fuzz file of test_bulk_fuzz.py end to end: every row once, tagged or with its error."""
+    path = fuzz_file(tmp_path / "in")
+    lines = path.read_bytes().count(b"\n") + 1
+    for name, model in (("text", text_ckpt), ("mm", mm_ckpt)):
+        summary = bulk(model, [path], tmp_path / name, max_line_bytes=4000, part_rows=9, tag_batch=7, image_batch=5)
+        rows = read_output(tmp_path / name)
+        assert [r["line"] for r in rows] == list(range(1, lines + 1)) and summary["rows"] == lines
+        assert all(r["error"] is not None or r["entities"] is not None for r in rows)
+        assert summary["error_rows"] == sum(1 for r in rows if r["error"] is not None)
+
+
+def test_a_killed_raylet_is_named(mm_ckpt: Path, tmp_path: Path) -> None:
+    """Issue 30, 15: after a killed raylet the driver exited 1 with no word of its own."""
+    posts = make_posts(tmp_path / "in", 400, images=True)
+    out = tmp_path / "out"
+    cmd = slow_cli_job(mm_ckpt, posts, out)
+    env = {**os.environ, **worker_env(), "HAMNER_TEST_BACKBONE_DELAY": "0.1"}
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob("part-*")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        raylets = [pid for pid in descendants(proc.pid) if b"raylet/raylet" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert proc.poll() is None and len(raylets) == 1
+        os.kill(raylets[0], signal.SIGKILL)
+        text = proc.communicate(timeout=120)[0].decode(errors="replace")
+    finally:
+        kill_group(proc)
+    assert proc.returncode != 0
+    assert f"the embedded Ray's raylet (pid {raylets[0]}) died" in text and "rerun the same command to finish" in text

@@ -82,22 +82,41 @@ def file_format(path: Path) -> str:
     )
 
 
+# A folder given to --input is read for these files only: JSONL by its line-format names and Parquet.
+# A ".json" file (often one JSON document: a manifest, a config) is read only when named itself, and
+# names starting with "_" or "." (a bulk output's _manifest.json and _index/, Spark's _SUCCESS,
+# hidden and checksum files) are never taken from a folder or a glob.
+FOLDER_SUFFIXES = (".jsonl", ".ndjson", *PARQUET_SUFFIXES)
+MANIFEST_NAME = "_manifest.json"  # hamner.bulk.output.MANIFEST (not imported: output imports this module)
+
+
+def _hidden(path: Path) -> bool:
+    """A name a folder or glob never yields as input: it, or a folder it is in, starts with _ or ."""
+    return any(part.startswith(("_", ".")) for part in path.parts[-2:])
+
+
 def find_inputs(patterns: Sequence[str]) -> list[Path]:
-    """The files named by paths, folders (their JSONL and Parquet files) or glob patterns, in order,
-    each once; a pattern that matches nothing is an error naming it."""
+    """The files named by paths, folders (their .jsonl, .ndjson and Parquet files) or glob patterns, in
+    order, each once; a pattern that matches nothing is an error naming it. Names starting with ``_``
+    or ``.`` are not taken from folders or globs, and a bulk output's manifest is refused."""
     found: list[Path] = []
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (*JSONL_SUFFIXES, *PARQUET_SUFFIXES))
+            matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES and not _hidden(p))
         elif glob.has_magic(pattern):
-            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file() and not _hidden(Path(p)))
         elif path.is_file():
+            if path.name == MANIFEST_NAME:
+                raise ConfigError(f"--input {pattern}: the manifest of a hamner bulk output, not posts")
             matches = [path]
         else:
             raise ConfigError(f"--input {pattern}: no such file or folder")
         if not matches:
-            raise ConfigError(f"--input {pattern}: matches no JSONL or Parquet file")
+            raise ConfigError(
+                f"--input {pattern}: matches no JSONL or Parquet file (a folder gives its {', '.join(FOLDER_SUFFIXES)} files; "
+                "name a .json file itself)"
+            )
         found += [m.resolve() for m in matches]
     unique = list(dict.fromkeys(found))
     for p in unique:
@@ -226,40 +245,72 @@ def id_text(post_id: Any) -> str:
     an id holding an unpaired surrogate (which no output format can carry) as ASCII-escaped JSON."""
     if isinstance(post_id, str) and first_surrogate(post_id) is None:
         return post_id
-    text = json.dumps(post_id, ensure_ascii=False, default=str)
-    return text if first_surrogate(text) is None else json.dumps(post_id, default=str)
+    try:
+        text = json.dumps(post_id, ensure_ascii=False, default=str)
+    except ValueError:  # an integer of more digits than Python converts to text
+        text = json.dumps(f"<an integer of {post_id.bit_length()} bits>")
+    return text if first_surrogate(text) is None else json.dumps(json.loads(text))
+
+
+def missing_id(path: str, line: int) -> str:
+    """The id of a row without one: ``FILE:LINE`` (the input file as in the ``source`` column), unique
+    in the job and unlike the ids of ``hamner tag``, which gives such a line its line number."""
+    return f"{path}:{line}"
+
+
+class BulkReader(InputReader):
+    """``hamner tag``'s line reader, which also says which lines had no id, and never stops: a line
+    its parser fails on (an integer of more than 4,300 digits, a ValueError) is a bad line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.with_id: set[int] = set()
+
+    def _parse(self, lineno: int, raw: bytes) -> InputPost:
+        try:
+            return super()._parse(lineno, raw)
+        except ValueError as exc:  # int("1" * 5000) refuses: "Exceeds the limit (4300 digits) ..."
+            return InputPost(lineno, lineno, error=f"not valid JSON here (a number too long to read: {str(exc).split(';')[0]})")
+
+    def post_from_record(self, lineno: int, rec: dict[str, Any], container: str = "a JSON object") -> InputPost:
+        if rec.get("id") is not None:
+            self.with_id.add(lineno)
+        return super().post_from_record(lineno, rec, container)
 
 
 def read_part(part: Part, on_bad_text: str = "error", max_line_bytes: int = 1 << 20) -> Iterator[InputPost]:
-    """The part's posts, each with its line (row) number; a bad row is a post with ``error`` set."""
-    for post in _read_part(part, on_bad_text, max_line_bytes):
+    """The part's posts, each with its line (row) number; a bad row is a post with ``error`` set.
+    A row without an id (or with a null one) gets :func:`missing_id`."""
+    for post, has_id in _read_part(part, on_bad_text, max_line_bytes):
         at = first_surrogate(post.image) if post.error is None and post.image is not None else None
         if at is not None:  # no file system can open it (hamner tag fails on it too)
             post.error = f"the image path holds an unpaired surrogate (U+{ord(post.image[at]):04X}) at character {at}: not valid Unicode"  # type: ignore[index]
+        if not has_id:
+            post.id = missing_id(part.path, post.line)
         yield post
 
 
-def _read_part(part: Part, on_bad_text: str, max_line_bytes: int) -> Iterator[InputPost]:
+def _read_part(part: Part, on_bad_text: str, max_line_bytes: int) -> Iterator[tuple[InputPost, bool]]:
     if part.format == "jsonl":
         with open(part.path, "rb") as fh:
             stream = io.BufferedReader(_Slice(fh, part.start, part.end), BLOCK // 8)
-            reader = InputReader(
+            reader = BulkReader(
                 stream, part.path, "jsonl", Path(part.folder), on_bad_text=on_bad_text, max_line_bytes=max_line_bytes,
                 first_line=part.first_line,
             )  # fmt: skip
             for post in reader:
                 if not _in(part.done, post.line):
-                    yield post
+                    yield post, post.line in reader.with_id
         return
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(part.path)
     columns = [c for c in FIELDS if c in pf.schema_arrow.names]
     table = pf.read_row_group(part.index, columns=columns)
-    checker = InputReader(io.BytesIO(), part.path, "jsonl", Path(part.folder), on_bad_text=on_bad_text)
+    checker = BulkReader(io.BytesIO(), part.path, "jsonl", Path(part.folder), on_bad_text=on_bad_text)
     for k, row in enumerate(table.to_pylist()):
         line = part.first_line + k
         if _in(part.done, line):
             continue
         rec = {key: value for key, value in row.items() if value is not None or key == "text"}
-        yield checker.post_from_record(line, rec, container="a Parquet row")
+        yield checker.post_from_record(line, rec, container="a Parquet row"), line in checker.with_id

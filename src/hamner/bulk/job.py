@@ -2,8 +2,8 @@
 
 Pipeline (one Ray Data dataset, streamed): the parts of the inputs (:mod:`hamner.bulk.inputs`) ->
 ``read_parts`` in tasks -> ``ImageStage`` in an actor pool (HamLearning models only) -> ``TagStage``
-in an actor pool (on GPUs when asked for) -> ``write_batch`` in tasks; the driver only receives each
-shard's small index record, for the progress bar and the summary.
+in an actor pool (on GPUs when asked for) -> the driver, which counts the tagged rows as they come
+(the progress bar) and commits them as shards (:class:`hamner.bulk.output.ShardWriter`).
 
 Embedded (no ``address``): a local Ray with this machine's cores, no dashboard, every process bound
 to 127.0.0.1. ``address="auto"`` or ``"ray://host:10001"`` joins a running cluster (its workers need
@@ -25,8 +25,8 @@ from typing import Any
 
 from hamner.bulk import output as out_mod
 from hamner.bulk.inputs import InputFile, find_inputs, index_file, make_parts
-from hamner.bulk.stages import ON_BAD_IMAGE, ImageStage, TagStage, is_multimodal, read_parts, write_batch
-from hamner.errors import ConfigError
+from hamner.bulk.stages import ON_BAD_IMAGE, ImageStage, TagStage, is_multimodal, read_parts
+from hamner.errors import ConfigError, HamnerError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ class BulkOptions:
     object_store_mb: int | None = None  # embedded only
     # the pipeline's sizes (None: chosen from the cluster's resources, see plan())
     part_rows: int = 512  # input rows per read task (Ray Data hands a read block to one actor: keep it small)
-    rows_per_shard: int = 10_000
+    rows_per_shard: int = 10_000  # at most; a shard is also committed when commit_seconds have passed
+    commit_seconds: float = 60.0  # the longest wait between commits (the first comes after 2 s, then 4, 8, ...)
     tag_batch: int = 256  # rows per call of a tagging actor
     model_batch: int = 32  # posts per forward pass inside it
     image_batch: int = 16  # rows per call of an image actor
@@ -66,10 +67,13 @@ class BulkOptions:
     runtime_env: dict[str, Any] = field(default_factory=dict)
 
     def identity_options(self) -> dict[str, Any]:
-        """The options that change the answers (a rerun must keep them)."""
+        """The options that change the answers, known before Ray starts (a rerun must keep them).
+        ``long_posts`` is the Tagger's default, which bulk does not change: recorded so that a later
+        default cannot mix answers. The device and the precision they resolve to are the job's
+        ``runtime`` (:func:`runtime_identity`), checked once the cluster is known."""
         return {
             "output_format": self.output_format, "images_root": self.images_root, "on_bad_image": self.on_bad_image,
-            "on_bad_text": self.on_bad_text, "max_line_bytes": self.max_line_bytes,
+            "on_bad_text": self.on_bad_text, "max_line_bytes": self.max_line_bytes, "long_posts": "window",
         }  # fmt: skip
 
     def check(self) -> None:
@@ -80,6 +84,12 @@ class BulkOptions:
         for name in ("part_rows", "rows_per_shard", "tag_batch", "model_batch", "image_batch", "max_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.commit_seconds > 0:
+            raise ConfigError(f"commit_seconds must be positive, got {self.commit_seconds}")
+        from hamner.precision import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.images_root is not None and not Path(self.images_root).is_dir():
             raise ConfigError(f"--images-root {self.images_root}: no such folder")
 
@@ -198,7 +208,8 @@ def index_inputs(options: BulkOptions) -> list[InputFile]:
     return indexed
 
 
-def build_dataset(ray: Any, options: BulkOptions, parts: list[Any], sources: list[str], p: Plan, multimodal: bool) -> Any:
+def build_dataset(ray: Any, options: BulkOptions, parts: list[Any], p: Plan, multimodal: bool) -> Any:
+    """Read -> (images) -> tagging; the driver takes the tagged rows and writes the shards."""
     import ray.data
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
@@ -222,11 +233,7 @@ def build_dataset(ray: Any, options: BulkOptions, parts: list[Any], sources: lis
             "precision": options.precision, "threads": threads,
         },
     )  # fmt: skip
-    return ds.map_batches(
-        write_batch, batch_size=options.rows_per_shard, batch_format="pyarrow", num_cpus=0,
-        compute=TaskPoolStrategy(size=p.io_tasks),
-        fn_kwargs={"out_dir": str(Path(options.output).resolve()), "sources": sources, "fmt": options.output_format},
-    )  # fmt: skip
+    return ds
 
 
 def _quiet_ray_data(ray: Any, verbose: bool) -> None:
@@ -239,61 +246,160 @@ def _quiet_ray_data(ray: Any, verbose: bool) -> None:
         warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
 
 
+def runtime_identity(options: BulkOptions, p: Plan) -> dict[str, str]:
+    """Where and how the rows are tagged, both of which change answers (bf16 changed 7 of 1,000 posts):
+    the device the plan gives and the precision it means there (``auto`` on a GPU is bf16 where the
+    GPU has it, which only the tagging actor sees)."""
+    device = p.device
+    if options.precision != "auto":
+        precision = options.precision
+    elif device.split(":")[0] == "cpu":
+        precision = "fp32"
+    else:
+        precision = "auto (bf16 where the GPU has it, else fp32)"
+    return {"device": device, "precision": precision}
+
+
 def run_bulk(options: BulkOptions) -> dict[str, Any]:
     """Run (or finish) a bulk job; returns the summary: rows, entities, errors by kind, rows/s."""
-    from tqdm.auto import tqdm
-
     options.check()
     multimodal = is_multimodal(options.model)
     files = index_inputs(options)
     identity = out_mod.job_identity(out_mod.model_fingerprint(options.model), files, options.identity_options())
     manifest = out_mod.open_output(options.output, identity, options.overwrite)
     total = sum(f.rows for f in files)
-    sources = [f.path for f in files]
     all_parts = make_parts(files, options.images_root)
+    missing, _ = out_mod.check_complete(files, out_mod.done_ranges(out_mod.read_index(options.output)))
+    if manifest.get("state") == "complete" and missing:
+        log.warning("%s: a finished job with %d rows missing (a shard deleted since): tagging them again", options.output, missing)
+        manifest = out_mod.reopen(options.output, manifest)
     t0 = time.perf_counter()
-    written_now = 0
+    written_now, attempts = 0, 0
     if manifest.get("state") != "complete":
-        records = out_mod.read_index(options.output)
-        done_before = sum(r["rows"] for r in records)
-        with ray_session(options) as ray:
-            _quiet_ray_data(ray, log.isEnabledFor(logging.DEBUG))
-            p = plan(options, ray.cluster_resources(), multimodal)
-            log.info("%s model; %s", "HamLearning" if multimodal else "text-only", p.describe(multimodal))
-            bar = tqdm(total=total, initial=done_before, unit="row", desc="bulk", disable=not options.progress, smoothing=0.1)
-            with bar:
-                for attempt in range(1, options.max_attempts + 1):
-                    parts = out_mod.pending_parts(all_parts, out_mod.done_ranges(out_mod.read_index(options.output)))
-                    if not parts:
-                        break
-                    if attempt > 1:
-                        log.warning("attempt %d: %d part(s) still have rows to write", attempt, len(parts))
-                    ds = build_dataset(ray, options, parts, sources, p, multimodal)
-                    try:
-                        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                            for text in batch.column("record").to_pylist():
-                                rows = json.loads(text)["rows"]
-                                written_now += rows
-                                bar.update(rows)
-                    except Exception as exc:  # a Ray failure it could not recover from: what is written stays
-                        if attempt == options.max_attempts or not _is_ray_failure(ray, exc):
-                            raise
-                        log.warning("attempt %d failed (%s: %s); the rows written so far are kept", attempt, type(exc).__name__, exc)
+        written_now, attempts = _tag_missing(options, files, all_parts, manifest, total, multimodal)
     seconds = time.perf_counter() - t0
     records = out_mod.read_index(options.output)
     missing, problems = out_mod.check_complete(files, out_mod.done_ranges(records))
     if problems:
         raise ConfigError(f"{options.output}: the shards do not hold each input row exactly once: {'; '.join(problems[:5])}")
     if missing:
-        raise ConfigError(f"{options.output}: {missing} input rows were not written after {options.max_attempts} attempts; rerun the same command to finish")
+        raise ConfigError(
+            f"{options.output}: {missing} input rows were not written after {attempts} attempt(s) "
+            "(each after a failure Ray could not recover from); rerun the same command to finish"
+        )
     summary = out_mod.summarise(records)
     summary.update(
         inputs=len(files), input_rows=total, rows_this_run=written_now, seconds=round(seconds, 2),
         rows_per_s=round(written_now / seconds, 1) if seconds > 0 and written_now else None, output=str(options.output),
     )  # fmt: skip
+    manifest = json.loads((Path(options.output) / out_mod.MANIFEST).read_text())
     if manifest.get("state") != "complete":
         out_mod.finish(options.output, manifest, {k: v for k, v in summary.items() if k not in ("seconds", "rows_per_s", "rows_this_run")})
     return summary
+
+
+def _tag_missing(
+    options: BulkOptions, files: list[InputFile], all_parts: list[Any], manifest: dict[str, Any], total: int, multimodal: bool
+) -> tuple[int, int]:
+    """Tag and write every row not yet in the output, in up to ``max_attempts`` passes; returns
+    (rows written, passes made). The bar counts rows as the tagging actors hand them over."""
+    sources = [f.path for f in files]
+    writer = out_mod.ShardWriter(
+        str(Path(options.output).resolve()), sources, [f.rows for f in files], options.output_format, options.rows_per_shard,
+        max_seconds=options.commit_seconds,
+    )  # fmt: skip
+    with ray_session(options) as ray, _raylet_watch(ray, options, writer) as watch:
+        try:
+            attempts = _attempts(ray, options, all_parts, manifest, total, multimodal, writer)
+        except KeyboardInterrupt:
+            if watch.died is None:
+                raise
+            raise RayletDied(watch.died) from None
+    return writer.written, attempts
+
+
+def _attempts(
+    ray: Any, options: BulkOptions, all_parts: list[Any], manifest: dict[str, Any], total: int, multimodal: bool,
+    writer: out_mod.ShardWriter,
+) -> int:
+    """The passes over the rows still missing (after a failure Ray could not recover from); returns
+    how many were made. The bar counts rows as the tagging actors hand them over."""
+    from tqdm.auto import tqdm
+
+    attempts = 0
+    _quiet_ray_data(ray, log.isEnabledFor(logging.DEBUG))
+    p = plan(options, ray.cluster_resources(), multimodal)
+    log.info("%s model; %s", "HamLearning" if multimodal else "text-only", p.describe(multimodal))
+    out_mod.pin_runtime(options.output, manifest, runtime_identity(options, p), options.overwrite)
+    done_before = sum(r["rows"] for r in out_mod.read_index(options.output))
+    bar = tqdm(total=total, initial=done_before, unit="row", desc="bulk", disable=not options.progress, smoothing=0.1)
+    with bar:
+        for attempt in range(1, options.max_attempts + 1):
+            parts = out_mod.pending_parts(all_parts, out_mod.done_ranges(out_mod.read_index(options.output)))
+            if not parts:
+                break
+            attempts = attempt
+            if attempt > 1:
+                log.warning("attempt %d: %d part(s) still have rows to write", attempt, len(parts))
+            ds = build_dataset(ray, options, parts, p, multimodal)
+            try:
+                for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    bar.update(writer.add(batch.to_pylist()))
+            except Exception as exc:  # a Ray failure it could not recover from: what is tagged is written
+                if attempt == options.max_attempts or not _is_ray_failure(ray, exc):
+                    raise
+                log.warning("attempt %d failed (%s: %s); the rows tagged so far are kept", attempt, type(exc).__name__, exc)
+            finally:
+                writer.flush()
+    return attempts
+
+
+class RayletDied(HamnerError):
+    """The embedded Ray's raylet died under the job."""
+
+
+@dataclass
+class _Watch:
+    died: str | None = None  # what happened, once the raylet is gone
+
+
+@contextmanager
+def _raylet_watch(ray: Any, options: BulkOptions, writer: out_mod.ShardWriter) -> Iterator[_Watch]:
+    """An embedded Ray whose raylet dies (killed, or by the out-of-memory killer) ends this process
+    from inside Ray, with exit status 1 and no word of its own, about 15 s later: a watcher thread
+    notices, writes the tagged rows the driver holds, says what happened, and interrupts the driver
+    (which stops with that message if Ray gives it the time)."""
+    watch = _Watch()
+    node = getattr(ray._private.worker, "_global_node", None) if options.address is None else None
+    infos = (getattr(node, "all_processes", None) or {}).get("raylet") or []
+    raylet = infos[0].process if infos else None
+    if raylet is None:
+        yield watch
+        return
+    import _thread
+    import threading
+
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(0.2):
+            if raylet.poll() is not None:
+                writer.flush()
+                watch.died = (
+                    f"the embedded Ray's raylet (pid {raylet.pid}) died (exit status {raylet.returncode}: killed, or out of "
+                    f"memory?) and the job cannot go on. The rows tagged so far are written in {options.output}; rerun the "
+                    "same command to finish."
+                )
+                log.error("%s", watch.died)
+                _thread.interrupt_main()
+                return
+
+    thread = threading.Thread(target=run, name="hamner-raylet-watch", daemon=True)
+    thread.start()
+    try:
+        yield watch
+    finally:
+        stop.set()
 
 
 def _is_ray_failure(ray: Any, exc: BaseException) -> bool:

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections import Counter
@@ -132,6 +133,60 @@ def write_shard(rows: list[dict[str, Any]], out_dir: str, sources: Sequence[str]
     return record
 
 
+class ShardWriter:
+    """Commits the tagged rows that reach the driver as shards: one when ``rows_per_shard`` rows have
+    come, or when a commit interval has passed since the last commit (``first_seconds``, doubling up
+    to ``max_seconds``), so that the first rows are in the output within seconds whatever the shard
+    size, and a slow job's shards still fill up. A row that comes twice (a Ray retry) is written once."""
+
+    def __init__(
+        self, out_dir: str, sources: Sequence[str], rows: Sequence[int], fmt: str, rows_per_shard: int,
+        first_seconds: float = 2.0, max_seconds: float = 60.0, clock: Any = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.out_dir, self.sources, self.fmt, self.rows_per_shard = out_dir, list(sources), fmt, rows_per_shard
+        self.seen = [bytearray(n + 1) for n in rows]  # per input file, 1 for each line this run received
+        self.buffer: list[dict[str, Any]] = []
+        self.interval, self.max_seconds, self.clock = first_seconds, max_seconds, clock
+        self.last_commit = clock()
+        self.written = 0
+        self.lock = threading.Lock()  # a watcher thread may flush while the driver waits on Ray
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Take tagged rows (``source`` an index into ``sources``); returns how many were new."""
+        with self.lock:
+            return self._add(rows)
+
+    def _add(self, rows: Iterable[dict[str, Any]]) -> int:
+        new = 0
+        for row in rows:
+            seen = self.seen[row["source"]]
+            if seen[row["line"]]:
+                log.debug("row %s:%s came twice (a retried task); written once", self.sources[row["source"]], row["line"])
+                continue
+            seen[row["line"]] = 1
+            self.buffer.append(row)
+            new += 1
+        while len(self.buffer) >= self.rows_per_shard:
+            self._commit(self.buffer[: self.rows_per_shard])
+            self.buffer = self.buffer[self.rows_per_shard :]
+        if self.buffer and self.clock() - self.last_commit >= self.interval:
+            self._commit(self.buffer)
+            self.buffer = []
+        return new
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.buffer:
+                self._commit(self.buffer)
+                self.buffer = []
+
+    def _commit(self, rows: list[dict[str, Any]]) -> None:
+        write_shard(rows, self.out_dir, self.sources, self.fmt)
+        self.written += len(rows)
+        self.last_commit = self.clock()
+        self.interval = min(self.max_seconds, self.interval * 2)
+
+
 def job_identity(model: dict[str, Any], files: Sequence[InputFile], options: dict[str, Any]) -> dict[str, Any]:
     """What the answers depend on: a rerun must match it to continue the same output."""
     return {"model": model, "inputs": [f.fingerprint() for f in files], "options": options}
@@ -169,11 +224,14 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def open_output(directory: str | Path, identity: dict[str, Any], overwrite: bool) -> dict[str, Any]:
     """Make or reopen an output folder for a job; returns the manifest (``state`` says whether it
-    is ``complete``). Another job's folder is refused unless ``overwrite``, which empties it."""
+    is ``complete``). Another job's folder is refused unless ``overwrite``, which deletes what that
+    job wrote (:func:`clear_output`). A folder that holds no manifest must be empty, ``overwrite`` or
+    not, and a folder that holds one of the job's inputs is refused."""
     out = Path(directory)
     manifest_path = out / MANIFEST
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output {out}: exists and is not a folder")
+    _refuse_inputs_inside(out, identity)
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
         diff = _differences(old, identity)
@@ -186,37 +244,67 @@ def open_output(directory: str | Path, identity: dict[str, Any], overwrite: bool
             log.warning("--overwrite: deleting the output of another job in %s (%s)", out, "; ".join(diff))
             clear_output(out)
         else:
-            cleanup(out)
-            if old.get("state") == "complete":
-                return dict(old)
-            log.info("%s: continuing an interrupted job", out)
+            cleanup(out, complete=old.get("state") == "complete")
+            if old.get("state") != "complete":
+                log.info("%s: continuing an interrupted job", out)
             return dict(old)
     elif out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"--output {out} is not empty and holds no {MANIFEST}: not a hamner bulk output. Choose an empty or new folder (or --overwrite).")
-        clear_output(out)
+        raise ConfigError(
+            f"--output {out} is not empty and holds no {MANIFEST}: not a hamner bulk output. Choose an empty or new folder "
+            "(--overwrite only replaces a hamner bulk output, deleting the files its manifest and index name)."
+        )
     out.mkdir(parents=True, exist_ok=True)
     manifest = {"format_version": MANIFEST_VERSION, **identity, "state": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _atomic_write(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
 
 
+def _refuse_inputs_inside(out: Path, identity: dict[str, Any]) -> None:
+    """An output folder that is, or holds, one of the inputs could delete or mix with them: refused."""
+    root = out.resolve()
+    for f in identity.get("inputs", []):
+        path = Path(f["path"]).resolve()
+        if path == root or root in path.parents:
+            raise ConfigError(f"--output {out} holds the input {path}: choose an output folder apart from the inputs")
+
+
 def clear_output(out: Path) -> None:
-    """Delete what hamner bulk writes in ``out`` (shards, index, manifest, temporary files)."""
+    """Delete what a hamner bulk job wrote in ``out``: the shards its index names, the index, the
+    temporary files and the manifest. Anything else is left where it is (and named in the log)."""
+    for record in _index_records(out):
+        shard = out / str(record.get("shard", ""))
+        if shard.parent == out and shard.name.startswith("part-"):  # a name a bulk job gives, in this folder
+            shard.unlink(missing_ok=True)
     for name in (INDEX_DIR, TMP_DIR):
         shutil.rmtree(out / name, ignore_errors=True)
-    for path in out.glob("part-*"):
-        path.unlink()
     (out / MANIFEST).unlink(missing_ok=True)
+    left = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if left:
+        log.warning("--overwrite: %s holds %d file(s) no hamner bulk job wrote there, left as they are: %s", out, len(left), left[:5])
 
 
-def cleanup(out: Path) -> None:
-    """Drop what an interrupted job left half-done: temporary files and index files without a shard."""
+def _index_records(out: Path) -> list[dict[str, Any]]:
+    folder = out / INDEX_DIR
+    records = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: not a readable index file (%s); its shard is not deleted", path, exc)
+    return records
+
+
+def cleanup(out: Path, complete: bool = False) -> None:
+    """Drop what an interrupted job left half-done: temporary files and index files without a shard
+    (in a ``complete`` job's folder: a shard lost since, whose rows the job tags again)."""
     shutil.rmtree(out / TMP_DIR, ignore_errors=True)
     for index in (out / INDEX_DIR).glob("*.json") if (out / INDEX_DIR).is_dir() else ():
         record = json.loads(index.read_text())
         if not (out / record["shard"]).exists():
-            log.info("%s: removing the index of a shard that was never committed", index.name)
+            if complete:
+                log.warning("%s: the shard %s of this finished job is gone; its %d rows are tagged again", out, record["shard"], record["rows"])
+            else:
+                log.info("%s: removing the index of a shard that was never committed", index.name)
             index.unlink()
 
 
@@ -284,6 +372,39 @@ def summarise(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         entities += r["entities"]
         errors.update(r["errors"])
     return {"rows": rows, "entities": entities, "errors": dict(sorted(errors.items())), "error_rows": sum(errors.values())}
+
+
+def pin_runtime(directory: str | Path, manifest: dict[str, Any], runtime: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+    """Record where and how the job tags (device, precision: known once the cluster is), or check
+    that a rerun tags as the rows already written were: mixing them is refused unless ``overwrite``,
+    which deletes them and starts again. Returns the manifest."""
+    out = Path(directory)
+    old = manifest.get("runtime")
+    if old == runtime:
+        return manifest
+    if old is not None and read_index(out):
+        diff = [f"{key} ({old.get(key)!r} then, {value!r} now)" for key, value in runtime.items() if old.get(key) != value]
+        if not overwrite:
+            raise ConfigError(
+                f"--output {out} holds rows tagged with other settings that change the answers: {'; '.join(diff)}. "
+                "Rerun with the same --device and --precision to finish it, pass --overwrite to delete it and start again, "
+                "or choose another --output."
+            )
+        log.warning("--overwrite: deleting the rows of %s tagged with other settings (%s)", out, "; ".join(diff))
+        clear_output(out)
+        manifest = {**manifest, "state": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        manifest.pop("summary", None)
+    manifest = {**manifest, "runtime": runtime}
+    _atomic_write(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest
+
+
+def reopen(directory: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A finished job's folder that lost rows (a shard deleted) is running again."""
+    manifest = {k: v for k, v in manifest.items() if k not in ("summary", "completed")}
+    manifest["state"] = "running"
+    _atomic_write(Path(directory) / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest
 
 
 def finish(directory: str | Path, manifest: dict[str, Any], summary: dict[str, Any]) -> None:
