@@ -60,6 +60,19 @@ class TextError(HamnerError, ValueError):
         super().__init__(f"post {index}: {message}" if index is not None else message)
 
 
+class PostTooLong(TextError):
+    """A post has more words than the tagger's ``max_words``: a bound on what one post may cost (its
+    encoder windows grow with its words). ``words`` is the post's word count, ``limit`` the bound."""
+
+    def __init__(self, index: int | None, words: int, limit: int) -> None:
+        self.words, self.limit = words, limit
+        super().__init__(
+            index,
+            f"the post has {words:,} words, more than the limit of {limit:,} per post "
+            "(max_words, a bound on one post's cost; hamner tag --max-words N raises it, 0 lifts it)",
+        )
+
+
 def first_surrogate(text: str) -> int | None:
     """The index of the first unpaired surrogate in ``text`` (JSON's "\\ud83d" escape makes one), or None."""
     if text.isascii():
