@@ -379,6 +379,17 @@ def test_the_tagger_raises_post_too_long(ckpt: Path) -> None:
         Tagger.from_pretrained(ckpt, max_words=-1)
 
 
+def test_words_are_counted_only_as_far_as_the_limit(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = " ".join(["Obama in Paris, @nba #NBA . . . <3 :) http://t.co/x \u200b" * 40] * 5) + "!" * 3000
+    assert Tagger.from_pretrained(ckpt, max_words=100_000).tokenize(text) == tokenize_module.tokenize(text, "twitter2017")
+    calls: list[int] = []
+    real = tokenize_module.tokenize
+    monkeypatch.setattr("hamner.inference.tagger.tokenize", lambda piece, style: calls.append(len(piece)) or real(piece, style))
+    with pytest.raises(PostTooLong, match=r"the post has more than the limit of 999 words per post \(1,000 in its first 1,000 characters;"):
+        Tagger.from_pretrained(ckpt, max_words=999).tokenize("!" * 1_000_000)
+    assert sum(calls) == 1000  # two pieces of the million characters read, not the rest
+
+
 # 5 ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("option", ["--batch-size", "--chunk-size", "--image-workers", "--max-image-pixels"])
 @pytest.mark.parametrize("value", ["0", "-1", "x"])

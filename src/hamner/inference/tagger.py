@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from hamner.data.labels import spans_from_bio
-from hamner.data.tokenize import Token, tokenize
+from hamner.data.tokenize import PIECE_CHARS, Token, _pieces, tokenize
 from hamner.errors import ConfigError, ImageError, PostTooLong, TextError, first_surrogate
 from hamner.inference import DEFAULT_MAX_WORDS
 from hamner.inference.onnx import OnnxTagger, is_exported_model
@@ -350,8 +350,21 @@ class Tagger:
         if bad is not None:
             raise TextError(index, f"the text holds an unpaired surrogate (U+{ord(text[bad]):04X}) at character {bad}: not valid Unicode")
         try:
-            words = tokenize(text, self.style)
+            if not self.max_words or len(text) <= PIECE_CHARS:
+                words = tokenize(text, self.style)
+            else:  # piece by piece (what tokenize does), so that the count stops soon after the limit
+                words = []
+                for offset, piece in _pieces(text):
+                    try:
+                        got = tokenize(piece, self.style)
+                    except TextError:
+                        raise TextError(index, f"the word tokenizer timed out on the {len(piece)} characters at offset {offset} (a pathological text)") from None
+                    words += [Token(t.text, t.start + offset, t.end + offset) for t in got]
+                    if len(words) > self.max_words and offset + len(piece) < len(text):
+                        raise PostTooLong(index, len(words), self.max_words, chars_read=offset + len(piece))
         except TextError as exc:
+            if isinstance(exc, PostTooLong):
+                raise
             raise TextError(index, exc.detail) from None
         if self.max_words and len(words) > self.max_words:
             raise PostTooLong(index, len(words), self.max_words)
