@@ -131,19 +131,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _refuse_output_that_is_input(input_name: str, output: str) -> None:
-    """Stop before anything is opened for writing when ``-o`` is the input file itself (by device and
-    inode: a symlink or a hard link to it included), or the file standard input reads: opening it
-    for writing would empty the input."""
-    if output == "-" or not os.path.exists(output):
+    """Stop before anything is opened for writing when the output is the input file itself (by device
+    and inode: a symlink or a hard link to it included), or the file standard input reads: opening it
+    for writing would empty the input (and standard output appending to it, ``>> FILE``, would read
+    its own output without end)."""
+
+    def stat_of(name: str, stream: Any) -> os.stat_result | None:
+        try:
+            return os.stat(name) if name != "-" else os.fstat(stream.fileno())
+        except (OSError, AttributeError, ValueError):  # no such file (yet), or a stream without a file
+            return None
+
+    out, src = stat_of(output, sys.stdout), stat_of(input_name, sys.stdin)
+    if out is None or src is None or not stat.S_ISREG(out.st_mode) or (src.st_dev, src.st_ino) != (out.st_dev, out.st_ino):
         return
-    out = os.stat(output)
-    try:
-        src = os.stat(input_name) if input_name != "-" else os.fstat(sys.stdin.fileno())
-    except (OSError, AttributeError, ValueError):  # no such input (reported when it is opened), or no real stdin
-        return
-    if (src.st_dev, src.st_ino) == (out.st_dev, out.st_ino) and stat.S_ISREG(out.st_mode):
-        what = "standard input's file" if input_name == "-" else f"the input file {input_name}"
-        raise ConfigError(f"-o {output} is {what} (the same file on disk): writing it would destroy the input; choose another output file")
+    what = "standard input's file" if input_name == "-" else f"the input file {input_name}"
+    target = "standard output" if output == "-" else f"-o {output}"
+    raise ConfigError(f"{target} is {what} (the same file on disk): writing it would destroy the input; choose another output file")
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -208,13 +212,14 @@ def cmd_tag(args: argparse.Namespace) -> int:
         where = "standard output" if args.output == "-" else args.output
         try:
             stream.run(bar, resume=(args.output, skip, last) if skip else None)
-        except (HamnerError, KeyboardInterrupt):
+        except (HamnerError, KeyboardInterrupt) as exc:
             # exactly what is on disk: every line before the one that stopped the run
-            first, final = skip + 1, counts["last_line"]
-            written = "answering no line" if not counts["lines"] else f"answering line{'s' if final > first else ''} {first}{f'-{final}' if final > first else ''}"
+            n, first, final = counts["lines"], skip + 1, counts["last_line"]
+            answering = f", answering lines {first}-{final} of {name}" if n > 1 else f", answering line {final} of {name}" if n else ""
+            fix = "fix the line and " if isinstance(exc, HamnerError) else ""
             log.error(
-                "stopped: %d output lines written to %s this run, %s of %s%s", counts["lines"], where, written, name,
-                "; fix the line and rerun with --resume to continue after them" if counts["lines"] and args.output != "-" and not args.pretty else "",
+                "stopped: %d output line%s written to %s this run%s%s", n, "s" if n != 1 else "", where, answering,
+                f"; {fix}rerun with --resume to continue after them" if n and args.output != "-" and not args.pretty else "",
             )  # fmt: skip
             raise
     log.info(

@@ -278,7 +278,7 @@ def test_an_output_that_is_the_input_is_refused_before_anything_is_written(
     assert src.read_bytes() == data
 
 
-def test_an_output_that_is_the_file_on_standard_input_is_refused(
+def test_an_output_that_is_the_file_of_standard_input_or_output_is_refused(
     ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = tmp_path / "posts.txt"
@@ -293,7 +293,17 @@ def test_an_output_that_is_the_file_on_standard_input_is_refused(
 
         monkeypatch.setattr("sys.stdin", Stdin())
         assert tag(ckpt, "-o", str(src)) == 2
-    assert "is standard input's file" in capsys.readouterr().err
+    assert "-o " + str(src) + " is standard input's file" in capsys.readouterr().err
+    assert src.read_bytes() == b"Obama in Paris\n"
+    with src.open("ab") as fh:  # hamner tag FILE >> FILE: it would read its own output without end
+
+        class Stdout:
+            def fileno(self) -> int:
+                return fh.fileno()
+
+        monkeypatch.setattr("sys.stdout", Stdout())
+        assert tag(ckpt, str(src)) == 2
+    assert f"standard output is the input file {src}" in capsys.readouterr().err
     assert src.read_bytes() == b"Obama in Paris\n"
 
 
