@@ -198,7 +198,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if source is None:
             source = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
-        reader = InputReader(source, name, fmt, folder, on_bad_text=args.on_bad_text, max_line_bytes=args.max_line_bytes, skip_lines=skip)
+        reader = InputReader(
+            source, name, fmt, folder, on_bad_text=args.on_bad_text, max_line_bytes=args.max_line_bytes, skip_lines=skip,
+            blank_jsonl="post",
+        )  # fmt: skip
         if args.output == "-":
             sink = binary_stdout()
         else:

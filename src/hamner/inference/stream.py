@@ -3,12 +3,20 @@
 The input is read in binary and cut on ``b"\\n"`` only (one trailing ``\\r`` of a CRLF is dropped; a
 lone ``\\r`` stays inside its line), so output line *i* always answers input line *i*. The format is
 chosen once per file: by ``--format``, else by the extension (``.jsonl``/``.ndjson``/``.json``: JSONL,
-``.txt``: plain text), else (standard input, other names) by the first non-empty line. A UTF-8 byte
-order mark at the start is dropped. Every problem with a line (not UTF-8, bad JSON, a field of the
-wrong type, an unpaired surrogate, a text the word tokenizer gives up on, a line over the size limit)
-names the file, the line and the post's id: it stops the run (``on_bad_line="error"``) or becomes an
-error record ``{"id", "line", "error"}`` in the output (``"skip"``), logged. Image paths in JSONL are
-relative to the input file's folder (to the working directory for standard input).
+``.txt``: plain text), else (standard input, other names) by the first non-empty line: JSONL when it
+is a JSON object, text otherwise. A UTF-8 byte order mark at the start is dropped. A blank or
+whitespace-only line of JSONL is answered as an empty post (``"text": ""``, no entities; logged), not
+an error (``blank_jsonl="post"``, what ``hamner tag`` asks): files often end with one, and output line
+*i* must still answer input line *i*. ``blank_jsonl="error"`` makes it a bad line instead.
+
+Every problem with a line (not UTF-8, bad JSON, a field of the wrong type, an unpaired surrogate, a
+text the word tokenizer gives up on, a line over the size limit, more words than the tagger's
+``max_words``, an image the tagger's ``on_bad_image="error"`` refuses) names the file, the line and the
+post's id: it stops the run (``on_bad_line="error"``), after every line before it has been written
+(those of its chunk included), or becomes an error record ``{"id", "line", "error"}`` in the output
+(``"skip"``), logged. With ``on_bad_image="skip"`` a bad image is no bad line: the post is tagged from
+its text and caption (its ``visual.status`` says why; logged with the file, line and id). Image paths
+in JSONL are relative to the input file's folder (to the working directory for standard input).
 
 Memory holds one chunk of posts (plus the model), whatever the input size; each chunk is written
 and flushed before the next is read. ``--resume`` continues an interrupted output file after its
@@ -37,6 +45,7 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 TEXT_SUFFIXES = (".txt", ".text")
 FIELDS = ("id", "text", "image", "caption")
 BOM = b"\xef\xbb\xbf"
+BLANK_JSONL = ("post", "error")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -81,9 +90,14 @@ class InputReader:
         max_line_bytes: int = 1 << 20,
         skip_lines: int = 0,
         first_line: int = 1,
+        blank_jsonl: str = "error",
     ) -> None:
         if on_bad_text not in ("error", "replace"):
             raise ConfigError(f"on_bad_text must be 'error' or 'replace', got {on_bad_text!r}")
+        if blank_jsonl not in BLANK_JSONL:
+            raise ConfigError(f"blank_jsonl must be one of {BLANK_JSONL}, got {blank_jsonl!r}")
+        # a blank line of JSONL: an empty post ("post", hamner tag) or a bad line ("error", hamner bulk's rows so far)
+        self.blank_jsonl = blank_jsonl
         self.stream, self.name, self.folder = stream, name, folder
         self.format = choose_format(name, fmt)
         self.detected = False  # the format was read from the first non-empty line (a hint in JSON errors)
@@ -153,6 +167,8 @@ class InputReader:
         if self.format == "text":
             return self._checked(InputPost(lineno, lineno, text=line))
         if not line.strip():
+            if self.blank_jsonl == "error":
+                return InputPost(lineno, lineno, error="empty line in JSONL input (expected a JSON object)")
             # not an error: files often end with a blank line. Output line i still answers input line i.
             return InputPost(lineno, lineno, text="", blank=True)
         rec = _json_or_error(line)
