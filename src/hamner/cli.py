@@ -7,12 +7,14 @@ import contextlib
 import logging
 import os
 import shlex
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 from hamner import __version__
 from hamner.errors import ConfigError, HamnerError
+from hamner.inference import DEFAULT_MAX_WORDS
 
 log = logging.getLogger("hamner")
 FORMAT_CHOICES = (
@@ -198,6 +200,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_output_that_is_input(input_name: str, output: str) -> None:
+    """Stop before anything is opened for writing when the output is the input file itself (by device
+    and inode: a symlink or a hard link to it included), or the file standard input reads: opening it
+    for writing would empty the input (and standard output appending to it, ``>> FILE``, would read
+    its own output without end)."""
+
+    def stat_of(name: str, stream: Any) -> os.stat_result | None:
+        try:
+            return os.stat(name) if name != "-" else os.fstat(stream.fileno())
+        except (OSError, AttributeError, ValueError):  # no such file (yet), or a stream without a file
+            return None
+
+    out, src = stat_of(output, sys.stdout), stat_of(input_name, sys.stdin)
+    if out is None or src is None or not stat.S_ISREG(out.st_mode) or (src.st_dev, src.st_ino) != (out.st_dev, out.st_ino):
+        return
+    what = "standard input's file" if input_name == "-" else f"the input file {input_name}"
+    target = "standard output" if output == "-" else f"-o {output}"
+    raise ConfigError(f"{target} is {what} (the same file on disk): writing it would destroy the input; choose another output file")
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
     import io
     import json
@@ -225,6 +247,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         fmt = args.format
         folder = None if args.input == "-" else Path(args.input).resolve().parent
         source = None
+        _refuse_output_that_is_input(args.input, args.output)
     skip, last = 0, None
     if args.resume:
         if args.output == "-" or args.pretty:
@@ -236,14 +259,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     tagger = Tagger.from_pretrained(
-        args.model,
-        device=args.device,
-        batch_size=args.batch_size,
-        on_bad_image=args.on_bad_image,
-        long_posts=args.long_posts,
-        precision=args.precision,
-        image_workers=args.image_workers,
-        threads=args.threads,
+        args.model, device=args.device, batch_size=args.batch_size, on_bad_image=args.on_bad_image, long_posts=args.long_posts,
+        precision=args.precision, image_workers=args.image_workers, threads=args.threads,
+        max_words=args.max_words, max_image_pixels=args.max_image_pixels,
     )
     options = StreamOptions(
         chunk_size=args.chunk_size, on_bad_line=args.on_bad_line, offsets=args.offsets, tokens=args.tokens,
@@ -253,8 +271,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
         if source is None:
             source = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
         reader = InputReader(
-            source, name, fmt, folder, on_bad_text=args.on_bad_text, max_line_bytes=args.max_line_bytes, skip_lines=skip
-        )
+            source, name, fmt, folder, on_bad_text=args.on_bad_text, max_line_bytes=args.max_line_bytes, skip_lines=skip,
+            blank_jsonl="post",
+        )  # fmt: skip
         if args.output == "-":
             sink = binary_stdout()
         else:
@@ -269,9 +288,25 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 disable=args.no_progress or size is None or args.output == "-" and args.pretty,
             )
         )
-        counts = TagStream(tagger, reader, sink, options).run(bar, resume=(args.output, skip, last) if skip else None)
+        stream = TagStream(tagger, reader, sink, options)
+        counts = stream.counts
+        where = "standard output" if args.output == "-" else args.output
+        try:
+            stream.run(bar, resume=(args.output, skip, last) if skip else None)
+        except (HamnerError, KeyboardInterrupt) as exc:
+            # exactly what is on disk: every line before the one that stopped the run
+            n, first, final = counts["lines"], skip + 1, counts["last_line"]
+            answering = f", answering lines {first}-{final} of {name}" if n > 1 else f", answering line {final} of {name}" if n else ""
+            fix = "fix the line and " if isinstance(exc, HamnerError) else ""
+            log.error(
+                "stopped: %d output line%s written to %s this run%s%s", n, "s" if n != 1 else "", where, answering,
+                f"; {fix}rerun with --resume to continue after them" if n and args.output != "-" and not args.pretty else "",
+            )  # fmt: skip
+            raise
     log.info(
-        "%d posts tagged, %d error records%s%s", counts["posts"], counts["errors"],
+        "%d output lines written to %s: %d posts tagged, %d error records%s%s%s%s", counts["lines"], where, counts["posts"], counts["errors"],
+        f", {counts['blank']} blank JSONL lines answered as empty posts" if counts["blank"] else "",
+        f", {counts['images_skipped']} images skipped (--on-bad-image skip)" if counts["images_skipped"] else "",
         f", {counts['windowed']} long posts read in windows" if counts["windowed"] else "",
         f", {counts['truncated']} truncated" if counts["truncated"] else "",
     )  # fmt: skip
@@ -488,15 +523,24 @@ def cmd_labelstudio_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (the message names the value)."""
+def _int_at_least(text: str, least: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (0 meaning "no limit"; the message names the value)."""
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the message names the value)."""
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def add_precision_option(p: argparse.ArgumentParser) -> None:
@@ -626,12 +670,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-bad-image",
         choices=["error", "skip"],
         default="error",
-        help="a missing/unreadable/huge image: stop with an error (default) or tag the post without it (logged)",
+        help="a missing/unreadable/huge image: a bad line (default; see --on-bad-line) or tag the post without it "
+        "from its text and caption (logged with file, line and id)",
     )
     p.add_argument(
         "--on-bad-line", choices=["error", "skip"], default="error",
-        help="a line that cannot be tagged (bad JSON or UTF-8, a wrong field, an unpaired surrogate, a tokenizer time-out): "
-        "stop naming file, line and id (default), or write an error record {id, line, error} for it (logged)",
+        help="a line that cannot be tagged (bad JSON or UTF-8, a wrong field, an unpaired surrogate, a tokenizer time-out, "
+        "more words than --max-words, a bad image under --on-bad-image error): stop naming file, line and id after writing "
+        "every line before it (default), or write an error record {id, line, error} for it (logged)",
     )  # fmt: skip
     p.add_argument(
         "--on-bad-text", choices=["error", "replace"], default="error",
@@ -649,10 +695,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted -o FILE after its last complete line")
     p.add_argument("--chunk-size", type=positive_int, default=256, help="posts read, tagged and written at a time")
     p.add_argument("--max-line-bytes", type=positive_int, default=1 << 20, help="a longer input line is a bad line")
+    p.add_argument(
+        "--max-words", type=non_negative_int, default=DEFAULT_MAX_WORDS,
+        help=f"a post with more words is a bad line: a bound on one post's cost (default {DEFAULT_MAX_WORDS:,}, "
+        "far above any real post; 0: no limit)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-image-pixels", type=positive_int,
+        help="a HamLearning model: an image with more pixels (width x height, read from its header) is refused before "
+        "decoding, a bad image (default: the checkpoint's vision setting, 89,478,485)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar (shown for an input file, in bytes)")
     p.add_argument("--device", default="cpu")
     add_precision_option(p)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="encoder inputs (posts or windows of long posts) run at once")
     p.add_argument("--threads", type=positive_int, help="torch/OpenCV/ONNX Runtime threads (default: all cores)")
     p.add_argument(
         "--image-workers", type=positive_int, default=1,

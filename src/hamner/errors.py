@@ -60,6 +60,21 @@ class TextError(HamnerError, ValueError):
         super().__init__(f"post {index}: {message}" if index is not None else message)
 
 
+class PostTooLong(TextError):
+    """A post has more words than the tagger's ``max_words``: a bound on what one post may cost (its
+    encoder windows grow with its words). ``words`` is the post's word count, ``limit`` the bound."""
+
+    def __init__(self, index: int | None, words: int, limit: int, chars_read: int | None = None) -> None:
+        # chars_read: the words were counted only that far into the text (counting stops past the limit)
+        self.words, self.limit = words, limit
+        why = "max_words, a bound on one post's cost; hamner tag --max-words N raises it, 0 lifts it"
+        if chars_read is None:
+            message = f"the post has {words:,} words, more than the limit of {limit:,} per post ({why})"
+        else:
+            message = f"the post has more than the limit of {limit:,} words per post ({words:,} in its first {chars_read:,} characters; {why})"
+        super().__init__(index, message)
+
+
 def first_surrogate(text: str) -> int | None:
     """The index of the first unpaired surrogate in ``text`` (JSON's "\\ud83d" escape makes one), or None."""
     if text.isascii():

@@ -1,18 +1,26 @@
 """``hamner tag`` on real files (issue 18): one output line per input line, whatever the input holds;
-every bad line named by file, line and id, or written as an error record; streaming and --resume."""
+every bad line named by file, line and id, or written as an error record; streaming and --resume.
+Under hostile input (issue 30, the second half): nothing of the user's lost, no post allowed to cost
+without bound."""
 
 from __future__ import annotations
 
 import io
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from conftest import tiny_text_checkpoint
 from hamner.cli import main
 from hamner.data import tokenize as tokenize_module
+from hamner.errors import ConfigError, PostTooLong, TextError
+from hamner.inference.tagger import Tagger, entity_span
+from hamner.models.tagger import Prediction
 from synthetic import tiny_hamlearning_checkpoint
 
 
@@ -72,13 +80,6 @@ def test_a_plain_text_line_starting_with_a_brace_is_text(ckpt: Path, tmp_path: P
     assert [r["text"] for r in records(out)] == ["Obama in Paris", "{not json} says Obama", '{"text": "still text"}']
 
 
-def test_the_format_is_chosen_once_for_a_file_without_extension(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    src = tmp_path / "posts"
-    src.write_text('{"text": "Obama in Paris"}\nplain text line\n')
-    assert tag(ckpt, str(src)) == 2  # the first line made it JSONL: the second is a bad JSONL line, not text
-    assert "posts:2: not valid JSON" in capsys.readouterr().err
-
-
 def test_invalid_utf8_names_the_line_or_is_an_error_record(
     ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -131,7 +132,7 @@ def test_a_pathological_post_is_tagged(ckpt: Path, tmp_path: Path) -> None:
     src = tmp_path / "posts.txt"
     src.write_text("Obama in Paris\n" + "<-" * 30000 + "\n")
     out = tmp_path / "out.jsonl"
-    assert tag(ckpt, str(src), "-o", str(out)) == 0
+    assert tag(ckpt, str(src), "-o", str(out), "--max-words", "0") == 0  # 60,000 words: past the default bound
     rows = records(out)
     assert len(rows) == 2 and rows[1]["windows"] > 1 and "error" not in rows[1]
 
@@ -251,3 +252,237 @@ def test_stdin_is_read_as_bytes(ckpt: Path, monkeypatch: pytest.MonkeyPatch, cap
     monkeypatch.setattr("sys.stdin", Stdin())
     assert tag(ckpt) == 0
     assert json.loads(capsys.readouterr().out)["id"] == "s"
+
+
+# ----- issue 30: hostile input ---------------------------------------------------------------------
+def jsonl(path: Path, rows: list[dict[str, Any]], tail: str = "") -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + tail)
+    return path
+
+
+# 1 ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink", "resume"])
+def test_an_output_that_is_the_input_is_refused_before_anything_is_written(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    src = tmp_path / "posts.jsonl"
+    data = b'{"id": 1, "text": "Obama in Paris"}\n{"id": 2, "text": "the nba game"}'  # no final newline: --resume would cut it
+    src.write_bytes(data)
+    out = src
+    if how in ("symlink", "hardlink"):
+        out = tmp_path / "out.jsonl"
+        os.symlink(src, out) if how == "symlink" else os.link(src, out)
+    assert tag(ckpt, str(src), "-o", str(out), *(["--resume"] if how == "resume" else [])) == 2
+    err = capsys.readouterr().err
+    assert f"-o {out} is the input file {src} (the same file on disk): writing it would destroy the input" in err
+    assert src.read_bytes() == data
+
+
+def test_an_output_that_is_the_file_of_standard_input_or_output_is_refused(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "posts.txt"
+    src.write_bytes(b"Obama in Paris\n")
+    with src.open("rb") as fh:
+
+        class Stdin:
+            buffer = fh
+
+            def fileno(self) -> int:
+                return fh.fileno()
+
+        monkeypatch.setattr("sys.stdin", Stdin())
+        assert tag(ckpt, "-o", str(src)) == 2
+    assert "-o " + str(src) + " is standard input's file" in capsys.readouterr().err
+    assert src.read_bytes() == b"Obama in Paris\n"
+    with src.open("ab") as fh:  # hamner tag FILE >> FILE: it would read its own output without end
+
+        class Stdout:
+            def fileno(self) -> int:
+                return fh.fileno()
+
+        monkeypatch.setattr("sys.stdout", Stdout())
+        assert tag(ckpt, str(src)) == 2
+    assert f"standard output is the input file {src}" in capsys.readouterr().err
+    assert src.read_bytes() == b"Obama in Paris\n"
+
+
+# 2 ------------------------------------------------------------------------------------------------
+def bad_image_input(mm: dict[str, Any], tmp_path: Path, bad: str = "nope.png") -> Path:
+    return jsonl(tmp_path / "posts.jsonl", [
+        {"id": "a", "text": "obama in paris"},
+        {"id": "b", "text": "stop sign", "image": str(mm["image"])},
+        {"id": "c", "text": "red clock", "image": bad},
+        {"id": "d", "text": "blue square", "image": str(mm["image"])},
+        {"id": "e", "text": "one"},
+    ])  # fmt: skip
+
+
+def test_a_bad_image_keeps_every_line_before_it(
+    mm: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    src = bad_image_input(mm, tmp_path)
+    out = tmp_path / "out.jsonl"
+    assert tag(mm["ckpt"], str(src), "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "posts.jsonl:3: " in err and "nope.png" in err and "post id 'c'" in err
+    assert [r["id"] for r in records(out)] == ["a", "b"]  # the lines before it, in the same chunk, are written
+    assert "stopped: 2 output lines written to" in caplog.text and "answering lines 1-2 of" in caplog.text
+    # and --resume continues after them once the line is fixed
+    src.write_text(src.read_text().replace('"nope.png"', json.dumps(str(mm["image"]))))
+    assert tag(mm["ckpt"], str(src), "-o", str(out), "--resume") == 0
+    assert [r["id"] for r in records(out)] == ["a", "b", "c", "d", "e"]
+
+
+def test_on_bad_line_skip_covers_a_bad_image_with_an_error_record(mm: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = bad_image_input(mm, tmp_path)
+    out = tmp_path / "out.jsonl"
+    assert tag(mm["ckpt"], str(src), "-o", str(out), "--on-bad-line", "skip") == 0
+    rows = records(out)
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5]
+    assert set(rows[2]) == {"id", "line", "error"} and "nope.png" in rows[2]["error"] and "missing image" in rows[2]["error"]
+    assert rows[3]["visual"]["status"] == "ok"
+    assert "posts.jsonl:3 (id 'c'): " in caplog.text
+
+
+def test_on_bad_image_skip_tags_the_post_without_its_image_and_names_the_line(
+    mm: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    src = bad_image_input(mm, tmp_path, bad=str(broken))
+    out = tmp_path / "out.jsonl"
+    with caplog.at_level(logging.INFO):
+        assert tag(mm["ckpt"], str(src), "-o", str(out), "--on-bad-image", "skip") == 0
+    rows = records(out)
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5] and rows[2]["visual"]["status"] == "unreadable" and "error" not in rows[2]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("posts.jsonl:3 (id 'c')" in m and "broken.png" in m for m in warned), warned
+    assert not any("post-" in m for m in warned)
+    assert "1 images skipped (--on-bad-image skip)" in caplog.text
+
+
+# 4 ------------------------------------------------------------------------------------------------
+def test_a_post_past_max_words_is_a_bad_line(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "posts.txt"
+    src.write_text("Obama in Paris\n" + "!" * 1500 + "\nthe nba game\n")
+    out = tmp_path / "out.jsonl"
+    assert tag(ckpt, str(src), "-o", str(out)) == 2  # on by default
+    err = capsys.readouterr().err
+    assert "posts.txt:2: the post has 1,500 words, more than the limit of 1,000 per post" in err and "post id 2" in err
+    assert tag(ckpt, str(src), "-o", str(out), "--on-bad-line", "skip") == 0
+    rows = records(out)
+    assert [r["line"] for r in rows] == [1, 2, 3] and "1,500 words" in rows[1]["error"] and "entities" in rows[2]
+    assert tag(ckpt, str(src), "-o", str(out), "--max-words", "0") == 0  # 0: no limit
+    assert records(out)[1]["windows"] > 1
+    assert tag(ckpt, str(src), "-o", str(out), "--max-words", "-1") == 2  # argparse
+
+
+def test_the_tagger_raises_post_too_long(ckpt: Path) -> None:
+    tagger = Tagger.from_pretrained(ckpt, max_words=5)
+    with pytest.raises(PostTooLong) as info:
+        tagger.tag_many(["Obama in Paris", "a b c d e f"])
+    assert isinstance(info.value, TextError) and info.value.index == 1 and (info.value.words, info.value.limit) == (6, 5)
+    assert [len(p.tokens) for p in tagger.tag_many(["a b c d e"])] == [5]
+    assert len(Tagger.from_pretrained(ckpt, max_words=0).tag("a " * 2000).tokens) == 2000
+    with pytest.raises(ConfigError, match="max_words"):
+        Tagger.from_pretrained(ckpt, max_words=-1)
+
+
+def test_words_are_counted_only_as_far_as_the_limit(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = " ".join(["Obama in Paris, @nba #NBA . . . <3 :) http://t.co/x \u200b" * 40] * 5) + "!" * 3000
+    assert Tagger.from_pretrained(ckpt, max_words=100_000).tokenize(text) == tokenize_module.tokenize(text, "twitter2017")
+    calls: list[int] = []
+    real = tokenize_module.tokenize
+    monkeypatch.setattr("hamner.inference.tagger.tokenize", lambda piece, style: calls.append(len(piece)) or real(piece, style))
+    with pytest.raises(PostTooLong, match=r"the post has more than the limit of 999 words per post \(1,000 in its first 1,000 characters;"):
+        Tagger.from_pretrained(ckpt, max_words=999).tokenize("!" * 1_000_000)
+    assert sum(calls) == 1000  # two pieces of the million characters read, not the rest
+
+
+# 5 ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("option", ["--batch-size", "--chunk-size", "--image-workers", "--max-image-pixels"])
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_non_positive_sizes_are_usage_errors(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str) -> None:
+    src = tmp_path / "posts.txt"
+    src.write_text("Obama in Paris\n")
+    assert tag(ckpt, str(src), option, value) == 2
+    assert f"argument {option}: expected a positive integer" in capsys.readouterr().err
+
+
+def test_the_tagger_refuses_a_non_positive_batch_size(ckpt: Path) -> None:
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1, got 0"):
+        Tagger.from_pretrained(ckpt, batch_size=0)
+
+
+# 8 ------------------------------------------------------------------------------------------------
+def test_blank_lines_of_jsonl_are_answered_as_empty_posts(ckpt: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = jsonl(tmp_path / "posts.jsonl", [{"id": "a", "text": "Obama in Paris"}], tail="\n  \t\n" + json.dumps({"id": "b", "text": "x"}) + "\n\n \r\n")
+    out = tmp_path / "out.jsonl"
+    with caplog.at_level(logging.INFO):
+        assert tag(ckpt, str(src), "-o", str(out)) == 0
+    rows = records(out)
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5, 6]  # output line i answers input line i
+    blank = {"id": 2, "line": 2, "text": "", "entities": []}
+    assert rows[1] == blank and rows[2] == {**blank, "id": 3, "line": 3} and rows[5] == {**blank, "id": 6, "line": 6}
+    assert "posts.jsonl:6 (id 6): a blank line in JSONL input; written as an empty post" in caplog.text
+    assert "4 blank JSONL lines answered as empty posts" in caplog.text
+
+
+# 11 -----------------------------------------------------------------------------------------------
+def test_a_first_post_that_starts_with_a_brace_but_is_not_json_makes_the_file_text(ckpt: Path, tmp_path: Path) -> None:
+    src = tmp_path / "posts"
+    src.write_text("{Obama} in Paris\nthe nba game\n")
+    out = tmp_path / "out.jsonl"
+    assert tag(ckpt, str(src), "-o", str(out)) == 0
+    assert [r["text"] for r in records(out)] == ["{Obama} in Paris", "the nba game"]
+
+
+def test_a_json_error_in_a_detected_jsonl_file_suggests_format_text(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "posts"
+    src.write_text('{"text": "Obama in Paris"}\nplain text line\n')
+    assert tag(ckpt, str(src)) == 2  # the first line made it JSONL: the second is a bad JSONL line, not text
+    assert "posts:2: not valid JSON" in (err := capsys.readouterr().err) and "--format text" in err
+    assert tag(ckpt, str(src), "--format", "text") == 0
+    explicit = tmp_path / "posts.jsonl"  # the user chose JSONL (by extension): no hint
+    explicit.write_text(src.read_text())
+    assert tag(ckpt, str(explicit)) == 2
+    assert "--format text" not in capsys.readouterr().err
+
+
+# 16 -----------------------------------------------------------------------------------------------
+def test_entities_do_not_begin_or_end_with_zero_width_characters(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert entity_span("\u200bObama\u2060", 0, 7) == (1, 6) and entity_span("\u200b\ufeff", 0, 2) == (2, 2)
+    tagger = Tagger.from_pretrained(ckpt)
+    rule = {"\u200b": "I-PER", "Obama": "B-PER", "Paris": "B-LOC", "\ufeff": "B-ORG"}
+
+    def run(word_lists, visuals=None, batch_size=64, progress=False, desc="", **options):  # type: ignore[no-untyped-def]
+        tags = [[rule.get(w, "O") for w in words] for words in word_lists]
+        tags[0][1] = "I-PER"  # the zero width space after Obama continues his entity
+        return [Prediction(t, torch.zeros(len(t), 9)) for t in tags]
+
+    monkeypatch.setattr(tagger.model, "run", run)
+    text = "Obama\u200b in Paris \ufeff"
+    post = tagger.tag(text)
+    assert [t.text for t in post.tokens] == ["Obama", "\u200b", "in", "Paris", "\ufeff"]
+    # the lone invisible ORG is no entity; PER stops before the zero width space
+    assert [(e.text, e.type, e.start, e.end) for e in post.entities] == [("Obama", "PER", 0, 5), ("Paris", "LOC", 10, 15)]
+
+
+def test_a_huge_integer_is_a_located_error_not_advice_about_the_interpreter(ckpt: Path, tmp_path: Path) -> None:
+    src = tmp_path / "posts.jsonl"
+    src.write_text('{"id": ' + "9" * 5000 + ', "text": "Obama"}\n{"id": 2, "text": "Paris"}\n')
+    out = tmp_path / "out.jsonl"
+    assert tag(ckpt, str(src), "-o", str(out), "--on-bad-line", "skip") == 0
+    rows = records(out)
+    assert rows[0]["line"] == 1 and "an id that long must be a JSON string" in rows[0]["error"]
+    assert "set_int_max_str_digits" not in rows[0]["error"] and rows[1]["text"] == "Paris"
+
+
+def test_max_image_pixels_reaches_the_image_limit(mm: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = jsonl(tmp_path / "posts.jsonl", [{"id": "big", "text": "stop sign", "image": str(mm["image"])}])
+    out = tmp_path / "out.jsonl"
+    assert tag(mm["ckpt"], str(src), "-o", str(out)) == 0
+    assert tag(mm["ckpt"], str(src), "-o", str(out), "--max-image-pixels", "100") == 2
+    err = capsys.readouterr().err
+    assert "posts.jsonl:1: " in err and "too_large" in err and "post id 'big'" in err

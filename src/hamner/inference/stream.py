@@ -3,12 +3,20 @@
 The input is read in binary and cut on ``b"\\n"`` only (one trailing ``\\r`` of a CRLF is dropped; a
 lone ``\\r`` stays inside its line), so output line *i* always answers input line *i*. The format is
 chosen once per file: by ``--format``, else by the extension (``.jsonl``/``.ndjson``/``.json``: JSONL,
-``.txt``: plain text), else (standard input, other names) by the first non-empty line. A UTF-8 byte
-order mark at the start is dropped. Every problem with a line (not UTF-8, bad JSON, a field of the
-wrong type, an unpaired surrogate, a text the word tokenizer gives up on, a line over the size limit)
-names the file, the line and the post's id: it stops the run (``on_bad_line="error"``) or becomes an
-error record ``{"id", "line", "error"}`` in the output (``"skip"``), logged. Image paths in JSONL are
-relative to the input file's folder (to the working directory for standard input).
+``.txt``: plain text), else (standard input, other names) by the first non-empty line: JSONL when it
+is a JSON object, text otherwise. A UTF-8 byte order mark at the start is dropped. A blank or
+whitespace-only line of JSONL is answered as an empty post (``"text": ""``, no entities; logged), not
+an error (``blank_jsonl="post"``, what ``hamner tag`` asks): files often end with one, and output line
+*i* must still answer input line *i*. ``blank_jsonl="error"`` makes it a bad line instead.
+
+Every problem with a line (not UTF-8, bad JSON, a field of the wrong type, an unpaired surrogate, a
+text the word tokenizer gives up on, a line over the size limit, more words than the tagger's
+``max_words``, an image the tagger's ``on_bad_image="error"`` refuses) names the file, the line and the
+post's id: it stops the run (``on_bad_line="error"``), after every line before it has been written
+(those of its chunk included), or becomes an error record ``{"id", "line", "error"}`` in the output
+(``"skip"``), logged. With ``on_bad_image="skip"`` a bad image is no bad line: the post is tagged from
+its text and caption (its ``visual.status`` says why; logged with the file, line and id). Image paths
+in JSONL are relative to the input file's folder (to the working directory for standard input).
 
 Memory holds one chunk of posts (plus the model), whatever the input size; each chunk is written
 and flushed before the next is read. ``--resume`` continues an interrupted output file after its
@@ -37,6 +45,7 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 TEXT_SUFFIXES = (".txt", ".text")
 FIELDS = ("id", "text", "image", "caption")
 BOM = b"\xef\xbb\xbf"
+BLANK_JSONL = ("post", "error")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -51,6 +60,7 @@ class InputPost:
     caption: str | None = None
     error: str | None = None
     nbytes: int = 0  # bytes of the input this line took, newline included (for the progress bar)
+    blank: bool = False  # a blank or whitespace-only line of JSONL input: answered as an empty post
 
 
 def choose_format(name: str, fmt: str) -> str | None:
@@ -80,11 +90,17 @@ class InputReader:
         max_line_bytes: int = 1 << 20,
         skip_lines: int = 0,
         first_line: int = 1,
+        blank_jsonl: str = "error",
     ) -> None:
         if on_bad_text not in ("error", "replace"):
             raise ConfigError(f"on_bad_text must be 'error' or 'replace', got {on_bad_text!r}")
+        if blank_jsonl not in BLANK_JSONL:
+            raise ConfigError(f"blank_jsonl must be one of {BLANK_JSONL}, got {blank_jsonl!r}")
+        # a blank line of JSONL: an empty post ("post", hamner tag) or a bad line ("error", hamner bulk's rows so far)
+        self.blank_jsonl = blank_jsonl
         self.stream, self.name, self.folder = stream, name, folder
         self.format = choose_format(name, fmt)
+        self.detected = False  # the format was read from the first non-empty line (a hint in JSON errors)
         self.on_bad_text = on_bad_text
         self.max_line_bytes = max_line_bytes
         self.skip_lines = skip_lines  # lines already answered (--resume): read and counted, not tagged
@@ -143,18 +159,22 @@ class InputReader:
         if self.format is None:
             if not line.strip():
                 return InputPost(lineno, lineno, text=line)  # a blank first line decides nothing
-            self.format = "jsonl" if line.lstrip().startswith("{") else "text"
+            # JSONL only when the first non-empty line is a JSON object: a post that merely starts
+            # with "{" ("{Obama} in Paris") makes the file text
+            self.format = "jsonl" if isinstance(_json_or_error(line), dict) else "text"
+            self.detected = True
             log.info("%s: read as %s (from its first line; --format chooses)", self.name, self.format)
         if self.format == "text":
             return self._checked(InputPost(lineno, lineno, text=line))
         if not line.strip():
-            return InputPost(lineno, lineno, error="empty line in JSONL input (expected a JSON object)")
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            return InputPost(lineno, lineno, error=f"not valid JSON ({exc.msg} at column {exc.colno})")
-        except RecursionError:
-            return InputPost(lineno, lineno, error="not valid JSON (nested too deeply)")
+            if self.blank_jsonl == "error":
+                return InputPost(lineno, lineno, error="empty line in JSONL input (expected a JSON object)")
+            # not an error: files often end with a blank line. Output line i still answers input line i.
+            return InputPost(lineno, lineno, text="", blank=True)
+        rec = _json_or_error(line)
+        if isinstance(rec, str):
+            hint = "; the format was chosen from the first line (a JSON object): --format text reads every line as text" if self.detected else ""
+            return InputPost(lineno, lineno, error=rec + hint)
         if not isinstance(rec, dict):
             return InputPost(lineno, lineno, error='expected a JSON object with a string field "text"')
         return self.post_from_record(lineno, rec)
@@ -189,6 +209,21 @@ class InputReader:
             else:
                 post.error = f"the {key} holds an unpaired surrogate (U+{ord(value[at]):04X}) at character {at}: not valid Unicode"
         return post
+
+
+def _json_or_error(line: str) -> Any:
+    """The JSON value of a line, or (a str) why it is not valid JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg} at column {exc.colno})"
+    except RecursionError:
+        return "not valid JSON (nested too deeply)"
+    except ValueError:  # Python's limit on digits of an integer (CVE-2020-10735), e.g. a 5,000-digit id
+        return (
+            f"a number with more than {sys.get_int_max_str_digits():,} digits, too long to read; "
+            "an id that long must be a JSON string"
+        )
 
 
 def resume_point(path: Path) -> tuple[int, dict[str, Any] | None]:
@@ -247,7 +282,8 @@ class TagStream:
         if options.on_bad_line not in ("error", "skip"):
             raise ConfigError(f"on_bad_line must be 'error' or 'skip', got {options.on_bad_line!r}")
         self.tagger, self.reader, self.sink, self.options = tagger, reader, sink, options
-        self.counts = {"posts": 0, "errors": 0, "windowed": 0, "truncated": 0}
+        # lines: output lines this run wrote (posts + errors), the last of them answering input line last_line
+        self.counts = {"posts": 0, "errors": 0, "windowed": 0, "truncated": 0, "blank": 0, "images_skipped": 0, "lines": 0, "last_line": 0}
         self._skipped_seen = 0  # bytes of resumed-over lines already shown by the progress bar
 
     def where(self, post: InputPost) -> str:
@@ -286,6 +322,9 @@ class TagStream:
         log.info("--resume: %d lines of %s already answered (last id %r)", lines, name, self.reader.skipped_id)
 
     def _chunk(self, chunk: list[InputPost], progress: Any) -> None:
+        """Tag and write one chunk. Under ``on_bad_line="error"`` the first bad line (its text, or its
+        image under ``on_bad_image="error"``) stops the run after every line before it is written."""
+        stop_on_error = self.options.on_bad_line == "error"
         tokens: dict[int, list[Any]] = {}
         for k, post in enumerate(chunk):
             if post.error is None:
@@ -293,25 +332,43 @@ class TagStream:
                     tokens[k] = self.tagger.tokenize(post.text)
                 except TextError as exc:
                     post.error = exc.detail
-            if post.error is not None and self.options.on_bad_line == "error":
-                self._tag_and_write(chunk[:k], tokens, progress)  # every line before it is answered
-                raise DataFormatError(self.reader.name, post.line, f"{post.error}; post id {post.id!r}")
-            if k in tokens and not tokens[k]:
-                log.warning("%s: empty post; it is written with no entities", self.where(post))
-        self._tag_and_write(chunk, tokens, progress)
+            if post.error is not None and stop_on_error:
+                chunk = chunk[: k + 1]  # the lines after it are not read further
+                break
+        visuals = self._visuals(chunk, tokens)
+        stop = next((k for k, post in enumerate(chunk) if post.error is not None), None) if stop_on_error else None
+        self._tag_and_write(chunk[:stop] if stop is not None else chunk, tokens, visuals, progress)
+        if stop is not None:
+            culprit = chunk[stop]
+            raise DataFormatError(self.reader.name, culprit.line, f"{culprit.error}; post id {culprit.id!r}")
 
-    def _tag_and_write(self, chunk: list[InputPost], tokens: dict[int, list[Any]], progress: Any) -> None:
-        good = [k for k in range(len(chunk)) if k in tokens]
-        try:
-            tagged = self.tagger.tag_tokenized(
-                [chunk[k].text for k in good], [tokens[k] for k in good],
-                [chunk[k].image for k in good], [chunk[k].caption for k in good],
-            )  # fmt: skip
-        except ImageError as exc:
-            culprit = next((chunk[k] for k in good if chunk[k].image is not None and str(chunk[k].image) == exc.source), None)
-            if culprit is None:
-                raise
-            raise DataFormatError(self.reader.name, culprit.line, f"{exc}; post id {culprit.id!r}") from None
+    def _visuals(self, chunk: list[InputPost], tokens: dict[int, list[Any]]) -> dict[int, Any] | None:
+        """A multimodal model's visual inputs of each line with words (None for a text-only model).
+        An image the ``error`` policy refuses makes its line a bad line (``post.error``); under ``skip``
+        the post is tagged without it (logged by the extractor, naming the file, line and id)."""
+        if not self.tagger.multimodal:
+            return None
+        good = [k for k in tokens if chunk[k].error is None]
+        got = self.tagger.features_each(
+            [chunk[k].image for k in good], [chunk[k].caption for k in good], [self.where(chunk[k]) for k in good]
+        )  # fmt: skip
+        visuals: dict[int, Any] = {}
+        for k, item in zip(good, got, strict=True):
+            if isinstance(item, ImageError):
+                chunk[k].error = str(item)
+            else:
+                visuals[k] = item
+                if item.status not in ("ok", "no_image"):
+                    self.counts["images_skipped"] += 1
+        return visuals
+
+    def _tag_and_write(self, chunk: list[InputPost], tokens: dict[int, list[Any]], visuals: dict[int, Any] | None, progress: Any) -> None:
+        good = [k for k in range(len(chunk)) if k in tokens and chunk[k].error is None]
+        tagged = self.tagger.tag_tokenized(
+            [chunk[k].text for k in good], [tokens[k] for k in good],
+            [chunk[k].image for k in good], [chunk[k].caption for k in good],
+            features=[visuals[k] for k in good] if visuals is not None else None,
+        )  # fmt: skip
         posts: dict[int, TaggedPost] = dict(zip(good, tagged, strict=True))
         out = []
         for k, post in enumerate(chunk):
@@ -322,6 +379,11 @@ class TagStream:
                 out.append(dumps({"id": post.id, "line": post.line, "error": post.error}))
                 continue
             self.counts["posts"] += 1
+            if post.blank:
+                self.counts["blank"] += 1
+                log.info("%s: a blank line in JSONL input; written as an empty post (no entities)", self.where(post))
+            elif not got.tokens:
+                log.warning("%s: empty post; it is written with no entities", self.where(post))
             if got.windows > 1:
                 self.counts["windowed"] += 1
                 log.debug("%s: %d words read in %d overlapping windows", self.where(post), len(got.tokens), got.windows)
@@ -338,6 +400,9 @@ class TagStream:
                 out.append(dumps({"id": post.id, "line": post.line, **data}))
         self.sink.write(b"".join(out))
         self.sink.flush()
+        self.counts["lines"] += len(chunk)
+        if chunk:
+            self.counts["last_line"] = chunk[-1].line
         if progress is not None:
             skipped, self._skipped_seen = self.reader.skipped_bytes - self._skipped_seen, self.reader.skipped_bytes
             progress.update(skipped + sum(p.nbytes for p in chunk))

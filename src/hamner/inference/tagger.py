@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import unicodedata
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,8 +14,9 @@ from typing import Any
 import torch
 
 from hamner.data.labels import spans_from_bio
-from hamner.data.tokenize import Token, tokenize
-from hamner.errors import ConfigError, TextError, first_surrogate
+from hamner.data.tokenize import PIECE_CHARS, Token, _pieces, tokenize
+from hamner.errors import ConfigError, ImageError, PostTooLong, TextError, first_surrogate
+from hamner.inference import DEFAULT_MAX_WORDS
 from hamner.inference.onnx import OnnxTagger, is_exported_model
 from hamner.models.config import TaggerConfig
 from hamner.models.tagger import Prediction, TextTagger
@@ -32,6 +34,22 @@ class Entity:
 
 
 OFFSET_UNITS = ("codepoints", "utf16")
+
+
+def _invisible(c: str) -> bool:
+    """A character with no glyph: whitespace, a control or a format character (U+200B zero width
+    space, U+2060 word joiner, U+FEFF, soft hyphen...): the tokenizer makes them words of their own."""
+    return c.isspace() or unicodedata.category(c) in ("Cc", "Cf")
+
+
+def entity_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` without invisible characters at either end (an entity's tokens may begin or end
+    with a zero-width one); an empty span when the entity is nothing but them."""
+    while start < end and _invisible(text[start]):
+        start += 1
+    while end > start and _invisible(text[end - 1]):
+        end -= 1
+    return start, end
 
 
 def utf16_offsets(text: str) -> list[int] | None:
@@ -180,7 +198,14 @@ class Tagger:
         long_posts: str = "window",
         image_workers: int = 1,
         threads: int | None = None,
+        max_words: int = DEFAULT_MAX_WORDS,
+        max_image_pixels: int | None = None,
     ) -> None:
+        for name, value, least in (("batch_size", batch_size, 1), ("max_words", max_words, 0), ("max_image_pixels", max_image_pixels, 1)):
+            if value is None and name == "max_image_pixels":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
         if long_posts not in TextTagger.LONG_POSTS:
             raise ConfigError(f"long_posts must be one of {TextTagger.LONG_POSTS}, got {long_posts!r}")
         if isinstance(image_workers, bool) or not isinstance(image_workers, int) or image_workers < 1:
@@ -201,6 +226,10 @@ class Tagger:
         self.image_workers = image_workers
         self._image_pool: ThreadPoolExecutor | None = None
         self.threads = threads  # an exported image backbone's session threads (None: one per core)
+        self.max_words = max_words  # a longer post raises PostTooLong (0: no limit)
+        # images with more pixels (header width x height) are refused before decoding; None: the
+        # checkpoint's vision config (a runtime limit: it does not change the features of an image it lets through)
+        self.max_image_pixels = max_image_pixels
 
     @classmethod
     def from_pretrained(
@@ -213,13 +242,17 @@ class Tagger:
         precision: str = "auto",
         image_workers: int = 1,
         threads: int | None = None,
+        max_words: int = DEFAULT_MAX_WORDS,
+        max_image_pixels: int | None = None,
     ) -> Tagger:
         """A tagger over one checkpoint directory, over ``hamner export`` output (run on ONNX Runtime,
         same outputs; ``device`` must then be the CPU and ``precision`` is the export's), or over several
         checkpoints read together as an ensemble (:class:`hamner.models.ensemble.EnsembleTagger`: their
         CRF scores averaged). ``threads``: the ONNX Runtime sessions' threads of an exported model
         (PyTorch's are a process setting: :func:`hamner.vision.set_threads`); ``image_workers``: images
-        read at once by a multimodal model."""
+        read at once by a multimodal model; ``max_words``: the most words a post may have (a longer one
+        raises :class:`PostTooLong`; 0: no limit); ``max_image_pixels``: the largest image (width x height,
+        from its header) a multimodal model decodes, instead of the checkpoint's vision setting."""
         model = load_model(directory, threads)
         if is_exported_model(model):  # an exported model, or an ensemble of them
             precision = "fp32" if precision == "auto" else precision
@@ -227,7 +260,7 @@ class Tagger:
                 raise ConfigError(f"{directory} is an exported (ONNX) model: its precision is fixed at export ({model.precision}); drop --precision {precision}")
         return cls(
             model, device, batch_size, on_bad_image=on_bad_image, long_posts=long_posts, precision=precision,
-            image_workers=image_workers, threads=threads,
+            image_workers=image_workers, threads=threads, max_words=max_words, max_image_pixels=max_image_pixels,
         )  # fmt: skip
 
     @property
@@ -256,7 +289,10 @@ class Tagger:
 
     def _build_extractor(self) -> Any:
         backbone: Path | None = getattr(self.model, "backbone_path", None)  # an exported model's, else None
-        return build_extractor(self.model.config, backbone, self.on_bad_image, self.threads)
+        extractor = build_extractor(self.model.config, backbone, self.on_bad_image, self.threads)
+        if self.max_image_pixels is not None:  # after the fingerprint check: a limit, not a feature setting
+            extractor.config.max_image_pixels = self.max_image_pixels  # the extractor's private copy
+        return extractor
 
     def features(self, image: Any = None, caption: str | None = None, key: str | None = None) -> Any:
         """A post's visual inputs (ImageFeatures), extracted exactly as 'hamner preprocess' does:
@@ -270,17 +306,34 @@ class Tagger:
             return self.extractor.extract(image, key=key or image.source, caption=caption)
         return self.extractor.extract_file(image, key=key, caption=caption)
 
-    def _features_of(self, images: Sequence[Any], captions: Sequence[str | None]) -> list[Any]:
+    def _features_of(self, images: Sequence[Any], captions: Sequence[str | None], keys: Sequence[str] | None = None) -> list[Any]:
         """Every post's visual inputs, in order; with ``image_workers`` > 1 several images are read at
-        once (the first error, in post order, is raised as without workers)."""
-        keys = [f"post-{i}" for i in range(len(images))]
+        once (the first error, in post order, is raised as without workers). ``keys`` name the posts
+        in the log (by default ``post 0``, ``post 1``... their places in the call)."""
+        got = self.features_each(images, captions, keys)
+        for item in got:
+            if isinstance(item, ImageError):
+                raise item
+        return got
+
+    def features_each(self, images: Sequence[Any], captions: Sequence[str | None], keys: Sequence[str] | None = None) -> list[Any]:
+        """Each post's visual inputs (ImageFeatures), or the :class:`ImageError` its image raised (the
+        ``error`` policy): one answer per post, so that a caller can keep the posts before a bad image."""
+        names = list(keys) if keys is not None else [f"post {i}" for i in range(len(images))]
+
+        def one(image: Any, caption: str | None, key: str) -> Any:
+            try:
+                return self.features(image, caption, key)
+            except ImageError as exc:
+                return exc
+
         if self.image_workers == 1 or sum(im is not None for im in images) < 2:
-            return [self.features(im, cap, key) for im, cap, key in zip(images, captions, keys, strict=True)]
+            return [one(im, cap, key) for im, cap, key in zip(images, captions, names, strict=True)]
         _ = self.extractor  # built once, before the threads ask for it
         with self._extractor_lock:
             if self._image_pool is None:
                 self._image_pool = ThreadPoolExecutor(self.image_workers, thread_name_prefix="hamner-image")
-        return list(self._image_pool.map(self.features, images, captions, keys))
+        return list(self._image_pool.map(one, images, captions, names))
 
     def tag(self, text: str, image: str | Path | bytes | None = None, caption: str | None = None) -> TaggedPost:
         """Entities of one post. ``image`` and ``caption`` are used by multimodal checkpoints only."""
@@ -288,8 +341,8 @@ class Tagger:
 
     def tokenize(self, text: str, index: int | None = None) -> list[Token]:
         """The post's words with code-point offsets, cut the way the training data was. Raises
-        :class:`TextError` (naming ``index``) for text that cannot be tagged: an unpaired surrogate, or
-        a text the word tokenizer gives up on."""
+        :class:`TextError` (naming ``index``) for text that cannot be tagged: an unpaired surrogate, a
+        text the word tokenizer gives up on, or (:class:`PostTooLong`) more words than ``max_words``."""
         if not isinstance(text, str):
             where = f"post {index}: " if index is not None else ""
             raise TypeError(f"{where}text must be a string, got {type(text).__name__}")
@@ -297,9 +350,25 @@ class Tagger:
         if bad is not None:
             raise TextError(index, f"the text holds an unpaired surrogate (U+{ord(text[bad]):04X}) at character {bad}: not valid Unicode")
         try:
-            return tokenize(text, self.style)
+            if not self.max_words or len(text) <= PIECE_CHARS:
+                words = tokenize(text, self.style)
+            else:  # piece by piece (what tokenize does), so that the count stops soon after the limit
+                words = []
+                for offset, piece in _pieces(text):
+                    try:
+                        got = tokenize(piece, self.style)
+                    except TextError:
+                        raise TextError(index, f"the word tokenizer timed out on the {len(piece)} characters at offset {offset} (a pathological text)") from None
+                    words += [Token(t.text, t.start + offset, t.end + offset) for t in got]
+                    if len(words) > self.max_words and offset + len(piece) < len(text):
+                        raise PostTooLong(index, len(words), self.max_words, chars_read=offset + len(piece))
         except TextError as exc:
+            if isinstance(exc, PostTooLong):
+                raise
             raise TextError(index, exc.detail) from None
+        if self.max_words and len(words) > self.max_words:
+            raise PostTooLong(index, len(words), self.max_words)
+        return words
 
     def tag_many(
         self,
@@ -370,12 +439,14 @@ class Tagger:
             toks = tokens[i]
             pred = preds.get(i)
             tg = pred.tags if pred is not None else []
-            ents = [
-                Entity(
-                    text[toks[s.start].start : toks[s.end - 1].end], s.type, toks[s.start].start, toks[s.end - 1].end
-                )
-                for s in spans_from_bio(tg)
-            ]
+            ents = []
+            for s in spans_from_bio(tg):
+                # the entity's characters, without invisible ones at its ends (zero-width space tokens)
+                start, end = entity_span(text, toks[s.start].start, toks[s.end - 1].end)
+                if start < end:
+                    ents.append(Entity(text[start:end], s.type, start, end))
+                else:
+                    log.debug("post %d: a %s entity of invisible characters only is dropped", i, s.type)
             out.append(
                 TaggedPost(
                     text, ents, list(toks), tg, pred.words_not_read if pred is not None else 0,
