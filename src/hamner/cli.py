@@ -448,6 +448,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_text_chars=args.max_text_chars,
         max_image_bytes=args.max_image_mb * 1024 * 1024,
         max_image_pixels=args.max_image_pixels,
+        max_image_decoded_mb=args.max_image_decoded_mb,
+        max_decoding=args.max_decoding,
+        max_decode_waiting=args.max_decode_waiting,
+        max_words=args.max_words,
         batching=not args.no_batching,
         max_batch=args.max_batch,
         max_queue=args.max_queue,
@@ -859,12 +863,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-text-chars", type=positive_int, default=2000, help="longest accepted text (and caption)")
     p.add_argument("--max-image-mb", type=positive_int, default=10, help="largest accepted image file, in MiB")
-    p.add_argument(
-        "--max-image-pixels",
-        type=positive_int,
-        default=40_000_000,
-        help="largest accepted width x height (checked before decoding)",
-    )
+    p.add_argument("--max-image-pixels", type=positive_int, default=40_000_000, help="largest accepted width x height (checked before decoding)")
+    p.add_argument("--max-image-decoded-mb", type=positive_int, default=256, help="most memory one image may take to decode, in MiB (estimated from its header, checked before decoding)")
+    p.add_argument("--max-decoding", type=positive_int, default=2, help="images decoded at once")
+    p.add_argument("--max-decode-waiting", type=positive_int, default=16, help="uploads waiting for a decoding thread beyond this get 503 with Retry-After")
+    p.add_argument("--max-words", type=positive_int, default=600, help="most words in one post (a post's cost grows with them)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("data", help="dataset utilities")

@@ -66,7 +66,7 @@ class PostTooLong(TextError):
 
     def __init__(self, index: int | None, words: int, limit: int, chars_read: int | None = None) -> None:
         # chars_read: the words were counted only that far into the text (counting stops past the limit)
-        self.words, self.limit = words, limit
+        self.words, self.limit, self.chars_read = words, limit, chars_read
         why = "max_words, a bound on one post's cost; hamner tag --max-words N raises it, 0 lifts it"
         if chars_read is None:
             message = f"the post has {words:,} words, more than the limit of {limit:,} per post ({why})"

@@ -291,18 +291,20 @@ def test_full_queue_answers_503(trained_tiny_model: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(service.tagger, "tag_many", slow)
 
-    async def run() -> list[int]:
+    async def run() -> list[httpx.Response]:
         service.start()
         try:
             transport = httpx.ASGITransport(app=create_app(service))
             async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as c:
-                replies = await asyncio.gather(*(c.post("/v1/tag", json={"text": KNOWN_POST}) for _ in range(6)))
-                return [r.status_code for r in replies]
+                return list(await asyncio.gather(*(c.post("/v1/tag", json={"text": KNOWN_POST}) for _ in range(6))))
         finally:
             service.close()
 
-    codes = asyncio.run(run())
+    replies = asyncio.run(run())
+    codes = [r.status_code for r in replies]
     assert 503 in codes and 200 in codes and set(codes) <= {200, 503}
+    busy = [r for r in replies if r.status_code == 503]
+    assert all(r.headers["retry-after"] == "1" and r.json()["error"]["code"] == "busy" for r in busy)
 
 
 def test_withdrawn_requests_are_skipped(trained_tiny_model: Path) -> None:

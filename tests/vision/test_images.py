@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, features
+from PIL import Image, ImageFile, features
 
 from hamner.errors import ImageError
 from hamner.vision.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, LoadedImage, load_image
@@ -481,3 +481,92 @@ def test_real_sample_images() -> None:
     got = np.asarray(loaded["113.jpg"].image).astype(np.float64)
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= 1.0
+
+
+# --- the decoded-memory budget -------------------------------------------------------------------
+
+
+def test_small_file_of_many_pixels_is_refused_by_the_memory_budget_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = png_with_header_size(6000, 6000)  # a few hundred bytes that claim 36 M pixels of 1-bit
+    rgb = io.BytesIO()
+    Image.new("RGB", (3000, 2000), (200, 30, 30)).save(rgb, "PNG")  # 30 kB, 24 MB decoded
+    loads: list[str] = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loads.append(self.mode))  # never reached
+    with pytest.raises(ImageError) as info:
+        load_image(rgb.getvalue(), max_decoded_bytes=20 * 1024 * 1024, name="upload.png")
+    err = info.value
+    assert err.kind == "too_large" and err.source == "upload.png"
+    for text in ("upload.png", "3000 x 2000", "mode RGB", "23 MiB", "limit of 20 MiB", "max_image_decoded_mb"):
+        assert text in str(err), (text, str(err))
+    with pytest.raises(ImageError, match="max_image_decoded_mb"):
+        load_image(data, max_decoded_bytes=30_000_000)  # 36 MB decoded + 144 MB of RGB
+    assert loads == []
+
+
+def test_the_budget_counts_what_the_conversion_to_rgb_adds() -> None:
+    from hamner.vision.images import decode_cost
+
+    def cost(img: Image.Image, fmt: str = "PNG", **params: object) -> int:
+        buf = io.BytesIO()
+        img.save(buf, fmt, **params)
+        buf.seek(0)
+        with Image.open(buf) as opened:
+            return decode_cost(opened)
+
+    px = 100 * 50
+    assert cost(Image.new("RGB", (100, 50))) == 4 * px  # PIL stores RGB in 4 bytes; resized without a copy
+    assert cost(Image.new("L", (100, 50))) == px + 4 * px  # 8-bit grey, then its RGB
+    assert cost(Image.new("RGBA", (100, 50))) == 4 * px + 8 * px  # RGBA, its copy and the white RGB under it
+    assert cost(Image.new("P", (100, 50)), transparency=0) == px + 8 * px
+    assert cost(Image.new("I;16", (100, 50))) == 2 * px + 21 * px
+
+
+def test_a_big_jpeg_is_budgeted_at_its_reduced_decoding_size() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (4096, 4096), (10, 120, 200)).save(buf, "JPEG", quality=80)
+    # full size: 64 MiB decoded; drafted to 1/4 for max_side 1024: 4 MiB
+    loaded = load_image(buf.getvalue(), max_side=1024, max_decoded_bytes=8 * 1024 * 1024)
+    assert loaded.size == (1024, 1024) and loaded.original_size == (4096, 4096)
+    with pytest.raises(ImageError, match="4096 x 4096 pixels of mode RGB: decoding it takes about 64 MiB"):
+        load_image(buf.getvalue(), max_side=4096, max_decoded_bytes=8 * 1024 * 1024)  # no reduction wanted
+    with pytest.raises(ImageError, match=r"\(decoded at 2048 x 2048\): decoding it takes about 16 MiB"):
+        load_image(buf.getvalue(), max_side=2048, max_decoded_bytes=8 * 1024 * 1024)
+
+
+def test_too_large_messages_name_the_callers_option() -> None:
+    from hamner.vision.images import LimitOptions
+
+    options = LimitOptions(pixels="--max-image-pixels (ServeConfig.max_image_pixels)", decoded="--max-image-decoded-mb")
+    with pytest.raises(ImageError) as info:
+        load_image(png_with_header_size(300, 300), max_pixels=1000, options=options)
+    assert "raise --max-image-pixels (ServeConfig.max_image_pixels)" in str(info.value)
+    assert "in the config" not in str(info.value)
+    with pytest.raises(ImageError, match="raise --max-image-decoded-mb if"):
+        load_image(png_with_header_size(300, 300), max_decoded_bytes=1000, options=options)
+
+
+def test_default_bomb_message_names_the_command_line_option() -> None:
+    with pytest.raises(ImageError) as info:
+        load_image(png_with_header_size(10_000, 10_000))
+    assert "--max-image-pixels" in str(info.value) and "in the config" not in str(info.value)
+
+
+def test_a_big_rgb_image_is_resized_without_a_full_size_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    buf = io.BytesIO()
+    noise(300, 200).save(buf, "PNG")
+    expected = noise(300, 200).resize((150, 100), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    copies: list[tuple[int, int]] = []
+    real_copy = Image.Image.copy
+    monkeypatch.setattr(Image.Image, "copy", lambda self: copies.append(self.size) or real_copy(self))
+    loaded = load_image(buf.getvalue(), max_side=150)
+    assert copies == []
+    assert np.array_equal(np.asarray(loaded.image), np.asarray(expected))  # the same pixels as copy-then-resize
+
+
+def test_return_freed_memory_is_idempotent() -> None:
+    from hamner.vision.images import return_freed_memory
+
+    first = return_freed_memory()
+    assert return_freed_memory() == first
+    if os.uname().sysname == "Linux" and first is False:
+        pytest.skip("not glibc")

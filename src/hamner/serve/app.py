@@ -1,11 +1,13 @@
 """The web layer: a JSON API (``POST /v1/tag``, ``GET /v1/model``, ``GET /healthz``) and one page.
 
 Every bad input gets a 4xx answer ``{"error": {"code": ..., "message": ...}}`` that says what was
-wrong: 400 (invalid JSON, invalid base64, an unreadable or truncated image, a malformed form),
-413 (request body, image bytes or image pixels over the limit), 415 (a content type other than JSON
-or a multipart form), 422 (no text, empty text, text over the limit, a field of the wrong type or an
-unknown field). Images are decoded in a thread pool, and tagging runs on the service's worker
-thread, so the event loop never blocks.
+wrong: 400 (invalid JSON, invalid UTF-8 in any body, invalid base64, an unreadable or truncated
+image, a malformed form), 413 (request body, image bytes, image pixels or the image's decoded memory
+over the limit), 415 (a content type other than JSON or a form), 422 (no text, empty text, text over
+the limit, more words than the limit, a field of the wrong type or an unknown field); a busy server
+answers 503 with ``Retry-After``. Images are decoded in the service's small decoding pool, and
+tagging runs on the service's worker thread, so the event loop never blocks. A client that goes away
+mid-request is logged in one line (no traceback, no 5xx).
 """
 
 from __future__ import annotations
@@ -17,25 +19,26 @@ import copy
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, Literal
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from hamner import __version__
-from hamner.errors import ImageError
+from hamner.errors import ImageError, TextError
 from hamner.inference.tagger import utf16_offsets
-from hamner.serve.service import QueueFull, TaggingService, TagJob, TagOutcome
-from hamner.vision.images import load_image
+from hamner.serve.service import DecodersBusy, QueueFull, TaggingService, TagJob, TagOutcome, TooManyWords
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +153,30 @@ class ErrorResponse(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+class ClientGone(Exception):
+    """The client closed the connection before its request was read or answered: nobody to answer."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"the client closed the connection {stage}")
+        self.stage = stage
+
+
+# Exceptions a tagging job may end with that are the post's fault: (class, status, code), the first
+# that matches wins (a subclass before its base). The Tagger's own per-post cost bound maps here too.
+JOB_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    (TooManyWords, 422, "too_many_words"),
+    (TextError, 422, "invalid_text"),
+)
+RETRY_AFTER_S = 1  # what a 503 asks the client to wait: a queue or a decoding thread frees in about that
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 _MULTIPART_SCHEMA: dict[str, Any] = {
@@ -190,11 +210,11 @@ ACCEPTED_TYPES = ("application/json", "multipart/form-data", "application/x-www-
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in (
-        (400, "invalid JSON or base64, a malformed form, an unreadable or truncated image"),
-        (413, "request, image bytes or image pixels over the limit"),
+        (400, "invalid JSON, UTF-8 or base64, a malformed form, an unreadable or truncated image"),
+        (413, "request, image bytes, image pixels or the image's decoded memory over the limit"),
         (415, "content type is not application/json, multipart/form-data or application/x-www-form-urlencoded"),
-        (503, "too many requests are waiting (see --max-queue); try again shortly"),
-        (422, "text missing, empty or too long; a field of the wrong type; an unknown field"),
+        (503, "too many requests or images are waiting (see --max-queue, --max-decode-waiting); retry after Retry-After seconds"),
+        (422, "text missing, empty, too long or of too many words; a field of the wrong type; an unknown field"),
     )
 }
 
@@ -224,7 +244,13 @@ def create_app(service: TaggingService) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.info("%s %s from %s: %s", request.method, request.url.path, client, exc)
+        return Response(status_code=499)  # nobody reads it; not an error of the server
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -296,19 +322,31 @@ def create_app(service: TaggingService) -> FastAPI:
                 raise ApiError(413, "image_too_large", f"the image has {len(image_bytes):,} bytes; the limit is {cfg.max_image_bytes:,}")
             t1 = time.perf_counter()
             try:
-                loaded = await run_in_threadpool(
-                    load_image, image_bytes, max_side=service.max_image_side, max_pixels=cfg.max_image_pixels, name="image"
-                )
+                loaded = await service.decode(image_bytes, name="image")
             except ImageError as exc:
                 status = 413 if exc.kind == "too_large" else 400
                 raise ApiError(status, f"image_{exc.kind}", str(exc)) from None
+            except DecodersBusy as exc:
+                raise ApiError(
+                    503, "busy_decoding",
+                    f"{exc.decoding} images are being decoded and {exc.waiting} wait (--max-decoding, --max-decode-waiting); "
+                    f"try again in {RETRY_AFTER_S} s",
+                    {"Retry-After": str(RETRY_AFTER_S)},
+                ) from None  # fmt: skip
             decode_ms = (time.perf_counter() - t1) * 1000
         job = TagJob(text=text, caption=caption, image=loaded)
         try:
             fut = service.enqueue(job)
         except QueueFull as exc:
-            raise ApiError(503, "busy", f"{exc.waiting} requests are waiting; try again shortly") from None
-        outcome = await _wait_or_disconnect(request, fut, job)
+            raise ApiError(
+                503, "busy", f"{exc.waiting} requests are waiting (--max-queue); try again in {RETRY_AFTER_S} s",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            ) from None  # fmt: skip
+        try:
+            outcome = await _wait_or_disconnect(request, fut, job)
+        except tuple(cls for cls, _, _ in JOB_ERRORS) as exc:  # the post's own fault, found by the worker (e.g. too many words)
+            status, code = next((status, code) for cls, status, code in JOB_ERRORS if isinstance(exc, cls))
+            raise ApiError(status, code, getattr(exc, "detail", str(exc))) from None
         return _response(outcome, loaded, caption, decode_ms, (time.perf_counter() - t0) * 1000, service, unit)
 
     return app
@@ -323,7 +361,7 @@ async def _wait_or_disconnect(request: Request, fut: asyncio.Future[TagOutcome],
         if await request.is_disconnected():
             job.cancelled = True
             fut.cancel()
-            raise ApiError(499, "client_closed", "the client closed the connection")
+            raise ClientGone("while its request waited to be tagged")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -331,11 +369,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "request_too_large", f"the request has {int(declared):,} bytes; the limit is {limit:,}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "request_too_large", f"the request is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "request_too_large", f"the request is over the limit of {limit:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientGone(f"after sending {size:,} bytes of its request") from None
     return b"".join(chunks)
 
 
@@ -352,7 +393,9 @@ async def _parse_request(request: Request, limit: int) -> tuple[str, str | None,
     if ctype == "application/json":
         try:
             data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, "invalid_utf8", _utf8_message("the JSON body", exc)) from None
+        except json.JSONDecodeError as exc:
             raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
         except RecursionError:
             raise ApiError(400, "invalid_json", "the JSON body is nested too deeply") from None
@@ -366,8 +409,7 @@ async def _parse_request(request: Request, limit: int) -> tuple[str, str | None,
             raise ApiError(422, "invalid_request", _describe_validation(exc.errors())) from None
         image = _decode_base64(req.image_base64) if req.image_base64 is not None else None
         return req.text, req.caption, image, req.offsets
-    request._body = body  # let Starlette parse the form from the bytes already read (and limited)
-    form = await request.form(max_files=1, max_fields=8)
+    form = await _parse_form(request, body, ctype)
     unknown = sorted(set(form.keys()) - {"text", "caption", "image"})
     if unknown:
         raise ApiError(422, "invalid_request", f"unknown form field(s) {unknown}; expected text, caption, image")
@@ -387,7 +429,67 @@ async def _parse_request(request: Request, limit: int) -> tuple[str, str | None,
             image_bytes = None  # a browser form with no file chosen
     elif isinstance(upload, str) and upload:
         raise ApiError(422, "invalid_request", "image must be a file part (multipart upload), not a text field")
+    await form.close()
     return text, caption or None, image_bytes, None
+
+
+MAX_FORM_FIELDS = 8
+
+
+class _InvalidFormText(Exception):
+    def __init__(self, what: str, exc: UnicodeDecodeError) -> None:
+        super().__init__(_utf8_message(what, exc))
+
+
+def _utf8_message(what: str, exc: UnicodeDecodeError) -> str:
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    return f"{what} is not valid UTF-8 (byte 0x{byte} at offset {exc.start}); send text encoded as UTF-8"
+
+
+def _strict_decode(data: bytes, what: str, codec: str = "utf-8") -> str:
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise _InvalidFormText(what, exc) from None
+
+
+class _StrictMultiPartParser(MultiPartParser):
+    """Starlette's multipart parser, except that a text field that is not valid in the form's charset
+    (UTF-8 unless the content type says otherwise) is refused instead of read as latin-1."""
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:
+            _strict_decode(bytes(part.data), f"form field {part.field_name!r}", self._charset or "utf-8")
+        super().on_part_end()
+
+
+def _urlencoded_fields(body: bytes) -> Iterator[tuple[str, str]]:
+    """``name=value`` pairs of a urlencoded body, percent-escapes decoded as strict UTF-8."""
+    for count, pair in enumerate(p for p in body.split(b"&") if p):
+        if count == MAX_FORM_FIELDS:
+            raise ApiError(400, "invalid_form", f"the form has more than {MAX_FORM_FIELDS} fields")
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = _strict_decode(unquote_to_bytes(raw_name.replace(b"+", b" ")), "a form field's name")
+        yield name, _strict_decode(unquote_to_bytes(raw_value.replace(b"+", b" ")), f"form field {name!r}")
+
+
+async def _parse_form(request: Request, body: bytes, ctype: str) -> FormData:
+    """A multipart or urlencoded form from the bytes already read (and limited); invalid UTF-8 in a
+    text field is a 400 ``invalid_utf8``, as in a JSON body (Starlette would swap in U+FFFD or latin-1)."""
+    try:
+        if ctype == "application/x-www-form-urlencoded":
+            return FormData(list(_urlencoded_fields(body)))
+
+        async def chunks() -> AsyncGenerator[bytes, None]:
+            yield body
+
+        parser = _StrictMultiPartParser(request.headers, chunks(), max_files=1, max_fields=MAX_FORM_FIELDS)
+        return await parser.parse()
+    except _InvalidFormText as exc:
+        raise ApiError(400, "invalid_utf8", str(exc)) from None
+    except MultiPartException as exc:
+        raise ApiError(400, "invalid_form", exc.message) from None
 
 
 def _check_unicode(field: str, value: str) -> None:

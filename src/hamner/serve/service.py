@@ -1,7 +1,9 @@
 """The tagging service behind ``hamner serve``: one model, one worker thread, micro-batches.
 
-The model is loaded once. Requests are validated and their images decoded by the web layer (in a
-thread pool, off the event loop); then each request is queued here and answered through a future.
+The model is loaded once. Requests are validated by the web layer, and their images decoded here in a
+small pool of ``max_decoding`` threads (off the event loop: at most that many images are in memory at
+full size at once, and each within the ``max_image_decoded_mb`` budget); then each request is queued
+here and answered through a future.
 One worker thread owns the model and the image extractor (neither is shared between threads): it
 takes the first waiting request and every other request already queued (up to ``max_batch``;
 ``batch_wait_ms`` > 0 also waits that long for company), extracts their images one by one and tags
@@ -22,14 +24,24 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hamner.errors import ConfigError
+from hamner.errors import ConfigError, PostTooLong, TextError
 from hamner.hashing import file_sha256
 from hamner.inference.tagger import TaggedPost, Tagger
 from hamner.vision.config import VisionConfig
+from hamner.vision.images import LimitOptions, LoadedImage, load_image, return_freed_memory
+
+MIB = 1024 * 1024
+# how a too_large image message tells the user to raise the limit
+SERVE_LIMIT_OPTIONS = LimitOptions(
+    pixels="--max-image-pixels of hamner serve (ServeConfig.max_image_pixels)",
+    decoded="--max-image-decoded-mb of hamner serve (ServeConfig.max_image_decoded_mb)",
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +53,14 @@ class ServeConfig:
     max_text_chars: int = 2000
     max_image_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000  # header width x height; more is refused before decoding
+    # estimated memory of decoding one image (hamner.vision.images, step 3), checked before decoding:
+    # a 6000 x 6000 RGB PNG takes 137 MiB, an RGBA one 412 MiB; no tweet picture (4096 x 4096 at most) comes near
+    max_image_decoded_mb: int = 256
+    max_decoding: int = 2  # images decoded at once (each in the decoding pool's own thread)
+    max_decode_waiting: int = 16  # uploads waiting for a decoding thread beyond this get 503 + Retry-After
+    # words of one post (the tagger's word tokenizer): cost grows with them, and a 2,000-character run
+    # of "!" is 2,000 words (0.8 s against 24 ms); 2,000 characters of real text are about 400
+    max_words: int = 600
     batching: bool = True
     max_batch: int = 16
     batch_wait_ms: float = 0.0  # 0: a free worker takes every queued request at once (greedy)
@@ -52,7 +72,10 @@ class ServeConfig:
     vision: VisionConfig = field(default_factory=lambda: VisionConfig(on_bad_image="error"))
 
     def __post_init__(self) -> None:
-        for name in ("max_text_chars", "max_image_bytes", "max_image_pixels", "max_batch", "max_queue"):
+        for name in (
+            "max_text_chars", "max_image_bytes", "max_image_pixels", "max_image_decoded_mb", "max_decoding",
+            "max_decode_waiting", "max_words", "max_batch", "max_queue",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"serve.{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_wait_ms < 0:
@@ -70,6 +93,24 @@ class QueueFull(Exception):
     def __init__(self, waiting: int) -> None:
         super().__init__(f"{waiting} requests are waiting")
         self.waiting = waiting
+
+
+class DecodersBusy(Exception):
+    """``max_decoding`` images are being decoded and ``max_decode_waiting`` more wait for a thread."""
+
+    def __init__(self, decoding: int, waiting: int) -> None:
+        super().__init__(f"{decoding} images are being decoded and {waiting} wait")
+        self.decoding, self.waiting = decoding, waiting
+
+
+class TooManyWords(TextError):
+    """A post with more words than ``max_words``: its cost is bounded by refusing it (422 ``too_many_words``).
+    The tagger counts the words only as far as the limit (:class:`~hamner.errors.PostTooLong`)."""
+
+    def __init__(self, words: int, limit: int, partial: bool = False) -> None:
+        counted = f"more than {limit:,} words" if partial else f"{words:,} words"  # partial: counted only so far
+        super().__init__(None, f"text has {counted}; the limit is {limit:,} (--max-words of hamner serve)")
+        self.words, self.limit = words, limit
 
 
 @dataclass
@@ -101,6 +142,8 @@ class TaggingService:
         self.model_dir = model_dir
         self._queue: queue.Queue[tuple[TagJob, asyncio.Future[TagOutcome], asyncio.AbstractEventLoop] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._decoder: ThreadPoolExecutor | None = None
+        self._decoding = 0  # images submitted to the decoding pool and not finished (running or waiting)
         self.batches = 0
         self.requests = 0
 
@@ -115,7 +158,9 @@ class TaggingService:
         """Serve one checkpoint, or several as an ensemble (a list of directories)."""
         config = config or ServeConfig()
         dirs = [model_dir] if isinstance(model_dir, (str, Path)) else list(model_dir)
-        tagger = Tagger.from_pretrained(dirs[0] if len(dirs) == 1 else dirs, device=device, precision=precision)
+        tagger = Tagger.from_pretrained(
+            dirs[0] if len(dirs) == 1 else dirs, device=device, precision=precision, max_words=config.max_words
+        )
         model_dir = " + ".join(str(d) for d in dirs)
         extractor = None
         if tagger.multimodal:
@@ -155,6 +200,9 @@ class TaggingService:
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is None:
+            if not return_freed_memory():
+                log.info("could not set the C allocator's mmap threshold (not glibc?): freed image memory may stay with the process")
+            self._decoder = ThreadPoolExecutor(max_workers=self.config.max_decoding, thread_name_prefix="hamner-decode")
             self._thread = threading.Thread(target=self._run, name="hamner-tagger", daemon=True)
             self._thread.start()
 
@@ -163,6 +211,37 @@ class TaggingService:
             self._queue.put(None)
             self._thread.join(timeout=30)
             self._thread = None
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=True, cancel_futures=True)
+            self._decoder = None
+
+    # -- images ---------------------------------------------------------------------------------
+    async def decode(self, data: bytes, name: str = "image") -> LoadedImage:
+        """Decode an upload in the decoding pool (``max_decoding`` threads), within the server's limits.
+
+        Raises :class:`DecodersBusy` at once when ``max_decoding + max_decode_waiting`` images are
+        already decoding or waiting (the check and the count happen with no await between them), and
+        :class:`hamner.errors.ImageError` for a bad or too large image.
+        """
+        if self._decoder is None:
+            raise RuntimeError("TaggingService.start() was not called")
+        cfg = self.config
+        if self._decoding >= cfg.max_decoding + cfg.max_decode_waiting:
+            running = min(self._decoding, cfg.max_decoding)
+            raise DecodersBusy(running, self._decoding - running)
+        self._decoding += 1
+        load = partial(
+            load_image, data, max_side=self.max_image_side, max_pixels=cfg.max_image_pixels,
+            max_decoded_bytes=cfg.max_image_decoded_mb * MIB, name=name, options=SERVE_LIMIT_OPTIONS,
+        )  # fmt: skip
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._decoder, load)
+        finally:
+            self._decoding -= 1
+
+    def decoding(self) -> int:
+        """Images being decoded or waiting for a decoding thread now."""
+        return self._decoding
 
     # -- requests -------------------------------------------------------------------------------
     def enqueue(self, job: TagJob) -> asyncio.Future[TagOutcome]:
@@ -209,6 +288,10 @@ class TaggingService:
                 "max_text_chars": self.config.max_text_chars,
                 "max_image_bytes": self.config.max_image_bytes,
                 "max_image_pixels": self.config.max_image_pixels,
+                "max_image_decoded_mb": self.config.max_image_decoded_mb,
+                "max_decoding": self.config.max_decoding,
+                "max_decode_waiting": self.config.max_decode_waiting,
+                "max_words": self.config.max_words,
             },
             "batching": {"enabled": self.config.batching, "max_batch": self.config.max_batch, "wait_ms": self.config.batch_wait_ms},
             "levels": _visual_levels(model) if multimodal else None,
@@ -241,21 +324,41 @@ class TaggingService:
             batch = self._next_batch()
             if batch is None:
                 return
-            batch = [item for item in batch if not item[0].cancelled]  # their clients have gone
+            batch = [item for item in batch if not item[0].cancelled and self._affordable(item)]  # their clients have gone
             if batch:
                 self._answer(batch)
+
+    def _affordable(self, item: tuple[TagJob, asyncio.Future[TagOutcome], asyncio.AbstractEventLoop]) -> bool:
+        """Whether a post's words are within ``max_words`` (and its text can be cut into words at all);
+        if not, its request is answered with the :class:`TextError` (422) and it leaves the batch."""
+        job, fut, loop = item
+        try:
+            try:
+                words = len(self.tagger.tokenize(job.text))  # PostTooLong past the tagger's max_words, counted only that far
+            except PostTooLong as exc:
+                raise TooManyWords(exc.words, exc.limit, partial=exc.chars_read is not None) from None
+            if words > self.config.max_words:  # a tagger given to the service with a larger max_words of its own
+                raise TooManyWords(words, self.config.max_words)
+        except TextError as exc:
+            log.info("request refused before tagging: %s", exc)
+            loop.call_soon_threadsafe(_set_exception, fut, exc)
+            return False
+        return True
 
     def _answer(self, batch: list[tuple[TagJob, asyncio.Future[TagOutcome], asyncio.AbstractEventLoop]]) -> None:
         """Tag a batch; if it fails, tag its requests one by one so that one bad request fails alone."""
         try:
             outcomes = self._process([job for job, _, _ in batch])
-        except Exception as exc:  # noqa: BLE001 - reported to the waiting request(s), which answer 500
+        except Exception as exc:  # noqa: BLE001 - reported to the waiting request(s): 4xx for a TextError, else 500
             if len(batch) > 1:
                 log.warning("a batch of %d failed (%s); tagging its requests one by one", len(batch), exc)
                 for item in batch:
                     self._answer([item])
                 return
-            log.exception("tagging a request failed")
+            if isinstance(exc, TextError):  # the post's own fault (answered 422): no traceback
+                log.info("a request's text cannot be tagged: %s", exc)
+            else:
+                log.exception("tagging a request failed")
             _, fut, loop = batch[0]
             loop.call_soon_threadsafe(_set_exception, fut, exc)
             return

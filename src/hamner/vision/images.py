@@ -17,13 +17,21 @@ applied:
    raised while the header is read) is also reported as ``too_large``. The global
    ``Image.MAX_IMAGE_PIXELS`` is never changed, so a ``max_pixels`` above PIL's hard stop is
    capped by it.
-3. **Full decode inside the error boundary.** ``img.load()`` runs inside the ``try`` so that a file
+3. **Memory budget before decoding.** The memory the decode will take is estimated from the header
+   (after a JPEG's DCT reduction, step 6): the decoded pixels as PIL stores them (4 bytes a pixel
+   for RGB and every multi-band mode, 1 for ``L``/``P``/``1``, 2 for ``I;16``, 4 for ``I``/``F``)
+   plus the full-size copies the conversion to RGB makes (an RGBA copy and an RGB one for an image
+   with transparency, an RGB one for other modes, two float arrays for high-depth greyscale, one
+   more copy for an EXIF rotation). Over ``max_decoded_bytes`` raises
+   ``ImageError(kind="too_large")``. A 120 kB PNG of 6000 x 6000 pixels takes 144 MB this way:
+   the file size says nothing about it.
+4. **Full decode inside the error boundary.** ``img.load()`` runs inside the ``try`` so that a file
    which ends early fails here (``truncated``) rather than later in a backbone.
    ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone: a half-grey picture is worse than a counted
    skip.
-4. **EXIF orientation** is applied with :func:`PIL.ImageOps.exif_transpose`. A broken EXIF block is
+5. **EXIF orientation** is applied with :func:`PIL.ImageOps.exif_transpose`. A broken EXIF block is
    logged and ignored (the pixels are still good).
-5. **To RGB.** Anything with alpha (``RGBA``, ``LA``, ``PA``, palette or greyscale/RGB with a
+6. **To RGB.** Anything with alpha (``RGBA``, ``LA``, ``PA``, palette or greyscale/RGB with a
    ``transparency`` key) is composited over **white**: a transparent logo on white is what a
    person sees in a browser, while PIL's plain ``convert("RGB")`` drops alpha and exposes whatever
    colour the transparent pixels happen to store (often black). ``CMYK``, ``YCbCr``, ``1``, ``L``
@@ -34,7 +42,7 @@ applied:
    most 1, as 0..255 if at most 255, else scaled by ``255 / max``; negatives and non-finite values
    become 0. A ``transparency`` key on such high-depth images is ignored. ICC profiles are not
    applied.
-6. **Downscale, never upscale.** If the longest side exceeds ``max_side`` the image is resized,
+7. **Downscale, never upscale.** If the longest side exceeds ``max_side`` the image is resized,
    keeping the aspect ratio, so that the longest side equals ``max_side``. JPEGs are first decoded
    at a reduced DCT scale with ``img.draft`` (never below the target size), which makes a 6000 px
    photo cheap; the final resize is ``Image.Resampling.BILINEAR`` with ``reducing_gap``. Both steps
@@ -43,11 +51,17 @@ applied:
 
 Errors are :class:`hamner.errors.ImageError` with ``kind`` ``missing`` (no such file),
 ``unreadable`` (a directory, not an image, a decoder error), ``truncated`` (the data ends early) or
-``too_large``; the message always names the source so a skip log can be acted on.
+``too_large``; the message always names the source so a skip log can be acted on, and a ``too_large``
+message names the option that raises the limit (the caller says its name: ``hamner serve`` and
+``hamner tag`` have flags, the Python API has keyword arguments).
+
+Freed image memory goes back to the operating system only if the C allocator lets it:
+:func:`return_freed_memory` makes glibc do so for large blocks (a long-running server calls it once).
 """
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 import math
@@ -66,6 +80,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold (Image.MAX_IMAGE_PIXELS)
 DEFAULT_MAX_SIDE = 1024
+# Estimated working memory of one decode (see the module doc, step 3): 1 GiB admits a 89 M-pixel RGB
+# PNG (PIL's own bomb limit) and refuses what only a hostile or broken file asks for.
+DEFAULT_MAX_DECODED_BYTES = 1024 * 1024 * 1024
 # Decoders tried, in PIL's names. Others (EPS, PDF, ...) are refused: PIL would run Ghostscript on
 # PostScript, and nothing else belongs in a tweet's picture.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO")  # JPEG covers MPO (phone photos)
@@ -77,6 +94,17 @@ _TRANSPOSING_ORIENTATIONS = frozenset({2, 3, 4, 5, 6, 7, 8})
 _DECODER_ERRORS = (SyntaxError, EOFError, ValueError, struct.error)
 _HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 _WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class LimitOptions:
+    """The names of the options that raise the size limits, as the caller's user knows them (for messages)."""
+
+    pixels: str = "max_image_pixels (--max-image-pixels of hamner tag and hamner serve)"
+    decoded: str = "max_image_decoded_mb (--max-image-decoded-mb of hamner serve; load_image's max_decoded_bytes)"
+
+
+DEFAULT_LIMIT_OPTIONS = LimitOptions()
 
 
 @dataclass(frozen=True)
@@ -103,20 +131,26 @@ def load_image(
     *,
     max_side: int = DEFAULT_MAX_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
     name: str | None = None,
+    options: LimitOptions = DEFAULT_LIMIT_OPTIONS,
 ) -> LoadedImage:
     """Decode ``source`` (a path or the file's bytes) into an upright RGB image no longer than ``max_side``.
 
     ``name`` replaces the label used in :attr:`LoadedImage.source` and in error messages (useful for
-    bytes, e.g. an image id); for a path the path is still named in error messages. Raises
-    :class:`ImageError` for a missing, unreadable, truncated or too large image and ``ValueError``
-    for a non-positive ``max_side`` or ``max_pixels``.
+    bytes, e.g. an image id); for a path the path is still named in error messages. ``max_pixels``
+    bounds the header's width x height, ``max_decoded_bytes`` the estimated memory of the decode
+    (module doc, step 3); ``options`` names the options that raise them in a ``too_large`` message.
+    Raises :class:`ImageError` for a missing, unreadable, truncated or too large image and
+    ``ValueError`` for a non-positive ``max_side``, ``max_pixels`` or ``max_decoded_bytes``.
     """
     _check_positive("max_side", max_side)
     _check_positive("max_pixels", max_pixels)
+    _check_positive("max_decoded_bytes", max_decoded_bytes)
+    limits = _Limits(max_side, max_pixels, max_decoded_bytes, options)
     if isinstance(source, bytes | bytearray):
         label = name if name is not None else "<bytes>"
-        return _load_from(io.BytesIO(source), label, label, max_side, max_pixels)
+        return _load_from(io.BytesIO(source), label, label, limits)
     path = os.fspath(source)
     label = name if name is not None else str(path)
     where = str(path) if name is None or name == str(path) else f"{name} ({path})"
@@ -129,7 +163,7 @@ def load_image(
     except OSError as err:  # permission denied, name too long, I/O error
         raise ImageError(label, "unreadable", f"cannot open {where}: {err}") from err
     with fp:
-        return _load_from(fp, label, where, max_side, max_pixels)
+        return _load_from(fp, label, where, limits)
 
 
 def _check_positive(field: str, value: int) -> None:
@@ -138,7 +172,15 @@ def _check_positive(field: str, value: int) -> None:
         raise ValueError(f"{field} must be a positive integer, got {value!r}")
 
 
-def _load_from(fp: IO[bytes], label: str, where: str, max_side: int, max_pixels: int) -> LoadedImage:
+@dataclass(frozen=True)
+class _Limits:
+    max_side: int
+    max_pixels: int
+    max_decoded_bytes: int
+    options: LimitOptions
+
+
+def _load_from(fp: IO[bytes], label: str, where: str, limits: _Limits) -> LoadedImage:
     """Open, check, decode and normalise the image in ``fp``; ``where`` names it in messages."""
     with warnings.catch_warnings():
         # Our own max_pixels check below replaces PIL's warning; the hard error is still caught.
@@ -150,7 +192,7 @@ def _load_from(fp: IO[bytes], label: str, where: str, max_side: int, max_pixels:
             raise ImageError(
                 label,
                 "too_large",
-                f"{where}: {err} Raise max_image_pixels in the config (and PIL's Image.MAX_IMAGE_PIXELS) only for trusted images.",
+                f"{where}: {err} Raise {limits.options.pixels} (and PIL's Image.MAX_IMAGE_PIXELS) only for trusted images.",
             ) from err
         except UnidentifiedImageError as err:
             raise ImageError(
@@ -161,20 +203,21 @@ def _load_from(fp: IO[bytes], label: str, where: str, max_side: int, max_pixels:
         except _DECODER_ERRORS as err:
             raise ImageError(label, "unreadable", f"cannot read the header of {where}: {err}") from err
         with img:
-            return _decode(img, label, where, max_side, max_pixels)
+            return _decode(img, label, where, limits)
 
 
-def _decode(img: Image.Image, label: str, where: str, max_side: int, max_pixels: int) -> LoadedImage:
-    """Everything after a successful header read: size check, decode, orientation, RGB, downscale."""
+def _decode(img: Image.Image, label: str, where: str, limits: _Limits) -> LoadedImage:
+    """Everything after a successful header read: size checks, decode, orientation, RGB, downscale."""
     fmt = img.format
     width, height = img.size
     pixels = width * height
+    max_side, max_pixels = limits.max_side, limits.max_pixels
     if pixels > max_pixels:
         raise ImageError(
             label,
             "too_large",
             f"{where} is {width} x {height} = {pixels:,} pixels, more than the limit of {max_pixels:,} "
-            "(a possible decompression bomb); raise max_image_pixels in the config if the image is trusted",
+            f"(a possible decompression bomb); raise {limits.options.pixels} if the image is trusted",
         )
     try:
         img.seek(0)  # first frame of a GIF / APNG / animated WebP / multi-page TIFF
@@ -182,6 +225,21 @@ def _decode(img: Image.Image, label: str, where: str, max_side: int, max_pixels:
             scale = max_side / max(width, height)
             target = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
             img.draft("RGB", target)  # DCT-domain reduction; the result is never smaller than target
+    except OSError as err:
+        raise _decode_error(label, where, err) from err
+    except _DECODER_ERRORS as err:
+        raise ImageError(label, "unreadable", f"cannot decode {where}: {err}") from err
+    cost = decode_cost(img)
+    if cost > limits.max_decoded_bytes:
+        decoded = f" (decoded at {img.size[0]} x {img.size[1]})" if img.size != (width, height) else ""
+        raise ImageError(
+            label,
+            "too_large",
+            f"{where} is {width} x {height} pixels of mode {img.mode}{decoded}: decoding it takes about "
+            f"{_mib(cost)} of memory, more than the limit of {_mib(limits.max_decoded_bytes)}; raise "
+            f"{limits.options.decoded} if the image is trusted",
+        )
+    try:
         img.load()
     except Image.DecompressionBombError as err:
         raise ImageError(label, "too_large", f"{where}: {err}") from err
@@ -201,17 +259,18 @@ def _decode(img: Image.Image, label: str, where: str, max_side: int, max_pixels:
                 "%s: could not apply EXIF orientation %s (%s); using the stored pixels", where, orientation, err
             )
 
-    try:
-        rgb = _to_rgb(upright)
-    except ValueError as err:
-        raise ImageError(label, "unreadable", f"{where}: cannot convert mode {upright.mode!r} to RGB: {err}") from err
-
     longest = max(original_size)
+    resize_to = None
     if longest > max_side:
         scale = max_side / longest
-        new_size = (max(1, round(original_size[0] * scale)), max(1, round(original_size[1] * scale)))
-        logger.debug("%s: downscaling %s x %s to %s x %s", where, *original_size, *new_size)
-        rgb = rgb.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        resize_to = (max(1, round(original_size[0] * scale)), max(1, round(original_size[1] * scale)))
+    try:
+        rgb = _to_rgb(upright, copy=resize_to is None)  # a resize makes the new image: no full-size copy
+    except ValueError as err:
+        raise ImageError(label, "unreadable", f"{where}: cannot convert mode {upright.mode!r} to RGB: {err}") from err
+    if resize_to is not None:
+        logger.debug("%s: downscaling %s x %s to %s x %s", where, *original_size, *resize_to)
+        rgb = rgb.resize(resize_to, Image.Resampling.BILINEAR, reducing_gap=3.0)
     return LoadedImage(image=rgb, source=label, format=fmt, original_size=original_size)
 
 
@@ -233,8 +292,9 @@ def _orientation(img: Image.Image, where: str) -> int:
     return value if isinstance(value, int) else 1
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """A new RGB image: alpha composited over white, high bit depths scaled to 8 bits (see module doc)."""
+def _to_rgb(img: Image.Image, copy: bool = True) -> Image.Image:
+    """RGB: alpha composited over white, high bit depths scaled to 8 bits (see module doc). A new
+    image, except an RGB ``img`` with ``copy=False`` (the caller resizes it into a new one)."""
     if img.mode in _HIGH_DEPTH_MODES:
         return Image.fromarray(_high_depth_to_uint8(img), mode="L").convert("RGB")
     if img.has_transparency_data:
@@ -243,7 +303,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         out.paste(rgba, mask=rgba.getchannel("A"))
         return out
     if img.mode == "RGB":
-        return img.copy()  # detach from the file object, which is closed after loading
+        return img.copy() if copy else img  # a copy detaches it from the file object, closed after loading
     return img.convert("RGB")
 
 
@@ -264,3 +324,62 @@ def _high_depth_to_uint8(img: Image.Image) -> np.ndarray:
     else:
         arr = arr * (255.0 / top)
     return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+# Bytes a pixel takes in PIL's storage: every multi-band mode (RGB included) takes 4.
+_ONE_BAND_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
+
+
+def decode_cost(img: Image.Image) -> int:
+    """Estimated bytes of decoding ``img`` (opened, not loaded) to RGB: see the module doc, step 3."""
+    width, height = img.size
+    pixels = width * height
+    mode = img.mode
+    decoded = pixels * _ONE_BAND_BYTES.get(mode, 4)
+    if mode in _HIGH_DEPTH_MODES:
+        conversion = pixels * (8 + 8 + 1 + 4)  # two float64 arrays, the 8-bit L image, its RGB
+    elif mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
+        conversion = pixels * 8  # an RGBA copy, and the RGB image it is pasted on
+    elif mode == "RGB":
+        conversion = 0  # resized (or copied, when small) straight from the decoded pixels
+    else:
+        conversion = pixels * 4
+    rotation = 0
+    try:  # only an EXIF block already read with the header: PNG's getexif() would decode the image to look
+        if "exif" in img.info and img.getexif().get(ExifTags.Base.Orientation, 1) in _TRANSPOSING_ORIENTATIONS:
+            rotation = pixels * 4
+    except (OSError, SyntaxError, ValueError, KeyError, struct.error):
+        pass  # an unreadable EXIF block is ignored when the image is decoded (_orientation), so no rotation
+    return decoded + conversion + rotation
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):,.0f} MiB"
+
+
+_MMAP_THRESHOLD = -3  # glibc's M_MMAP_THRESHOLD parameter of mallopt()
+_memory_tuned = False
+
+
+def return_freed_memory(threshold: int = 1024 * 1024) -> bool:
+    """Make freed large blocks (decoded images) go back to the operating system; True if it took effect.
+
+    glibc raises its mmap threshold each time a large mmapped block is freed (up to 32 MiB), so after
+    the first big image PIL's 16 MiB blocks come from the heap, and a burst of concurrent decodes
+    leaves the process gigabytes larger for good (8 threads decoding 6000 x 6000 PNGs: 1.0-1.4 GB kept
+    after they finish). Fixing the threshold (``mallopt(M_MMAP_THRESHOLD, 1 MiB)``) keeps every
+    block of 1 MiB or more mmapped, so it is unmapped when freed (the same: 18 MB after). A process
+    setting, for long-running processes; a no-op where the C library is not glibc.
+    """
+    global _memory_tuned
+    if _memory_tuned:
+        return True
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    _memory_tuned = bool(mallopt(_MMAP_THRESHOLD, threshold))
+    return _memory_tuned
