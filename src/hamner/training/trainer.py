@@ -41,7 +41,7 @@ from hamner.models.tagger import CONFIG_FILE, Prediction, TextTagger
 from hamner.precision import autocast, grad_scaler, resolve_precision
 from hamner.training.config import ExperimentConfig
 from hamner.training.curves import plot_training_curves
-from hamner.vision.cache import FeatureStore
+from hamner.vision.cache import KEY_SCHEME_CONTENT, FeatureStore, post_feature_keys
 
 log = logging.getLogger(__name__)
 
@@ -192,10 +192,13 @@ def open_features(cfg: ExperimentConfig, dataset: str | None = None) -> FeatureS
     path = cfg.data.features_of(dataset)
     if not path:
         field = "data.features" if dataset == cfg.data.dataset else f"data.joint_features.{dataset}"
-        raise ConfigError(
-            f"config {cfg.name!r} uses visual inputs: set {field} to a feature cache "
-            f"(make one with: hamner preprocess --dataset {dataset} --images DIR --captions FILE)"
-        )
+        spec = cfg.data.corpus(dataset)
+        if spec.preset is not None:
+            how = f"hamner preprocess --dataset {dataset} --images DIR --captions FILE"
+        else:
+            where = next(iter(spec.files.values())).parent
+            how = f"hamner preprocess --corpus {where} --out features/{spec.name}"
+        raise ConfigError(f"config {cfg.name!r} uses visual inputs: set {field} to a feature cache (make one with: {how})")
     return FeatureStore.open(path)
 
 
@@ -272,20 +275,51 @@ def adopt_features(cfg: ExperimentConfig, store: FeatureStore) -> None:
             break
 
 
-def visual_inputs(posts: list[Post], store: FeatureStore | None) -> list[Any] | None:
-    """Each post's ImageFeatures from the cache, by IMGID; an IMGID not in the cache is an error."""
+def visual_inputs(
+    posts: list[Post], store: FeatureStore | None, file: Path | None = None, images: Path | None = None
+) -> list[Any] | None:
+    """Each post's ImageFeatures from the cache: by IMGID (a benchmark's or a folder's cache), or by
+    the content key of its image and caption (a corpus's cache, ``hamner preprocess --corpus``; the
+    post's ``image`` is relative to ``file``, the split file it was read from, its IMGID looked up
+    in ``images``). A post the cache does not answer for is an error naming it."""
     if store is None:
         return None
+    if store.key_scheme == KEY_SCHEME_CONTENT:
+        if file is None:
+            raise ValueError("visual_inputs: a content-keyed cache needs the posts' corpus file")
+        out = []
+        for p, key in zip(posts, post_feature_keys(posts, file, images), strict=True):
+            if key not in store:
+                made = store.header.get("inputs", {}).get("corpus", {})
+                raise ConfigError(
+                    f"{p.source}: post {p.id}: its image and caption (key {key}) are not in the feature cache "
+                    f"{store.directory} (made from {made.get('path', 'another corpus')}): the post is new, or its "
+                    "image or caption changed since (data.images and data.captions must be those given to "
+                    "'hamner preprocess'); rebuild it with 'hamner preprocess --corpus ... --overwrite'"
+                )
+            out.append(store[key])
+        return out
     out = []
     for p in posts:
         if p.imgid is None:
-            raise ConfigError(f"{p.source}: a post without an IMGID line; its visual inputs cannot be found")
+            raise ConfigError(
+                f"{p.source}: a post without an IMGID line; the feature cache {store.directory} is keyed by IMGID. "
+                "For a corpus of your own, make one keyed by image content: hamner preprocess --corpus PATH"
+            )
         if p.imgid not in store:
             raise ConfigError(
                 f"{p.source}: IMGID {p.imgid} is not in the feature cache {store.directory} (made for another dataset?)"
             )
         out.append(store[p.imgid])
     return out
+
+
+def split_visuals(cfg: ExperimentConfig, dataset: str, split: str, posts: list[Post], store: FeatureStore | None) -> list[Any] | None:
+    """:func:`visual_inputs` of one split of data.dataset or of a data.joint corpus."""
+    if store is None:
+        return None
+    spec = cfg.data.corpus(dataset)
+    return visual_inputs(posts, store, spec.file(split), spec.images)
 
 
 def encode_posts(
@@ -515,7 +549,9 @@ def _train(
         log.info("model %s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
     train_posts = [p for d in datasets for p in by_dataset[d]]
     train_visuals = (
-        None if store is None else [v for d in datasets for v in visual_inputs(by_dataset[d], stores[d]) or []]
+        None
+        if store is None
+        else [v for d in datasets for v in split_visuals(cfg, d, "train", by_dataset[d], stores[d]) or []]
     )
     # the entity-type channel's spaCy classes, once for both encodings of the training posts
     train_ents = model.word_encoder.entity_ids_of([p.words for p in train_posts], progress=show)
@@ -524,8 +560,8 @@ def _train(
     if train_marks is not None and dist.main:
         log.info("dataset marker: each post's encoder input starts with its dataset's name (%s)", ", ".join(datasets))
     train_enc = encode_posts(model, train_posts, train_visuals, train_ents, train_marks)
-    dev_visuals = visual_inputs(dev_posts, store)
-    joint_dev = {d: (dev_sets[d], visual_inputs(dev_sets[d], stores[d])) for d in cfg.data.joint}
+    dev_visuals = split_visuals(cfg, cfg.data.dataset, "dev", dev_posts, store)
+    joint_dev = {d: (dev_sets[d], split_visuals(cfg, d, "dev", dev_sets[d], stores[d])) for d in cfg.data.joint}
     joint_best: dict[str, list[float]] = {d: [-1.0, -1] for d in cfg.data.joint}  # dataset -> [best dev F1, its epoch]
     p_drop = cfg.train.visual_dropout if store is not None else 0.0
     cross_view = store is not None and cfg.model.cross_view_weight > 0
@@ -799,7 +835,7 @@ def finish(
     best = TextTagger.from_pretrained(out_dir / "best").to(device)
     test_posts = load_split_of(cfg, dataset, "test")[: cfg.data.max_eval_posts]
     warn_unseen([label[2:] for label in best.config.labels if label.startswith("B-")], test_posts, f"{dataset} test")
-    visuals = visual_inputs(test_posts, open_features(cfg, dataset))
+    visuals = split_visuals(cfg, dataset, "test", test_posts, open_features(cfg, dataset))
     with autocast(device, precision):
         preds = best.run(
             [p.words for p in test_posts], visuals, cfg.train.eval_batch(device), cfg.train.progress, "test"
@@ -876,4 +912,4 @@ def write_relevance(path: Path, posts: list[Post], preds: list[Prediction], visu
         for post, pred, feats in zip(posts, preds, visuals, strict=True):
             lw = pred.level_weights or {}
             r = "" if pred.relevance is None else f"{pred.relevance:.4f}"
-            w.writerow([post.imgid, _visual_kind(feats), r, *[f"{lw[k]:.4f}" if k in lw else "" for k in levels]])
+            w.writerow([post.imgid if post.imgid is not None else post.id, _visual_kind(feats), r, *[f"{lw[k]:.4f}" if k in lw else "" for k in levels]])
