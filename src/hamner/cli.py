@@ -53,10 +53,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
+    from collections import Counter
 
     import torch
 
-    from hamner.data.corpus import corpus_spec, load_posts, warn_unseen
+    from hamner.data.corpus import corpus_spec, entity_counts, load_posts, warn_unseen
+    from hamner.data.labels import keep_types, spans_from_bio
     from hamner.evaluation.metrics import entity_scores
     from hamner.evaluation.predictions import write_predictions
     from hamner.inference.tagger import load_model
@@ -70,6 +72,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     trained_on = {m.get("trained_on") for m in metas}
     # the checkpoint's own type map (older checkpoints: the benchmarks' OTHER -> MISC) unless --type-map says otherwise
     type_map = {**meta.get("type_map", {"OTHER": "MISC"}), **_pairs(args.type_map, "--type-map")}
+    type_map = {k: "O" if type_map.get(v) == "O" else v for k, v in type_map.items()}  # OTHER -> MISC -> O
     if args.gold:
         if args.dataset:
             raise ConfigError("--gold and --dataset exclude each other")
@@ -135,9 +138,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model.to(device)
     with autocast(device, precision):
         preds = model.run([p.words for p in posts], visuals, args.batch_size, progress=True, desc=args.split)
-    report = entity_scores([p.tags for p in posts], [p.tags for p in preds], mode=args.mode)
+    # a type the map drops (MISC=O) is left out of the predictions too: the shared types are scored
+    dropped_types = {k for k, v in type_map.items() if v == "O"} & set(types)
+    pred_tags, not_scored = [p.tags for p in preds], Counter[str]()
+    if dropped_types:
+        for i, tags in enumerate(pred_tags):
+            pred_tags[i], gone = keep_types(tags, [t for t in types if t not in dropped_types])
+            not_scored.update(gone)
+        log.info(
+            "not scored (gold and predictions): %s; %d predicted entities of them left out",
+            ", ".join(sorted(dropped_types)), sum(not_scored.values()),
+        )  # fmt: skip
+    gold_types = entity_counts(posts)
+    predicted = Counter(s.type for tags in pred_tags for s in spans_from_bio(tags))
+    for t in types:
+        if t not in gold_types and predicted[t]:
+            log.warning(
+                "%s %s has no %s entity: the model's %d %s predictions count as false positives "
+                "(to score the types both share, pass --type-map %s=O)", dataset, split, t, predicted[t], t, t,
+            )  # fmt: skip
+    report = entity_scores([p.tags for p in posts], pred_tags, mode=args.mode)
     if args.predictions:
-        out = write_predictions(args.predictions, posts, [p.tags for p in preds], [p.relevance for p in preds])
+        out = write_predictions(args.predictions, posts, pred_tags, [p.relevance for p in preds])
         log.info("predictions of %d posts written to %s", len(posts), out)
     if not model.config.multimodal:
         source = "none (a text-only model)"
@@ -146,7 +168,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"dataset": dataset, "split": split, "visual_input": source, "precision": shown, **report.to_dict()},
+                {
+                    "dataset": dataset, "split": split, "visual_input": source, "precision": shown, **report.to_dict(),
+                    **({"not_scored": dict(sorted(not_scored.items()))} if dropped_types else {}),
+                },  # fmt: skip
                 indent=2,
             )
         )
@@ -154,6 +179,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{dataset} {split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
         if model.config.multimodal:
             print(f"visual input: {source}")
+        if dropped_types:
+            print(f"not scored: {', '.join(sorted(dropped_types))} (dropped from the gold and from the predictions)")
         print(report.table())
     return 0
 
@@ -566,7 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--type-map",
         action="append",
         metavar="OLD=NEW",
-        help="rename a gold type (NEW = O drops it); default: the checkpoint's own map",
+        help="rename a gold type (NEW = O drops it, from the gold and from the predictions: "
+        "MISC=O scores a four-type model on a three-type corpus); default: the checkpoint's own map",
     )
     p.add_argument("--data-root", help="folder with twitter2015/ and twitter2017/ (default: $HAMNER_DATA_ROOT)")
     p.add_argument("--device", default="cpu")

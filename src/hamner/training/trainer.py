@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hamner.data.conll import Post
-from hamner.data.corpus import label_types, load_posts, warn_unseen
+from hamner.data.corpus import entity_counts, label_types, load_posts, warn_unseen
 from hamner.data.encoding import EncodedPost
-from hamner.data.labels import bio_labels
+from hamner.data.labels import bio_labels, keep_types
 from hamner.data.sampler import BucketBatchSampler
 from hamner.env import git_revision, machine_description, package_versions, peak_memory_mb
 from hamner.errors import ConfigError
@@ -522,6 +523,17 @@ def _train(
     dev_sets = {d: load_split_of(cfg, d, "dev")[: cfg.data.max_eval_posts] for d in datasets}
     dev_posts = dev_sets[cfg.data.dataset]
     types = set_label_set(cfg, by_dataset)
+    # a joint run scores each corpus on the types of its own training split (BTC has no MISC: the
+    # model's MISC predictions on BTC posts are neither right nor wrong there)
+    scored: dict[str, list[str] | None] = {d: None for d in datasets}
+    if cfg.data.joint:
+        for d in datasets:
+            own = sorted(entity_counts(by_dataset[d]))
+            if set(own) != set(types):
+                scored[d] = [t for t in types if t in own]
+                if dist.main:
+                    log.info("%s is scored on its own types %s (the model also predicts %s)", d,
+                             ", ".join(scored[d] or []), ", ".join(t for t in types if t not in own))  # fmt: skip
     if dist.main:
         log.info("label set: %s", ", ".join(types))
         for d in datasets:
@@ -653,6 +665,7 @@ def _train(
                 "datasets": datasets,
                 "train_posts": {d: len(by_dataset[d]) for d in datasets},
                 "dropped_overlap": dropped,
+                "scored_types": {d: t for d, t in scored.items() if t is not None},
             }
         (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -721,7 +734,9 @@ def _train(
             (Path(record_dir) / f"rank{dist.rank}.json").write_text(json.dumps(seen))
         if dist.main:
             with autocast(device, precision):
-                report = evaluate(model, dev_posts, device, eval_batch, show, "dev", visuals=dev_visuals)
+                report = evaluate(
+                    model, dev_posts, device, eval_batch, show, "dev", visuals=dev_visuals, types=scored[cfg.data.dataset]
+                )
             f1 = report.micro.f1
             improved = f1 > best_f1
             if improved:
@@ -739,7 +754,7 @@ def _train(
                 with model.marked(d) if cfg.model.dataset_marker else contextlib.nullcontext():
                     with autocast(device, precision):
                         f1_d = evaluate(
-                            model, posts_d, device, eval_batch, show, f"dev {d}", visuals=visuals_d
+                            model, posts_d, device, eval_batch, show, f"dev {d}", visuals=visuals_d, types=scored[d]
                         ).micro.f1
                     joint_f1[d] = f1_d
                     if f1_d > joint_best[d][0]:
@@ -840,13 +855,21 @@ def finish(
         preds = best.run(
             [p.words for p in test_posts], visuals, cfg.train.eval_batch(device), cfg.train.progress, "test"
         )
-    report = entity_scores([p.tags for p in test_posts], [p.tags for p in preds])
+    run_meta = json.loads((run_dir / "run.json").read_text())
+    pred_tags = [p.tags for p in preds]
+    own = run_meta.get("joint", {}).get("scored_types", {}).get(dataset)
+    not_scored: Counter[str] = Counter()
+    if own is not None:  # a joint run's corpus that annotates fewer types than the model predicts
+        for i, tags in enumerate(pred_tags):
+            pred_tags[i], dropped = keep_types(tags, own)
+            not_scored.update(dropped)
+    report = entity_scores([p.tags for p in test_posts], pred_tags)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     epoch_seconds = [r["epoch_seconds"] for r in records]
-    run_meta = json.loads((run_dir / "run.json").read_text())
     final = {
         "dataset": dataset,
         **({"protocol": "joint", "trained_on": run_meta["joint"]["datasets"]} if cfg.data.joint else {}),
+        **({"scored_types": own, "predictions_not_scored": dict(sorted(not_scored.items()))} if own is not None else {}),
         "config": cfg.name,
         "seed": cfg.train.seed,
         "best_epoch": best_epoch + 1,
@@ -857,7 +880,7 @@ def finish(
         "peak_mem_mb": max(r["peak_mem_mb"] for r in records) if records else math.nan,
         "run": run_meta,
     }
-    write_predictions(out_dir / PREDICTIONS_FILE, test_posts, [p.tags for p in preds], [p.relevance for p in preds])
+    write_predictions(out_dir / PREDICTIONS_FILE, test_posts, pred_tags, [p.relevance for p in preds])
     if visuals is not None:
         final["relevance"] = relevance_summary(preds, visuals)
         write_relevance(out_dir / "test_relevance.csv", test_posts, preds, visuals)
