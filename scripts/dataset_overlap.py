@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
-"""Identical and near-identical posts within and across the Twitter-2015 and Twitter-2017 splits.
+"""Identical and near-identical posts within and across the splits of two or more corpora (by
+default the Twitter-2015 and Twitter-2017 benchmarks).
 
     python scripts/dataset_overlap.py [--data-root DIR] [--threshold 0.8] [--out results/dataset_overlap.csv]
+    python scripts/dataset_overlap.py --corpus twitter2017 --corpus btc=btc --out results/dataset_overlap_btc.csv \
+        --pairs results/dataset_overlap_btc_pairs.jsonl
+
+``--corpus`` (repeatable) is a preset name or NAME=PATH, a corpus folder of one's own (train, dev
+and test files in any format ``hamner data check`` reads; a relative path not found here is read
+from the data root).
 
 Before training on both datasets together (issue 21, lever 2): a test post of one dataset that is
 also, or nearly, in the other's training data would be scored after being seen in training. For every
@@ -29,8 +36,19 @@ from collections import Counter
 from itertools import combinations_with_replacement
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
-SPLITS = [(d, s) for d in ("twitter2015", "twitter2017") for s in ("train", "dev", "test")]
+DEFAULT_CORPORA = ["twitter2015", "twitter2017"]
+SPLIT_NAMES = ("train", "dev", "test")
+
+
+def parse_corpus(item: str) -> tuple[str, str | None]:
+    """``twitter2017`` (a preset) or ``NAME=PATH`` (a corpus folder): (name, path or None)."""
+    name, sep, path = item.partition("=")
+    if sep and (not name or not path):
+        raise SystemExit(f"--corpus expects a preset name or NAME=PATH, got {item!r}")
+    return name, path if sep else None
 
 
 def main() -> None:
@@ -39,14 +57,23 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.8)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "dataset_overlap.csv")
     ap.add_argument("--pairs", type=Path, default=ROOT / "results" / "dataset_overlap_pairs.jsonl")
+    ap.add_argument(
+        "--corpus", action="append", metavar="PRESET|NAME=PATH",
+        help="a corpus to compare (repeatable; default: twitter2015 and twitter2017)",
+    )  # fmt: skip
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    from hamner.data.datasets import load_split
+    from hamner.data.corpus import corpus_spec, load_posts
     from hamner.data.overlap import near_duplicates, relative_source, word_set
-    from hamner.env import git_revision
+    from hamner.env import git_revision, machine_description
 
     t0 = time.perf_counter()
-    posts = {key: load_split(key[0], key[1], args.data_root) for key in SPLITS}
+    corpora = [parse_corpus(c) for c in args.corpus or DEFAULT_CORPORA]
+    if len({n for n, _ in corpora}) != len(corpora):
+        raise SystemExit(f"--corpus names must differ, got {[n for n, _ in corpora]}")
+    specs = {n: corpus_spec(n if p is None else None, p, root=args.data_root) for n, p in corpora}
+    SPLITS = [(n, s) for n, _ in corpora for s in SPLIT_NAMES]
+    posts = {key: load_posts(specs[key[0]], key[1]) for key in SPLITS}
     sets = {key: [word_set(p.words) for p in ps] for key, ps in posts.items()}
     df: Counter[str] = Counter(w for key in SPLITS for s in sets[key] for w in s)
     rows = []
@@ -76,6 +103,9 @@ def main() -> None:
         "threshold": args.threshold, "commit": rev["commit"], "dirty": rev["dirty"],
         "machine": "cpu", "command": "python scripts/dataset_overlap.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d"),
     }  # fmt: skip
+    if args.corpus:  # which folders were compared (the default benchmarks' file keeps its columns)
+        meta["corpora"] = " ".join(f"{n}={specs[n].files['train'].parent}" for n, _ in corpora)
+        meta["machine"] = machine_description(torch.device("cpu"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=[*rows[0], *meta])

@@ -55,10 +55,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
+    from collections import Counter
 
     import torch
 
-    from hamner.data.corpus import corpus_spec, load_posts, warn_unseen
+    from hamner.data.corpus import corpus_spec, entity_counts, load_posts, warn_unseen
+    from hamner.data.labels import keep_types, spans_from_bio
     from hamner.evaluation.metrics import entity_scores
     from hamner.evaluation.predictions import write_predictions
     from hamner.inference.tagger import load_model
@@ -72,6 +74,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     trained_on = {m.get("trained_on") for m in metas}
     # the checkpoint's own type map (older checkpoints: the benchmarks' OTHER -> MISC) unless --type-map says otherwise
     type_map = {**meta.get("type_map", {"OTHER": "MISC"}), **_pairs(args.type_map, "--type-map")}
+    type_map = {k: "O" if type_map.get(v) == "O" else v for k, v in type_map.items()}  # OTHER -> MISC -> O
     if args.gold:
         if args.dataset:
             raise ConfigError("--gold and --dataset exclude each other")
@@ -81,6 +84,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             format=args.format,
             type_map=type_map,
             tokenizer_style=model.config.tokenizer_style,
+            images=args.images,
+            captions=args.captions,
         )
         dataset, split = args.gold, "test"
     else:
@@ -93,7 +98,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         preset = dataset in PRESETS and not Path(dataset).exists()
         spec = corpus_spec(dataset if preset else None, None if preset else dataset, root=args.data_root, format=args.format,
-                           type_map=type_map, tokenizer_style=model.config.tokenizer_style)  # fmt: skip
+                           type_map=type_map, tokenizer_style=model.config.tokenizer_style, images=args.images,
+                           captions=args.captions)  # fmt: skip
         split = args.split
     name = " + ".join(args.model)
     posts = load_posts(spec, split)
@@ -117,7 +123,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     f"{args.features}: feature cache made by another image extractor (fingerprint "
                     f"{store.fingerprint[:12]}) than the one {name} was trained with ({want[:12]})"
                 )
-            visuals = visual_inputs(posts, store)
+            visuals = visual_inputs(posts, store, spec.file(split), spec.images)
     elif args.features is not None or args.text_path:
         raise ConfigError(f"{name} is a text-only model: --features and --text-path are for a multimodal one")
     device = torch.device(args.device)
@@ -134,9 +140,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model.to(device)
     with autocast(device, precision):
         preds = model.run([p.words for p in posts], visuals, args.batch_size, progress=True, desc=args.split)
-    report = entity_scores([p.tags for p in posts], [p.tags for p in preds], mode=args.mode)
+    # a type the map drops (MISC=O) is left out of the predictions too: the shared types are scored
+    dropped_types = {k for k, v in type_map.items() if v == "O"} & set(types)
+    pred_tags, not_scored = [p.tags for p in preds], Counter[str]()
+    if dropped_types:
+        for i, tags in enumerate(pred_tags):
+            pred_tags[i], gone = keep_types(tags, [t for t in types if t not in dropped_types])
+            not_scored.update(gone)
+        log.info(
+            "not scored (gold and predictions): %s; %d predicted entities of them left out",
+            ", ".join(sorted(dropped_types)), sum(not_scored.values()),
+        )  # fmt: skip
+    gold_types = entity_counts(posts)
+    predicted = Counter(s.type for tags in pred_tags for s in spans_from_bio(tags))
+    for t in types:
+        if t not in gold_types and predicted[t]:
+            log.warning(
+                "%s %s has no %s entity: the model's %d %s predictions count as false positives "
+                "(to score the types both share, pass --type-map %s=O)", dataset, split, t, predicted[t], t, t,
+            )  # fmt: skip
+    report = entity_scores([p.tags for p in posts], pred_tags, mode=args.mode)
     if args.predictions:
-        out = write_predictions(args.predictions, posts, [p.tags for p in preds], [p.relevance for p in preds])
+        out = write_predictions(args.predictions, posts, pred_tags, [p.relevance for p in preds])
         log.info("predictions of %d posts written to %s", len(posts), out)
     if not model.config.multimodal:
         source = "none (a text-only model)"
@@ -145,7 +170,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"dataset": dataset, "split": split, "visual_input": source, "precision": shown, **report.to_dict()},
+                {
+                    "dataset": dataset, "split": split, "visual_input": source, "precision": shown, **report.to_dict(),
+                    **({"not_scored": dict(sorted(not_scored.items()))} if dropped_types else {}),
+                },  # fmt: skip
                 indent=2,
             )
         )
@@ -153,6 +181,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{dataset} {split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
         if model.config.multimodal:
             print(f"visual input: {source}")
+        if dropped_types:
+            print(f"not scored: {', '.join(sorted(dropped_types))} (dropped from the gold and from the predictions)")
         print(report.table())
     return 0
 
@@ -364,7 +394,6 @@ def _pretty(post_id: Any, data: dict[str, Any]) -> str:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    import json
     import time
 
     from hamner.data.conll import read_captions
@@ -382,6 +411,12 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     captions = read_captions(args.captions) if args.captions else None
     ocr = read_captions(args.ocr) if args.ocr else None
+    if args.corpus:
+        return _preprocess_corpus(args, cfg, ocr)
+    if args.format != "auto":
+        raise ConfigError("--format is for --corpus")
+    if not args.images:
+        raise ConfigError("pass --images DIR (with --dataset, or alone for a folder), or --corpus PATH")
     inputs: dict[str, Any] = {
         "dataset": args.dataset,
         "images": str(Path(args.images).resolve()),
@@ -412,6 +447,53 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         workers=args.workers,
         extra={"folder": facts, "command": args.command_line},
     )
+    return _report_preprocess(out, manifest, cfg.on_bad_image)
+
+
+def _preprocess_corpus(args: argparse.Namespace, cfg: Any, ocr: dict[str, str] | None) -> int:
+    """``hamner preprocess --corpus PATH``: every post of every split keyed by its image's content
+    and its caption (posts without image: their caption words; one entry per distinct image and caption)."""
+    import time
+
+    from hamner.data.corpus import corpus_spec
+    from hamner.hashing import file_sha256
+    from hamner.vision.cache import KEY_SCHEME_CONTENT, corpus_entries, preprocess
+    from hamner.vision.extractor import VisualExtractor
+
+    if args.dataset:
+        raise ConfigError("--corpus and --dataset exclude each other (a preset's cache is keyed by IMGID: --dataset)")
+    spec = corpus_spec(None, args.corpus, root=args.data_root, format=args.format, images=args.images, captions=args.captions)
+    entries, facts = corpus_entries(spec, ocr)
+
+    def described(path: Path | None) -> dict[str, str] | None:
+        return None if path is None else {"path": str(path.resolve()), "sha256": file_sha256(path)}
+
+    inputs: dict[str, Any] = {
+        "corpus": {"name": spec.name, "path": str(Path(args.corpus).resolve()) if Path(args.corpus).exists() else args.corpus,
+                   "files": {k: str(v.resolve()) for k, v in spec.files.items()}, "format": args.format},
+        "images": str(spec.images.resolve()) if spec.images else None,
+        "captions": described(spec.captions),
+        "ocr": described(Path(args.ocr)) if args.ocr else None,
+    }  # fmt: skip
+    out = args.out or str(Path("features") / spec.name)
+    log.info(
+        "extracting %d entries (distinct images and captions of %d posts) into %s",
+        len(entries), sum(facts["posts"].values()), out,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    extractor = VisualExtractor(cfg)
+    log.info("models loaded in %.1f s; fingerprint %s", time.perf_counter() - t0, extractor.fingerprint[:12])
+    manifest = preprocess(
+        entries, out, extractor, inputs=inputs, shard_size=args.shard_size, overwrite=args.overwrite,
+        progress=not args.no_progress, workers=args.workers, extra={"corpus": facts, "command": args.command_line},
+        key_scheme=KEY_SCHEME_CONTENT,
+    )  # fmt: skip
+    return _report_preprocess(out, manifest, cfg.on_bad_image)
+
+
+def _report_preprocess(out: str, manifest: dict[str, Any], on_bad_image: str) -> int:
+    import json
+
     counts = manifest["counts"]
     bad = {k: v for k, v in counts.items() if k not in ("entries", "images_found") and v}
     log.info(
@@ -423,7 +505,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         manifest["objects_per_image"]["mean"],
         manifest["time_s"],
     )
-    if bad and cfg.on_bad_image == "skip":
+    if bad and on_bad_image == "skip":
         log.info(
             "posts without a usable image keep their caption/OCR words only (--on-bad-image skip); the manifest lists each one's status"
         )
@@ -619,7 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--type-map",
         action="append",
         metavar="OLD=NEW",
-        help="rename a gold type (NEW = O drops it); default: the checkpoint's own map",
+        help="rename a gold type (NEW = O drops it, from the gold and from the predictions: "
+        "MISC=O scores a four-type model on a three-type corpus); default: the checkpoint's own map",
     )
     p.add_argument("--data-root", help="folder with twitter2015/ and twitter2017/ (default: $HAMNER_DATA_ROOT)")
     p.add_argument("--device", default="cpu")
@@ -627,6 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--features", help="a multimodal model's feature cache for the dataset ('hamner preprocess' output)")
+    p.add_argument("--images", help="folder where a post's IMGID is looked up (as data.images in training)")
+    p.add_argument("--captions", help="caption file '<IMGID>.jpg :<caption>' (as data.captions in training)")
     p.add_argument(
         "--text-path", action="store_true", help="score a multimodal model with no visual input (its text path)"
     )
@@ -811,7 +896,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset", choices=["twitter2015", "twitter2017"], help="key the cache by this dataset's IMGIDs (all splits)"
     )
-    p.add_argument("--images", required=True, help="image folder: <IMGID>.jpg files (the official archive's layout)")
+    p.add_argument(
+        "--corpus", metavar="PATH",
+        help="a corpus of your own (a folder with train/dev/test files, or one file; any format): every post's "
+        "image ('image' relative to its file, or its IMGID in --images) and caption, keyed by their content",
+    )  # fmt: skip
+    p.add_argument(
+        "--format", choices=list(FORMAT_CHOICES), default="auto", help="with --corpus: its files' format (default: from the content)"
+    )  # fmt: skip
+    p.add_argument(
+        "--images",
+        help="image folder: <IMGID>.jpg files (the official archive's layout); with --corpus: where IMGIDs are looked up",
+    )
     p.add_argument("--captions", help="caption file, lines '<IMGID>.jpg :<caption>' (e.g. blip2_captions.txt)")
     p.add_argument("--ocr", help="OCR text file, same format as --captions")
     p.add_argument("--data-root", help="folder with twitter2015/ and twitter2017/ (default: $HAMNER_DATA_ROOT)")

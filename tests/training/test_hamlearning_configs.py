@@ -114,6 +114,7 @@ def test_a_multimodal_run_without_a_feature_cache_says_how_to_make_one() -> None
 def test_a_post_missing_from_the_cache_is_named(tmp_path: Path) -> None:
     class Store:
         directory = tmp_path
+        key_scheme = "imgid"  # a benchmark's cache
 
         def __contains__(self, key: object) -> bool:
             return False

@@ -170,3 +170,80 @@ def test_a_marked_joint_run_marks_each_post_and_each_checkpoint_with_its_dataset
         recorded = f1 if f1 is not None else json.loads((directory / "final.json").read_text())["dev_f1"]
         assert evaluate(model, load_split(dataset, "valid", root)).micro.f1 == pytest.approx(recorded, abs=1e-9)
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["marker"] == "twitter2017"
+
+
+def three_type_corpus(folder: Path) -> Path:
+    """A plain CoNLL corpus of its own (no IMGID lines) that annotates PER, LOC and ORG only: the
+    tiny posts with their MISC entity left unannotated, as BTC would have it, and two more words each
+    (so that they are not near-identical to the Twitter-2017 posts)."""
+    more = [("right", "O"), ("now", "O")]
+    for split in ("train", "dev", "test"):
+        copies = 3 if split == "train" else 1
+        posts = [[(w, "O" if t.endswith("MISC") else t) for w, t in rows + more] for _ in range(copies) for _, rows in TINY_POSTS]
+        text = "\n\n".join("\n".join(f"{w}\t{t}" for w, t in rows if w.strip()) for rows in posts) + "\n\n"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{split}.txt").write_text(text)
+    return folder
+
+
+def test_joint_training_with_a_corpus_folder_scores_it_on_its_own_types(tiny_encoder: Path, tmp_path: Path) -> None:
+    root = two_datasets(tmp_path / "data")
+    mini = three_type_corpus(tmp_path / "corpora" / "mini")
+    base = [o for o in overrides(tiny_encoder, root, tmp_path / "runs", epochs=2) if not o.startswith("data.joint")]
+    cfg = load_config(REPO / "configs" / "text-only.yaml", [*base, f"data.joint=[{mini}]"])
+    assert cfg.data.joint == ["mini"] and cfg.data.joint_paths == {"mini": str(mini)}
+    run_training(cfg)
+    run = cfg.run_dir()
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["joint"]["datasets"] == ["twitter2017", "mini"]
+    assert meta["joint"]["scored_types"] == {"mini": ["PER", "LOC", "ORG"]}  # the model's order, MISC left out
+    final = json.loads((run / JOINT_DIR / "mini" / "final.json").read_text())
+    assert final["dataset"] == "mini" and final["scored_types"] == ["PER", "LOC", "ORG"]
+    assert set(final["test"]["per_type"]) <= {"PER", "LOC", "ORG"} and "predictions_not_scored" in final
+    main_final = json.loads((run / "final.json").read_text())
+    assert "scored_types" not in main_final  # Twitter-2017 annotates every type of the model
+    # the resolved config names the corpus and its folder: it trains again as it is
+    again = load_config(run / "config.yaml")
+    assert again.data.joint == ["mini"] and again.data.joint_paths == {"mini": str(mini)}
+
+
+def test_cross_corpus_evaluation_scores_the_shared_types(trained_tiny_model: Path, tiny_data_root: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A four-type model on a corpus without MISC, and on a MISC corpus with MISC dropped: --type-map
+    MISC=O leaves MISC out of the gold and out of the predictions."""
+    from hamner.cli import main
+    from hamner.data.corpus import corpus_spec, load_posts
+    from hamner.data.labels import keep_types, spans_from_bio
+    from hamner.evaluation.metrics import entity_scores
+    from hamner.models.tagger import TextTagger
+
+    mini = three_type_corpus(tmp_path / "mini")
+    model = TextTagger.from_pretrained(trained_tiny_model)
+    posts = load_posts(corpus_spec(None, files={"test": mini / "test.txt"}), "test")
+    kept = [keep_types(t, ["PER", "LOC", "ORG"]) for t in model.predict([p.words for p in posts])]
+    misc = sum(d["MISC"] for _, d in kept)
+    assert misc > 0  # the model tags "Paris Festival" MISC, which this corpus does not annotate
+    gold = str(mini / "test.txt")
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(trained_tiny_model), "--gold", gold, "--json"]) == 0
+    unfiltered = json.loads(capsys.readouterr().out)
+    assert unfiltered["per_type"]["MISC"]["n_pred"] == misc and "not_scored" not in unfiltered  # false positives
+    assert main(["evaluate", "--model", str(trained_tiny_model), "--gold", gold, "--type-map", "MISC=O", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["not_scored"] == {"MISC": misc} and "MISC" not in got["per_type"]
+    assert got["micro"] == entity_scores([p.tags for p in posts], [t for t, _ in kept]).to_dict()["micro"]
+    assert got["micro"]["precision"] > unfiltered["micro"]["precision"]
+    # the other way: the Twitter-2017-shaped gold, MISC dropped, keeps the three shared types only
+    t17 = str(tiny_data_root / "twitter2017" / "test.txt")
+    assert main(["evaluate", "--model", str(trained_tiny_model), "--gold", t17, "--type-map", "MISC=O", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert "MISC" not in got["per_type"] and got["micro"]["n_gold"] == sum(
+        1 for _, rows in TINY_POSTS for s in spans_from_bio([t for _, t in rows]) if s.type != "MISC"
+    )
+
+
+def test_keep_types_turns_other_types_into_o_and_counts_them() -> None:
+    from hamner.data.labels import keep_types
+
+    tags, dropped = keep_types(["B-PER", "B-MISC", "I-MISC", "O", "I-MISC", "B-LOC"], ["PER", "LOC"])
+    assert tags == ["B-PER", "O", "O", "O", "O", "B-LOC"] and dropped == {"MISC": 2}
+    assert keep_types(["B-PER", "O"], ["PER"]) == (["B-PER", "O"], {})

@@ -197,3 +197,65 @@ def test_workers_stop_at_the_first_bad_image_in_input_order(image_dir: Path, tmp
         preprocess(entries_for(image_dir), tmp_path / "cache", make(on_bad_image="error"), progress=False, workers=3)
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         preprocess(entries_for(image_dir), tmp_path / "c2", make(), progress=False, workers=0)
+
+
+def test_content_keys_follow_the_image_bytes_and_the_caption_not_the_file_name(tmp_path: Path) -> None:
+    from hamner.vision.cache import content_key
+
+    scene().save(tmp_path / "a.png")
+    (tmp_path / "copy.png").write_bytes((tmp_path / "a.png").read_bytes())
+    scene(red=None).save(tmp_path / "b.png")
+    a = content_key(tmp_path / "a.png", None)
+    assert a.startswith("img-") and a == content_key(tmp_path / "copy.png", None)
+    assert a != content_key(tmp_path / "b.png", None)
+    assert content_key(tmp_path / "a.png", "a red sign") not in (a, content_key(tmp_path / "a.png", "a blue sign"))
+    assert content_key(None, None) == "noimg" and content_key(None, "x").startswith("noimg-txt-")
+    assert content_key(tmp_path / "gone.png", None).startswith("lost-")
+
+
+def corpus_with_pictures(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    scene().save(folder / "a.png")
+    posts = [
+        {"id": "1", "text": "obama in paris", "entities": [{"start": 0, "end": 5, "type": "PER"}], "image": "a.png"},
+        {"id": "2", "text": "the nba game", "entities": [{"start": 4, "end": 7, "type": "ORG"}], "caption": "a game"},
+        {"id": "3", "text": "the nba again", "entities": [{"start": 4, "end": 7, "type": "ORG"}]},
+        {"id": "4", "text": "obama again", "entities": [{"start": 0, "end": 5, "type": "PER"}], "image": "gone.png"},
+    ]
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(p) + "\n" for p in posts))
+    return folder
+
+
+def test_a_corpus_cache_is_keyed_by_content_and_refuses_an_edited_image(tmp_path: Path) -> None:
+    from hamner.data.corpus import corpus_spec, load_posts
+    from hamner.errors import ConfigError
+    from hamner.training.trainer import visual_inputs
+    from hamner.vision.cache import KEY_SCHEME_CONTENT, corpus_entries
+
+    corpus = corpus_with_pictures(tmp_path / "mine")
+    spec = corpus_spec(None, corpus)
+    entries, facts = corpus_entries(spec)
+    assert len(entries) == 4  # the three splits' identical posts share their entries
+    assert facts["posts"] == {"train": 4, "dev": 4, "test": 4} and facts["image_not_found"] == 3
+    manifest = preprocess(entries, tmp_path / "cache", make(), progress=False, key_scheme=KEY_SCHEME_CONTENT)
+    assert manifest["key_scheme"] == KEY_SCHEME_CONTENT
+    counts = manifest["counts"]
+    assert (counts["images_found"], counts["no_image"], counts["missing"]) == (1, 2, 1)
+    store = FeatureStore.open(tmp_path / "cache")
+    assert store.key_scheme == KEY_SCHEME_CONTENT
+    posts = load_posts(spec, "test")
+    feats = visual_inputs(posts, store, spec.file("test"))
+    assert feats is not None
+    assert [f.status for f in feats] == ["ok", "no_image", "no_image", "missing"]
+    assert feats[1].semantic.words == ["a", "game"] and feats[2].semantic.words == []
+    scene(red=None).save(corpus / "a.png")  # the picture is replaced after preprocessing
+    with pytest.raises(ConfigError, match=r"test.jsonl:1: post 1: its image and caption \(key img-.*changed since"):
+        visual_inputs(posts, store, spec.file("test"))
+
+
+def test_a_folder_cache_keeps_its_imgid_keys_and_header(image_dir: Path, tmp_path: Path) -> None:
+    preprocess(entries_for(image_dir), tmp_path / "cache", make(), progress=False)
+    header = json.loads((tmp_path / "cache" / "cache.json").read_text())
+    assert "key_scheme" not in header  # the benchmarks' caches are unchanged (no new field)
+    assert FeatureStore.open(tmp_path / "cache").key_scheme == "imgid"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 #: The four entity types every model of this package predicts.
@@ -63,3 +65,13 @@ def spans_from_bio_strict(tags: list[str]) -> list[Span]:
         if prefix == "B":
             cur_type, cur_start = typ, i
     return spans
+
+
+def keep_types(tags: list[str], types: Collection[str]) -> tuple[list[str], Counter[str]]:
+    """``tags`` with every entity of a type outside ``types`` turned into O, and those entities
+    counted by type (conlleval reading): how a corpus that does not annotate a type is scored on
+    its own types (a prediction of that type is neither right nor wrong there)."""
+    dropped = Counter(s.type for s in spans_from_bio(tags) if s.type not in types)
+    if not dropped:
+        return list(tags), dropped
+    return [t if t == "O" or t[2:] in types else "O" for t in tags], dropped

@@ -412,6 +412,12 @@ class OnnxTagger:
         self._start = np.asarray(crf["start"], dtype=np.float32)
         self._end = np.asarray(crf["end"], dtype=np.float32)
         self._trans = np.asarray(crf["transitions"], dtype=np.float32)
+        n = len(c.labels)
+        if self._start.shape != (n,) or self._end.shape != (n,) or self._trans.shape != (n, n):
+            raise ConfigError(
+                f"{d / META_FILE}: the CRF has {self._start.shape[0]} tags but {d / CONFIG_FILE} lists {n} labels "
+                f"({', '.join(c.labels)}): the files come from different checkpoints; export again"
+            )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

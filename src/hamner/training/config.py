@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,14 @@ class DataConfig:
     # each other one's in <run directory>/joint/<dataset>/. A training post identical or
     # near-identical to a dev or test post of another dataset of the run (word-set Jaccard >=
     # joint_overlap_threshold, hamner.data.overlap) is dropped, logged and listed in run.json.
+    # An item is a preset name, a corpus folder (named after the folder: its directory is
+    # <run>/joint/<folder name>) or NAME=FOLDER; data.type_map and data.labels apply to every corpus
+    # of the run. Each corpus is scored on its own types, those of its own training split: a
+    # prediction of a type it does not annotate (MISC on BTC) is left out of its dev and test scores.
     joint: list[str] = field(default_factory=list)
+    # where each data.joint corpus of your own is (name -> folder); filled in from data.joint's
+    # folders and NAME=FOLDER items
+    joint_paths: dict[str, str] = field(default_factory=dict)
     # the joint datasets' feature caches (multimodal models); default: data.features with its
     # {dataset} filled in with each one's name
     joint_features: dict[str, str] = field(default_factory=dict)
@@ -67,12 +74,33 @@ class DataConfig:
                 f"unknown dataset {self.dataset!r}; known presets: {sorted(PRESETS)}; for a corpus of your own set "
                 "data.path (a folder with train/dev/test files) or data.train, data.dev and data.test"
             )
+        names = []
+        for item in self.joint:  # preset | NAME (of joint_paths) | NAME=FOLDER | FOLDER
+            name, sep, folder = item.partition("=")
+            if sep:
+                if not name or not folder or "/" in name:
+                    raise ConfigError(f"data.joint: {item!r} is not NAME=FOLDER")
+            elif item in PRESETS or item in self.joint_paths:
+                name, folder = item, ""
+            else:
+                name, folder = Path(item).name, item
+            if not name or name in (".", ".."):
+                raise ConfigError(f"data.joint: {item!r} names no corpus folder")
+            if folder:
+                if self.joint_paths.get(name, folder) != folder:
+                    raise ConfigError(f"data.joint: two folders named {name}: {self.joint_paths[name]} and {folder}")
+                self.joint_paths[name] = folder
+            names.append(name)
+        self.joint = names
         if len(set(self.joint)) != len(self.joint) or self.dataset in self.joint:
             raise ConfigError(
                 f"data.joint must name other datasets than data.dataset ({self.dataset}), each once; got {self.joint}"
             )
         if not 0.0 < self.joint_overlap_threshold <= 1.0:
             raise ConfigError(f"data.joint_overlap_threshold must be in (0, 1], got {self.joint_overlap_threshold}")
+        stray = sorted(set(self.joint_paths) - set(self.joint))
+        if stray:
+            raise ConfigError(f"data.joint_paths names corpora that are not in data.joint {self.joint}: {stray}")
         unknown = sorted(set(self.joint_features) - set(self.joint))
         if unknown:
             raise ConfigError(f"data.joint_features names datasets that are not in data.joint {self.joint}: {unknown}")
@@ -87,6 +115,8 @@ class DataConfig:
         if dataset is None or dataset == self.dataset:
             files = {"train": self.train, "dev": self.dev, "test": self.test}
             return corpus_spec(self.dataset, self.path, files, **common)
+        if dataset in self.joint_paths:
+            return replace(corpus_spec(None, self.joint_paths[dataset], **common), name=dataset)
         if dataset in PRESETS:
             return corpus_spec(dataset, **common)
         return corpus_spec(None, dataset, **common)

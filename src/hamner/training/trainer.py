@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hamner.data.conll import Post
-from hamner.data.corpus import label_types, load_posts, warn_unseen
+from hamner.data.corpus import entity_counts, label_types, load_posts, warn_unseen
 from hamner.data.encoding import EncodedPost
-from hamner.data.labels import bio_labels
+from hamner.data.labels import bio_labels, keep_types
 from hamner.data.sampler import BucketBatchSampler
 from hamner.env import git_revision, machine_description, package_versions, peak_memory_mb
 from hamner.errors import ConfigError
@@ -41,7 +42,7 @@ from hamner.models.tagger import CONFIG_FILE, Prediction, TextTagger
 from hamner.precision import autocast, grad_scaler, resolve_precision
 from hamner.training.config import ExperimentConfig
 from hamner.training.curves import plot_training_curves
-from hamner.vision.cache import FeatureStore
+from hamner.vision.cache import KEY_SCHEME_CONTENT, FeatureStore, post_feature_keys
 
 log = logging.getLogger(__name__)
 
@@ -192,10 +193,13 @@ def open_features(cfg: ExperimentConfig, dataset: str | None = None) -> FeatureS
     path = cfg.data.features_of(dataset)
     if not path:
         field = "data.features" if dataset == cfg.data.dataset else f"data.joint_features.{dataset}"
-        raise ConfigError(
-            f"config {cfg.name!r} uses visual inputs: set {field} to a feature cache "
-            f"(make one with: hamner preprocess --dataset {dataset} --images DIR --captions FILE)"
-        )
+        spec = cfg.data.corpus(dataset)
+        if spec.preset is not None:
+            how = f"hamner preprocess --dataset {dataset} --images DIR --captions FILE"
+        else:
+            where = next(iter(spec.files.values())).parent
+            how = f"hamner preprocess --corpus {where} --out features/{spec.name}"
+        raise ConfigError(f"config {cfg.name!r} uses visual inputs: set {field} to a feature cache (make one with: {how})")
     return FeatureStore.open(path)
 
 
@@ -272,20 +276,51 @@ def adopt_features(cfg: ExperimentConfig, store: FeatureStore) -> None:
             break
 
 
-def visual_inputs(posts: list[Post], store: FeatureStore | None) -> list[Any] | None:
-    """Each post's ImageFeatures from the cache, by IMGID; an IMGID not in the cache is an error."""
+def visual_inputs(
+    posts: list[Post], store: FeatureStore | None, file: Path | None = None, images: Path | None = None
+) -> list[Any] | None:
+    """Each post's ImageFeatures from the cache: by IMGID (a benchmark's or a folder's cache), or by
+    the content key of its image and caption (a corpus's cache, ``hamner preprocess --corpus``; the
+    post's ``image`` is relative to ``file``, the split file it was read from, its IMGID looked up
+    in ``images``). A post the cache does not answer for is an error naming it."""
     if store is None:
         return None
+    if store.key_scheme == KEY_SCHEME_CONTENT:
+        if file is None:
+            raise ValueError("visual_inputs: a content-keyed cache needs the posts' corpus file")
+        out = []
+        for p, key in zip(posts, post_feature_keys(posts, file, images), strict=True):
+            if key not in store:
+                made = store.header.get("inputs", {}).get("corpus", {})
+                raise ConfigError(
+                    f"{p.source}: post {p.id}: its image and caption (key {key}) are not in the feature cache "
+                    f"{store.directory} (made from {made.get('path', 'another corpus')}): the post is new, or its "
+                    "image or caption changed since (data.images and data.captions must be those given to "
+                    "'hamner preprocess'); rebuild it with 'hamner preprocess --corpus ... --overwrite'"
+                )
+            out.append(store[key])
+        return out
     out = []
     for p in posts:
         if p.imgid is None:
-            raise ConfigError(f"{p.source}: a post without an IMGID line; its visual inputs cannot be found")
+            raise ConfigError(
+                f"{p.source}: a post without an IMGID line; the feature cache {store.directory} is keyed by IMGID. "
+                "For a corpus of your own, make one keyed by image content: hamner preprocess --corpus PATH"
+            )
         if p.imgid not in store:
             raise ConfigError(
                 f"{p.source}: IMGID {p.imgid} is not in the feature cache {store.directory} (made for another dataset?)"
             )
         out.append(store[p.imgid])
     return out
+
+
+def split_visuals(cfg: ExperimentConfig, dataset: str, split: str, posts: list[Post], store: FeatureStore | None) -> list[Any] | None:
+    """:func:`visual_inputs` of one split of data.dataset or of a data.joint corpus."""
+    if store is None:
+        return None
+    spec = cfg.data.corpus(dataset)
+    return visual_inputs(posts, store, spec.file(split), spec.images)
 
 
 def encode_posts(
@@ -488,6 +523,17 @@ def _train(
     dev_sets = {d: load_split_of(cfg, d, "dev")[: cfg.data.max_eval_posts] for d in datasets}
     dev_posts = dev_sets[cfg.data.dataset]
     types = set_label_set(cfg, by_dataset)
+    # a joint run scores each corpus on the types of its own training split (BTC has no MISC: the
+    # model's MISC predictions on BTC posts are neither right nor wrong there)
+    scored: dict[str, list[str] | None] = {d: None for d in datasets}
+    if cfg.data.joint:
+        for d in datasets:
+            own = sorted(entity_counts(by_dataset[d]))
+            if set(own) != set(types):
+                scored[d] = [t for t in types if t in own]
+                if dist.main:
+                    log.info("%s is scored on its own types %s (the model also predicts %s)", d,
+                             ", ".join(scored[d] or []), ", ".join(t for t in types if t not in own))  # fmt: skip
     if dist.main:
         log.info("label set: %s", ", ".join(types))
         for d in datasets:
@@ -515,7 +561,9 @@ def _train(
         log.info("model %s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
     train_posts = [p for d in datasets for p in by_dataset[d]]
     train_visuals = (
-        None if store is None else [v for d in datasets for v in visual_inputs(by_dataset[d], stores[d]) or []]
+        None
+        if store is None
+        else [v for d in datasets for v in split_visuals(cfg, d, "train", by_dataset[d], stores[d]) or []]
     )
     # the entity-type channel's spaCy classes, once for both encodings of the training posts
     train_ents = model.word_encoder.entity_ids_of([p.words for p in train_posts], progress=show)
@@ -524,8 +572,8 @@ def _train(
     if train_marks is not None and dist.main:
         log.info("dataset marker: each post's encoder input starts with its dataset's name (%s)", ", ".join(datasets))
     train_enc = encode_posts(model, train_posts, train_visuals, train_ents, train_marks)
-    dev_visuals = visual_inputs(dev_posts, store)
-    joint_dev = {d: (dev_sets[d], visual_inputs(dev_sets[d], stores[d])) for d in cfg.data.joint}
+    dev_visuals = split_visuals(cfg, cfg.data.dataset, "dev", dev_posts, store)
+    joint_dev = {d: (dev_sets[d], split_visuals(cfg, d, "dev", dev_sets[d], stores[d])) for d in cfg.data.joint}
     joint_best: dict[str, list[float]] = {d: [-1.0, -1] for d in cfg.data.joint}  # dataset -> [best dev F1, its epoch]
     p_drop = cfg.train.visual_dropout if store is not None else 0.0
     cross_view = store is not None and cfg.model.cross_view_weight > 0
@@ -617,6 +665,7 @@ def _train(
                 "datasets": datasets,
                 "train_posts": {d: len(by_dataset[d]) for d in datasets},
                 "dropped_overlap": dropped,
+                "scored_types": {d: t for d, t in scored.items() if t is not None},
             }
         (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -685,7 +734,9 @@ def _train(
             (Path(record_dir) / f"rank{dist.rank}.json").write_text(json.dumps(seen))
         if dist.main:
             with autocast(device, precision):
-                report = evaluate(model, dev_posts, device, eval_batch, show, "dev", visuals=dev_visuals)
+                report = evaluate(
+                    model, dev_posts, device, eval_batch, show, "dev", visuals=dev_visuals, types=scored[cfg.data.dataset]
+                )
             f1 = report.micro.f1
             improved = f1 > best_f1
             if improved:
@@ -703,7 +754,7 @@ def _train(
                 with model.marked(d) if cfg.model.dataset_marker else contextlib.nullcontext():
                     with autocast(device, precision):
                         f1_d = evaluate(
-                            model, posts_d, device, eval_batch, show, f"dev {d}", visuals=visuals_d
+                            model, posts_d, device, eval_batch, show, f"dev {d}", visuals=visuals_d, types=scored[d]
                         ).micro.f1
                     joint_f1[d] = f1_d
                     if f1_d > joint_best[d][0]:
@@ -799,18 +850,26 @@ def finish(
     best = TextTagger.from_pretrained(out_dir / "best").to(device)
     test_posts = load_split_of(cfg, dataset, "test")[: cfg.data.max_eval_posts]
     warn_unseen([label[2:] for label in best.config.labels if label.startswith("B-")], test_posts, f"{dataset} test")
-    visuals = visual_inputs(test_posts, open_features(cfg, dataset))
+    visuals = split_visuals(cfg, dataset, "test", test_posts, open_features(cfg, dataset))
     with autocast(device, precision):
         preds = best.run(
             [p.words for p in test_posts], visuals, cfg.train.eval_batch(device), cfg.train.progress, "test"
         )
-    report = entity_scores([p.tags for p in test_posts], [p.tags for p in preds])
+    run_meta = json.loads((run_dir / "run.json").read_text())
+    pred_tags = [p.tags for p in preds]
+    own = run_meta.get("joint", {}).get("scored_types", {}).get(dataset)
+    not_scored: Counter[str] = Counter()
+    if own is not None:  # a joint run's corpus that annotates fewer types than the model predicts
+        for i, tags in enumerate(pred_tags):
+            pred_tags[i], dropped = keep_types(tags, own)
+            not_scored.update(dropped)
+    report = entity_scores([p.tags for p in test_posts], pred_tags)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     epoch_seconds = [r["epoch_seconds"] for r in records]
-    run_meta = json.loads((run_dir / "run.json").read_text())
     final = {
         "dataset": dataset,
         **({"protocol": "joint", "trained_on": run_meta["joint"]["datasets"]} if cfg.data.joint else {}),
+        **({"scored_types": own, "predictions_not_scored": dict(sorted(not_scored.items()))} if own is not None else {}),
         "config": cfg.name,
         "seed": cfg.train.seed,
         "best_epoch": best_epoch + 1,
@@ -821,7 +880,7 @@ def finish(
         "peak_mem_mb": max(r["peak_mem_mb"] for r in records) if records else math.nan,
         "run": run_meta,
     }
-    write_predictions(out_dir / PREDICTIONS_FILE, test_posts, [p.tags for p in preds], [p.relevance for p in preds])
+    write_predictions(out_dir / PREDICTIONS_FILE, test_posts, pred_tags, [p.relevance for p in preds])
     if visuals is not None:
         final["relevance"] = relevance_summary(preds, visuals)
         write_relevance(out_dir / "test_relevance.csv", test_posts, preds, visuals)
@@ -876,4 +935,4 @@ def write_relevance(path: Path, posts: list[Post], preds: list[Prediction], visu
         for post, pred, feats in zip(posts, preds, visuals, strict=True):
             lw = pred.level_weights or {}
             r = "" if pred.relevance is None else f"{pred.relevance:.4f}"
-            w.writerow([post.imgid, _visual_kind(feats), r, *[f"{lw[k]:.4f}" if k in lw else "" for k in levels]])
+            w.writerow([post.imgid if post.imgid is not None else post.id, _visual_kind(feats), r, *[f"{lw[k]:.4f}" if k in lw else "" for k in levels]])

@@ -2,7 +2,8 @@
 
 Layout of a cache directory::
 
-    cache.json                 what made it: the extractor's identity and fingerprint, the inputs
+    cache.json                 what made it: the extractor's identity and fingerprint, the inputs,
+                               and (a corpus's cache) key_scheme "content-sha256"
     shard-00000.safetensors    tensors of up to ``shard_size`` images, keys "<IMGID>/<field>"
     shard-00000.json           the same images' records: status, error, sizes, labels, semantic words
     ...
@@ -13,6 +14,11 @@ A shard's JSON is renamed into place after its tensors, so a shard exists only w
 interrupted run resumes from the finished shards without redoing their images. Reading opens
 shards with ``safetensors.safe_open`` (memory-mapped) and loads one image's tensors on demand.
 A cache made with other settings or model files is refused with the list of what differs.
+
+Keys: a benchmark's cache (``--dataset``) and a folder's are keyed by IMGID (the file name); a
+corpus's (``--corpus``, any format) by what each post's features are made of, its image file's
+bytes and its caption (:func:`content_key`), so that posts need no IMGID, share entries when they
+share an image and caption, and an edited image or caption is never answered with stale features.
 """
 
 from __future__ import annotations
@@ -39,17 +45,102 @@ log = logging.getLogger(__name__)
 HEADER = "cache.json"
 MANIFEST = "manifest.json"
 CACHE_FORMAT = "hamner-feature-cache"
+#: the header's ``key_scheme`` of a cache keyed by content (``hamner preprocess --corpus``); a header
+#: without one is keyed by IMGID (the benchmarks' caches, a folder's file names)
+KEY_SCHEME_CONTENT = "content-sha256"
+KEY_SCHEME_IMGID = "imgid"
 
 
 @dataclass(frozen=True)
 class ImageEntry:
-    """One image to extract: its key (IMGID), file (None: the post has no image file) and texts."""
+    """One image to extract: its key (IMGID, or :func:`content_key`), file (None: no image file) and
+    texts. ``no_image``: the post names no image at all (status "no_image", its caption/OCR words
+    only, as ``hamner tag`` reads such a post); otherwise a None ``path`` is a missing image (a
+    benchmark IMGID without a file: status "missing" under the on-bad-image policy)."""
 
     key: str
     path: Path | None
     caption: str | None = None
     ocr: str | None = None
     split: str | None = None
+    no_image: bool = False
+
+
+def content_key(image: Path | None, caption: str | None, ocr: str | None = None, hashes: dict[Path, str] | None = None) -> str:
+    """The key of a post's visual inputs in a content-keyed cache: what its features are made of.
+
+    ``img-<SHA-256 of the image file's bytes>`` (first 24 hex digits), ``lost-<SHA-256 of its
+    resolved path>`` for an image named but not found, ``noimg`` for a post without image; then
+    ``-txt-<SHA-256 of the caption and OCR text>`` when it has either. Posts sharing an image and a
+    caption share one entry; an image or caption edited after ``hamner preprocess`` gives another
+    key, so the cache no longer answers for that post (never stale features). ``hashes`` remembers
+    each file's digest within a call (an image shared by many posts is read once)."""
+    if image is None:
+        key = "noimg"
+    else:
+        resolved = image.resolve()
+        if resolved.is_file():
+            if hashes is not None and resolved in hashes:
+                digest = hashes[resolved]
+            else:
+                from hamner.hashing import file_sha256
+
+                digest = file_sha256(resolved)
+                if hashes is not None:
+                    hashes[resolved] = digest
+            key = f"img-{digest[:24]}"
+        else:
+            key = f"lost-{hashlib.sha256(str(resolved).encode()).hexdigest()[:24]}"
+    if caption or ocr:
+        text = json.dumps([caption or "", ocr or ""], ensure_ascii=False)
+        key += f"-txt-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    return key
+
+
+def post_feature_keys(posts: Sequence[Any], file: Path, images: Path | None, ocr: dict[str, str] | None = None, hashes: dict[Path, str] | None = None) -> list[str]:
+    """Each post's :func:`content_key`: its ``image`` (relative to the corpus ``file``'s folder) or
+    its IMGID looked up in ``images``, and its caption (and OCR text by IMGID)."""
+    from hamner.data.corpus import image_path
+
+    hashes = {} if hashes is None else hashes
+    out = []
+    for p in posts:
+        path, _ = image_path(p, file, images)
+        out.append(content_key(path, p.caption, (ocr or {}).get(p.imgid) if p.imgid else None, hashes))
+    return out
+
+
+def corpus_entries(spec: Any, ocr: dict[str, str] | None = None) -> tuple[list[ImageEntry], dict[str, Any]]:
+    """One entry per distinct :func:`content_key` of every post of a corpus (a
+    :class:`hamner.data.corpus.CorpusSpec`: every split it has), and facts for the manifest."""
+    from hamner.data.corpus import CORPUS_SPLITS, image_path, load_posts
+
+    entries: dict[str, ImageEntry] = {}
+    hashes: dict[Path, str] = {}
+    facts: dict[str, Any] = {"posts": {}, "with_image": 0, "image_not_found": 0, "without_image": 0}
+    for split in CORPUS_SPLITS:
+        if split not in spec.files:
+            continue
+        posts = load_posts(spec, split)
+        file = spec.file(split)
+        facts["posts"][split] = len(posts)
+        keys = post_feature_keys(posts, file, spec.images, ocr, hashes)
+        for post, key in zip(posts, keys, strict=True):
+            path, _ = image_path(post, file, spec.images)
+            if path is None:
+                facts["without_image"] += 1
+            elif path.is_file():
+                facts["with_image"] += 1
+            else:
+                facts["image_not_found"] += 1
+                log.warning("%s: post %s: image %s not found (its caption words only)", post.source, post.id, path)
+            if key not in entries:
+                text_ocr = (ocr or {}).get(post.imgid) if post.imgid else None
+                entries[key] = ImageEntry(
+                    key, path if path is not None and path.is_file() else None, post.caption, text_ocr, split, no_image=path is None
+                )
+    facts["entries"] = len(entries)
+    return list(entries.values()), facts
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -105,6 +196,7 @@ def preprocess(
     stop_after: int | None = None,
     extra: dict[str, Any] | None = None,
     workers: int = 1,
+    key_scheme: str | None = None,
 ) -> dict[str, Any]:
     """Extract every entry into ``out_dir`` (resuming a finished part); returns the manifest.
 
@@ -116,7 +208,9 @@ def preprocess(
     ``inputs`` describes where the entries came from (dataset, image folder, caption file); it is
     stored in the header and a resume with other inputs is refused. ``extra`` is added to the
     manifest as is. ``stop_after`` stops after that many shards (for tests of the resume path); the
-    manifest is then not written and ``{}`` is returned.
+    manifest is then not written and ``{}`` is returned. ``key_scheme``: how posts find their
+    entry, stored in the header (:data:`KEY_SCHEME_CONTENT` for :func:`corpus_entries`; None: no
+    field, keyed by IMGID, as every cache made before content keys).
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -141,6 +235,8 @@ def preprocess(
         "keys_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
         "num_entries": len(entries),
     }
+    if key_scheme is not None:
+        header["key_scheme"] = key_scheme
     header_path = out / HEADER
     if header_path.exists() and overwrite:
         for p in [*out.glob("shard-*"), out / MANIFEST, header_path]:
@@ -153,10 +249,10 @@ def preprocess(
                 f"{fingerprint[:12]}): {explain_difference(old.get('identity', {}), json.loads(_canonical(identity)))}. "
                 "Use another --out, or --overwrite to rebuild it."
             )
-        for field in ("inputs", "keys_sha256"):
-            if old.get(field) != header[field]:
+        for field in ("inputs", "keys_sha256", "key_scheme"):
+            if old.get(field) != header.get(field):
                 raise CacheError(
-                    f"{out} was started for other inputs ({field}: {explain_difference({field: old.get(field)}, {field: header[field]})}). "
+                    f"{out} was started for other inputs ({field}: {explain_difference({field: old.get(field)}, {field: header.get(field)})}). "
                     "Use another --out, or --overwrite to rebuild it."
                 )
     else:
@@ -206,6 +302,14 @@ def _load_or_error(extractor: VisualExtractor, entry: ImageEntry) -> LoadedImage
         return exc
 
 
+def _without_file(extractor: VisualExtractor, entry: ImageEntry) -> ImageFeatures:
+    """An entry without an image file: a post that names none, or a missing image (the policy)."""
+    if entry.no_image:
+        return extractor.without_image(entry.key, "no_image", None, entry.caption, entry.ocr)
+    missing = ImageError(entry.key, "missing", "no image file with this key in the image folder")
+    return extractor.handle_bad_image(entry.key, missing, entry.caption, entry.ocr)
+
+
 def _extract_chunk(
     chunk: Sequence[ImageEntry], extractor: VisualExtractor, pool: ThreadPoolExecutor, prefetch: int, bar: Any
 ) -> Iterator[ImageFeatures]:
@@ -226,8 +330,7 @@ def _extract_chunk(
             queue.append(nxt)
         loaded = fut.result()
         if loaded is None:
-            missing = ImageError(entry.key, "missing", "no image file with this key in the image folder")
-            feats = extractor.handle_bad_image(entry.key, missing, entry.caption, entry.ocr)
+            feats = _without_file(extractor, entry)
         elif isinstance(loaded, ImageError):
             feats = extractor.handle_bad_image(entry.key, loaded, entry.caption, entry.ocr)
         else:
@@ -240,8 +343,7 @@ def _extract_entry(extractor: VisualExtractor, entry: ImageEntry) -> ImageFeatur
     """Decode and extract one entry (a missing or bad image: the extractor's policy)."""
     loaded = _load_or_error(extractor, entry)
     if loaded is None:
-        missing = ImageError(entry.key, "missing", "no image file with this key in the image folder")
-        return extractor.handle_bad_image(entry.key, missing, entry.caption, entry.ocr)
+        return _without_file(extractor, entry)
     if isinstance(loaded, ImageError):
         return extractor.handle_bad_image(entry.key, loaded, entry.caption, entry.ocr)
     return extractor.extract(loaded, key=entry.key, caption=entry.caption, ocr=entry.ocr)
@@ -305,6 +407,7 @@ def build_manifest(out: Path, header: dict[str, Any], entries: Sequence[ImageEnt
         "format": CACHE_FORMAT,
         "fingerprint": header["fingerprint"],
         "inputs": header["inputs"],
+        **({"key_scheme": header["key_scheme"]} if "key_scheme" in header else {}),
         "counts": {
             "entries": len(entries),
             "images_found": found,
@@ -386,6 +489,12 @@ class FeatureStore:
     @property
     def fingerprint(self) -> str:
         return str(self.header["fingerprint"])
+
+    @property
+    def key_scheme(self) -> str:
+        """How a post finds its entry: :data:`KEY_SCHEME_IMGID` (its IMGID) or
+        :data:`KEY_SCHEME_CONTENT` (:func:`post_feature_keys`)."""
+        return str(self.header.get("key_scheme", KEY_SCHEME_IMGID))
 
     def keys(self) -> list[str]:
         return list(self._index)
