@@ -134,7 +134,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model.to(device)
     with autocast(device, precision):
         preds = model.run([p.words for p in posts], visuals, args.batch_size, progress=True, desc=args.split)
-    report = entity_scores([p.tags for p in posts], [p.tags for p in preds], mode=args.mode)
+    # the per-type rows: every type of the checkpoint, in its label order, then any gold type it lacks
+    report = entity_scores([p.tags for p in posts], [p.tags for p in preds], mode=args.mode, types=types)
     if args.predictions:
         out = write_predictions(args.predictions, posts, [p.tags for p in preds], [p.relevance for p in preds])
         log.info("predictions of %d posts written to %s", len(posts), out)
@@ -153,7 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{dataset} {split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
         if model.config.multimodal:
             print(f"visual input: {source}")
-        print(report.table())
+        print(report.table(ordered=True))
     return 0
 
 
