@@ -142,6 +142,16 @@ def trained_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return best
 
 
+@pytest.fixture(scope="session")
+def six_type_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny text-only model of six types (BRAND, DRUG, EVENT, LOC, ORG, PER) trained on a JSONL corpus
+    (``six_types.six_type_corpus``, in the checkpoint's folder's ``../../../../brands``)."""
+    from six_types import train_six_type_model
+
+    base = tmp_path_factory.mktemp("six-types")
+    return train_six_type_model(base, make_tiny_encoder(base / "enc", words=("nike", "drug")))
+
+
 @pytest.fixture()
 def fake_spacy(monkeypatch: pytest.MonkeyPatch) -> Any:
     """The entity-type channel's spaCy replaced by :class:`fakes.FakeEntityAnnotator` for one test."""

@@ -159,7 +159,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 "%s %s has no %s entity: the model's %d %s predictions count as false positives "
                 "(to score the types both share, pass --type-map %s=O)", dataset, split, t, predicted[t], t, t,
             )  # fmt: skip
-    report = entity_scores([p.tags for p in posts], pred_tags, mode=args.mode)
+    # the per-type rows: every scored type of the checkpoint, in its label order, then any gold type it lacks
+    scored = [t for t in types if t not in dropped_types]
+    report = entity_scores([p.tags for p in posts], pred_tags, mode=args.mode, types=scored)
     if args.predictions:
         out = write_predictions(args.predictions, posts, pred_tags, [p.relevance for p in preds])
         log.info("predictions of %d posts written to %s", len(posts), out)
@@ -183,7 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"visual input: {source}")
         if dropped_types:
             print(f"not scored: {', '.join(sorted(dropped_types))} (dropped from the gold and from the predictions)")
-        print(report.table())
+        print(report.table(ordered=True))
     return 0
 
 

@@ -23,6 +23,21 @@ def test_hand_computed_micro_and_per_type() -> None:
     assert r.per_type["MISC"].f1 == 0.0
 
 
+def test_per_type_rows_follow_a_label_set_and_the_table_fits_long_names() -> None:
+    gold = [["B-WORK_OF_ART", "I-WORK_OF_ART", "O", "B-SHOE"]]
+    pred = [["B-WORK_OF_ART", "I-WORK_OF_ART", "O", "O"]]
+    r = entity_scores(gold, pred, types=["PER", "WORK_OF_ART"])
+    # the label set's types in its order (PER: zeros), then a gold type outside it (SHOE: missed)
+    assert list(r.per_type) == ["PER", "WORK_OF_ART", "SHOE"]
+    assert r.per_type["PER"].n_gold == r.per_type["PER"].n_pred == 0 and r.per_type["SHOE"].recall == 0.0
+    assert (r.micro.tp, r.micro.n_gold) == (1, 2)
+    assert list(entity_scores(gold, pred).per_type) == ["SHOE", "WORK_OF_ART"]  # without a label set: seen, sorted
+    lines = r.table(ordered=True).splitlines()
+    assert [line.split()[0] for line in lines] == ["type", "PER", "WORK_OF_ART", "SHOE", "micro"]
+    assert len({len(line) for line in lines}) == 1  # the columns line up under a name longer than 7
+    assert lines[2].startswith("WORK_OF_ART ")
+
+
 def test_orphan_i_tags_count_in_conlleval_mode_not_in_strict() -> None:
     gold = [["O", "I-LOC", "I-LOC", "O", "B-PER", "I-ORG"]]
     assert spans_from_bio(gold[0]) == [Span("LOC", 1, 3), Span("PER", 4, 5), Span("ORG", 5, 6)]

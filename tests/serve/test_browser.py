@@ -60,7 +60,7 @@ def test_page_tags_a_tweet_with_its_picture(trained_tiny_model: Path, data_root:
             page.get_by_label("Picture (optional)", exact=True).set_input_files(str(image))
             expect(page.locator("#preview")).to_be_visible()
             page.get_by_role("button", name="Tag").click()
-            mark = page.locator("#tweet mark.ent.LOC")
+            mark = page.locator('#tweet mark.ent[data-type="LOC"]')
             expect(mark).to_have_count(1, timeout=60_000)
             expect(mark).to_contain_text("London")
             boxes = page.locator("#boxes-wrap .box")
@@ -85,7 +85,62 @@ def test_page_tags_a_tweet_with_its_picture(trained_tiny_model: Path, data_root:
             page.get_by_label("Tweet").fill(canned["text"])
             page.get_by_role("button", name="Tag").click()
             expect(page.locator("#tweet")).to_contain_text("🚓🚓 police in")  # the canned answer is shown
-            expect(page.locator("#tweet mark.ent.LOC")).to_have_text("LondonLOC")
+            expect(page.locator('#tweet mark.ent[data-type="LOC"]')).to_have_text("LondonLOC")
+            # the benchmarks' four types keep their colours (LOC green), and the legend is the model's
+            expect(page.locator("#legend li")).to_have_text(["PER person", "LOC location", "ORG organisation", "MISC other"])
+            assert page.locator("#tweet mark.ent").evaluate("m => getComputedStyle(m).backgroundColor") == "rgb(187, 247, 208)"
             browser.close()
     assert shot.stat().st_size > 10_000
     assert not external, f"the page made external requests: {external}"
+
+
+SIX = ["BRAND", "DRUG", "EVENT", "LOC", "ORG", "PER"]
+HOSTILE = '<img src=x onerror="window.pwned=1">'
+
+
+def test_the_legend_and_colours_follow_a_six_type_model(six_type_model: Path, tmp_path: Path) -> None:
+    """The page of a six-type model: its legend lists the model's types in its order, each entity
+    drawn in its type's colour (LOC and PER keep theirs), and a type name is text, never markup."""
+    from playwright.sync_api import expect, sync_playwright
+
+    out_dir = Path(os.environ.get("HAMNER_ARTIFACTS", REPO / "artifacts"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with running_server(six_type_model, "--threads", "1", "--no-objects", log_path=tmp_path / "server.log") as (base, _):
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 390, "height": 900})
+            page.goto(base + "/")
+            page.get_by_label("Tweet").fill("the nike today in paris with obama at the festival")
+            page.get_by_role("button", name="Tag").click()
+            expect(page.locator('#tweet mark.ent[data-type="BRAND"]')).to_have_text("nikeBRAND", timeout=60_000)
+            expect(page.locator("#legend li")).to_have_text(["BRAND", "DRUG", "EVENT", "LOC location", "ORG organisation", "PER person"])
+            chips = page.locator("#legend .ent")
+            colours = [chips.nth(i).evaluate("c => getComputedStyle(c).backgroundColor") for i in range(6)]
+            assert len(set(colours)) == 6, colours
+            assert colours[SIX.index("LOC")] == "rgb(187, 247, 208)" and colours[SIX.index("PER")] == "rgb(253, 230, 138)"
+            marks = page.locator("#tweet mark.ent")
+            for i in range(marks.count()):  # each entity in its type's legend colour
+                m = marks.nth(i)
+                typ = m.get_attribute("data-type")
+                assert m.evaluate("m => getComputedStyle(m).backgroundColor") == colours[SIX.index(typ)], typ
+            page.screenshot(path=str(out_dir / "serve-page-six-types.png"), full_page=True)
+
+            # a model whose type names are markup: shown as text, no element made, no script run
+            page = browser.new_page()
+            info = {"entity_types": [*SIX, HOSTILE, '"><b>x</b>']}
+            answer = {
+                "text": "the nike today", "words": [], "relevance": None, "level_weights": None, "objects": [],
+                "entities": [{"text": "nike", "type": HOSTILE, "start": 4, "end": 8}],
+                "image_words": [], "image": None, "notes": [], "batch_size": 1, "timings_ms": {"total": 1.0},
+            }  # fmt: skip
+            page.route("**/v1/model", lambda route: route.fulfill(json=info))
+            page.route("**/v1/tag", lambda route: route.fulfill(json=answer))
+            page.goto(base + "/")
+            page.get_by_label("Tweet").fill(answer["text"])
+            page.get_by_role("button", name="Tag").click()
+            expect(page.locator("#legend li")).to_have_count(8)
+            expect(page.locator("#legend li").nth(6)).to_have_text(HOSTILE)
+            expect(page.locator("#tweet mark.ent")).to_have_text("nike" + HOSTILE)
+            assert page.locator(":is(#legend, #tweet, #entity-list) :is(img, b)").count() == 0
+            assert page.evaluate("window.pwned") is None
+            browser.close()

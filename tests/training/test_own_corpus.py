@@ -9,35 +9,7 @@ from pathlib import Path
 from conftest import make_tiny_encoder
 from hamner.cli import main
 from hamner.models.tagger import TextTagger
-
-REPO = Path(__file__).resolve().parents[2]
-NAMES = {
-    "PER": ["obama", "trump"], "LOC": ["paris", "london"], "ORG": ["google", "nba"],
-    "BRAND": ["apple", "nike"], "EVENT": ["festival", "game"], "DRUG": ["music", "police"],
-}  # fmt: skip
-
-
-def six_type_corpus(folder: Path, n_train: int = 48, seed: int = 0) -> Path:
-    """train/dev/test JSONL: 'the <name> today' with the name's type; every third post has an image."""
-    rng = random.Random(seed)
-    (folder / "img").mkdir(parents=True, exist_ok=True)
-    (folder / "img" / "a.png").write_bytes(b"not read by a text-only model")
-    for split, n in (("train", n_train), ("dev", 12), ("test", 12)):
-        lines = []
-        for i in range(n):
-            typ = list(NAMES)[i % len(NAMES)]
-            name = rng.choice(NAMES[typ])
-            rec = {
-                "id": f"{split}{i}",
-                "text": f"the {name} today",
-                "entities": [{"start": 4, "end": 4 + len(name), "type": typ}],
-            }
-            if i % 3 == 0:
-                rec["image"] = "img/a.png"
-            lines.append(json.dumps(rec))
-        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-    return folder
-
+from six_types import NAMES, REPO, train_six_type_model
 
 TYPES = ["BRAND", "DRUG", "EVENT", "LOC", "ORG", "PER"]
 LABELS = ["O", *[f"{p}-{t}" for t in TYPES for p in "BI"]]
@@ -52,14 +24,9 @@ def train(config: str, overrides: list[str]) -> int:
 
 
 def test_a_six_type_jsonl_corpus_trains_tags_and_evaluates(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    corpus = six_type_corpus(tmp_path / "brands")
     encoder = make_tiny_encoder(tmp_path / "enc", words=("nike", "drug"))
-    assert train("text-only", [
-        f"data.path={corpus}", f"model.encoder={encoder}", f"train.output_dir={tmp_path / 'runs'}", "train.epochs=12",
-        "train.batch_size=8", "train.lr_encoder=3e-3", "train.lr_head=3e-2", "train.warmup_ratio=0.0",
-    ]) == 0  # fmt: skip
-    run = tmp_path / "runs" / "brands" / "text-only" / "seed1"
-    best = run / "best"
+    best = train_six_type_model(tmp_path, encoder)
+    corpus, run = tmp_path / "brands", best.parent
     model = TextTagger.from_pretrained(best)
     types = TYPES
     assert model.config.labels == LABELS
@@ -165,12 +132,10 @@ def test_a_six_type_corpus_with_some_images_trains_a_hamlearning_model_that_expo
     assert outputs["torch"][0]["visual"]["status"] == "ok" and outputs["torch"][1]["visual"]["status"] == "no_image"
 
 
-def test_a_text_only_model_of_six_types_exports_to_onnx_with_its_label_set(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    corpus = six_type_corpus(tmp_path / "brands", n_train=24)
-    encoder = make_tiny_encoder(tmp_path / "enc", words=("nike",))
-    overrides = [f"data.path={corpus}", f"model.encoder={encoder}", f"train.output_dir={tmp_path / 'runs'}"]
-    assert train("text-only", [*overrides, "train.epochs=1", "train.batch_size=8"]) == 0
-    best = tmp_path / "runs" / "brands" / "text-only" / "seed1" / "best"
+def test_an_onnx_export_refuses_a_crf_of_another_label_set(six_type_model: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The export keeps the checkpoint's six types (tests/test_label_sets.py checks its answers), and
+    an export whose CRF does not match its label list is refused, not read with the wrong tags."""
+    best = six_type_model
     onnx = tmp_path / "onnx"
     assert main(["export", "--model", str(best), "--out", str(onnx)]) == 0
     labels = TextTagger.from_pretrained(best).config.labels

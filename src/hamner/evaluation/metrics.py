@@ -53,20 +53,30 @@ class EntityReport:
             "per_type": {k: asdict(v) for k, v in self.per_type.items()},
         }
 
-    def table(self) -> str:
-        """A fixed-width per-type table for humans (never parse it: use the fields)."""
-        rows = [f"{'type':<8}{'prec':>8}{'rec':>8}{'f1':>8}{'gold':>8}{'pred':>8}"]
-        for name, s in sorted(self.per_type.items()) + [("micro", self.micro)]:
+    def table(self, ordered: bool = False) -> str:
+        """A fixed-width per-type table for humans (never parse it: use the fields); types sorted by
+        name, or (``ordered``) in ``per_type``'s order. The type column is as wide as the longest name."""
+        items = list(self.per_type.items()) if ordered else sorted(self.per_type.items())
+        w = max([8, *(len(name) + 2 for name, _ in items)])
+        rows = [f"{'type':<{w}}{'prec':>8}{'rec':>8}{'f1':>8}{'gold':>8}{'pred':>8}"]
+        for name, s in items + [("micro", self.micro)]:
             rows.append(
-                f"{name:<8}{100 * s.precision:>8.2f}{100 * s.recall:>8.2f}{100 * s.f1:>8.2f}{s.n_gold:>8d}{s.n_pred:>8d}"
+                f"{name:<{w}}{100 * s.precision:>8.2f}{100 * s.recall:>8.2f}{100 * s.f1:>8.2f}{s.n_gold:>8d}{s.n_pred:>8d}"
             )
         return "\n".join(rows)
 
 
 def entity_scores(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: str = "conlleval"
+    gold: Sequence[Sequence[str]],
+    pred: Sequence[Sequence[str]],
+    mode: str = "conlleval",
+    types: Sequence[str] | None = None,
 ) -> EntityReport:
-    """Score predicted BIO sequences against gold ones, entity by entity (exact span and type)."""
+    """Score predicted BIO sequences against gold ones, entity by entity (exact span and type).
+
+    ``per_type`` holds the types seen in gold or predictions, sorted; with ``types`` (a model's label
+    set), every one of them in that order (a type neither in gold nor predicted: a row of zeros),
+    then any other type seen (a gold type the model does not know), sorted."""
     if mode not in ("conlleval", "strict"):
         raise ValueError(f"mode must be 'conlleval' or 'strict', got {mode!r}")
     if len(gold) != len(pred):
@@ -86,7 +96,8 @@ def entity_scores(
             n_pred[s.type] += 1
         for s in gs & ps:
             tp[s.type] += 1
-    types = sorted(set(n_gold) | set(n_pred))
-    per_type = {t: PRF.from_counts(tp[t], n_pred[t], n_gold[t]) for t in types}
+    seen = sorted(set(n_gold) | set(n_pred))
+    order = seen if types is None else [*dict.fromkeys(types), *(t for t in seen if t not in types)]
+    per_type = {t: PRF.from_counts(tp[t], n_pred[t], n_gold[t]) for t in order}
     micro = PRF.from_counts(sum(tp.values()), sum(n_pred.values()), sum(n_gold.values()))
     return EntityReport(micro=micro, per_type=per_type, mode=mode)

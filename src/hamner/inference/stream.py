@@ -16,7 +16,9 @@ post's id: it stops the run (``on_bad_line="error"``), after every line before i
 (those of its chunk included), or becomes an error record ``{"id", "line", "error"}`` in the output
 (``"skip"``), logged. With ``on_bad_image="skip"`` a bad image is no bad line: the post is tagged from
 its text and caption (its ``visual.status`` says why; logged with the file, line and id). Image paths
-in JSONL are relative to the input file's folder (to the working directory for standard input).
+in JSONL are relative to the input file's folder (to the working directory for standard input). A
+post's ``image`` and ``caption`` are echoed in its output record as the line gives them (the image not
+resolved), so the output, corrected and kept beside the input, is a JSONL corpus with its images.
 
 Memory holds one chunk of posts (plus the model), whatever the input size; each chunk is written
 and flushed before the next is read. ``--resume`` continues an interrupted output file after its
@@ -56,9 +58,10 @@ class InputPost:
     line: int
     id: Any
     text: str = ""
-    image: str | None = None
+    image: str | None = None  # resolved against the input file's folder: what the tagger opens
     caption: str | None = None
     error: str | None = None
+    given_image: str | None = None  # the image as the line gives it, echoed in the output
     nbytes: int = 0  # bytes of the input this line took, newline included (for the progress bar)
     blank: bool = False  # a blank or whitespace-only line of JSONL input: answered as an empty post
 
@@ -194,7 +197,8 @@ class InputReader:
         image = rec.get("image")
         if image is not None and self.folder is not None and not Path(image).is_absolute():
             image = str(self.folder / image)
-        return self._checked(InputPost(lineno, post_id, text=rec["text"], image=image, caption=rec.get("caption")))
+        post = InputPost(lineno, post_id, text=rec["text"], image=image, caption=rec.get("caption"), given_image=rec.get("image"))
+        return self._checked(post)
 
     def _checked(self, post: InputPost) -> InputPost:
         """Unpaired surrogates (only JSON escapes can make them) replaced or reported."""
@@ -397,7 +401,7 @@ class TagStream:
             if self.options.pretty is not None:
                 out.append(self.options.pretty(post.id, data).encode("utf-8", errors="backslashreplace"))
             else:
-                out.append(dumps({"id": post.id, "line": post.line, **data}))
+                out.append(dumps({"id": post.id, "line": post.line, **data, **_echoed(post)}))
         self.sink.write(b"".join(out))
         self.sink.flush()
         self.counts["lines"] += len(chunk)
@@ -406,6 +410,18 @@ class TagStream:
         if progress is not None:
             skipped, self._skipped_seen = self.reader.skipped_bytes - self._skipped_seen, self.reader.skipped_bytes
             progress.update(skipped + sum(p.nbytes for p in chunk))
+
+
+def _echoed(post: InputPost) -> dict[str, str]:
+    """The post's ``image`` and ``caption`` as its line gives them (the image not resolved: relative to
+    the input file's folder, as a JSONL corpus reads it), so that a tagged and corrected file trains a
+    model with its images."""
+    out = {}
+    if post.given_image is not None:
+        out["image"] = post.given_image
+    if post.caption is not None:
+        out["caption"] = post.caption
+    return out
 
 
 def binary_stdout() -> IO[bytes]:

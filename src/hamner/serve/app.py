@@ -122,8 +122,10 @@ class HealthResponse(BaseModel):
 class ModelResponse(BaseModel):
     kind: str = Field(description="text-only, or the multimodal model's name (hamlearning)")
     uses_image_for_tagging: bool
-    labels: list[str]
-    entity_types: list[str]
+    labels: list[str] = Field(description="the checkpoint's BIO tags, O first (the CRF's states)")
+    entity_types: list[str] = Field(
+        description="the checkpoint's entity types in its label order (the web page's legend and colours follow it)"
+    )
     encoder: str
     tokenizer_style: str
     max_subtokens: int = Field(description="one encoder input's sub-tokens; a longer post is read in overlapping windows (see notes)")

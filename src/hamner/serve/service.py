@@ -33,6 +33,7 @@ from typing import Any
 from hamner.errors import ConfigError, PostTooLong, TextError
 from hamner.hashing import file_sha256
 from hamner.inference.tagger import TaggedPost, Tagger
+from hamner.models.card import entity_types
 from hamner.vision.config import VisionConfig
 from hamner.vision.images import LimitOptions, LoadedImage, load_image, return_freed_memory
 
@@ -276,7 +277,7 @@ class TaggingService:
             "kind": "hamlearning" if multimodal else "text-only",
             "uses_image_for_tagging": multimodal,
             "labels": list(cfg.labels),
-            "entity_types": sorted({label[2:] for label in cfg.labels if label != "O"}),
+            "entity_types": entity_types(cfg),
             "encoder": cfg.encoder,
             "tokenizer_style": cfg.tokenizer_style,
             "max_subtokens": model.max_subtokens,

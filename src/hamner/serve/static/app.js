@@ -40,6 +40,74 @@
     return node;
   }
 
+  // Entity colours for any label set. The benchmarks' four types keep their colours whatever a
+  // model's order; every other type takes the next colour of a fixed palette, in the model's order
+  // (GET /v1/model), then generated hues (the golden angle apart) once the palette is used up. The
+  // text colour is whichever of dark ink and white contrasts more with the background. Type names
+  // are data: they reach the page only as text nodes and attribute values, never as HTML or as a class.
+  const NAMED = { PER: "#fde68a", LOC: "#bbf7d0", ORG: "#bfdbfe", MISC: "#fbcfe8" };
+  const DESCRIBED = { PER: "person", LOC: "location", ORG: "organisation", MISC: "other" };
+  const PALETTE = ["#fed7aa", "#99f6e4", "#ddd6fe", "#d9f99d", "#fecaca", "#a5f3fc", "#f5d0fe", "#e7e5e4"];
+  const INK = [31, 41, 55];  // --ink, #1f2937
+  const colours = new Map();  // type -> {bg, ink, index}
+  let modelTypes = [];  // the served checkpoint's entity types, in its label order
+  let used = 0;  // palette colours and generated hues handed out so far
+
+  function hslToRgb(h, s, l) {
+    const k = (n) => (n + h / 30) % 12;
+    const a = s * Math.min(l, 1 - l);
+    const f = (n) => l - a * Math.max(-1, Math.min(k(n) - 3, 9 - k(n), 1));
+    return [f(0), f(8), f(4)].map((v) => Math.round(v * 255));
+  }
+  function hexToRgb(hex) { return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)); }
+  function luminance(rgb) {  // WCAG relative luminance
+    const [r, g, b] = rgb.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  }
+  function inkFor(rgb) {
+    const l = luminance(rgb);
+    const dark = (l + 0.05) / (luminance(INK) + 0.05);
+    return dark >= 1.05 / (l + 0.05) ? "rgb(" + INK.join(",") + ")" : "#fff";
+  }
+  function colourOf(type) {
+    let c = colours.get(type);
+    if (c) return c;
+    let rgb;
+    if (Object.hasOwn(NAMED, type)) rgb = hexToRgb(NAMED[type]);
+    else {
+      const k = used++;
+      rgb = k < PALETTE.length ? hexToRgb(PALETTE[k])
+        : hslToRgb(((k - PALETTE.length) * 137.508 + 20) % 360, 0.7, (k - PALETTE.length) % 2 ? 0.72 : 0.82);
+    }
+    c = { bg: "rgb(" + rgb.join(",") + ")", ink: inkFor(rgb), index: colours.size };
+    colours.set(type, c);
+    return c;
+  }
+  function paint(node, type) {
+    const c = colourOf(type);
+    node.dataset.type = type;
+    node.dataset.typeIndex = String(c.index);
+    node.style.setProperty("--ent-bg", c.bg);
+    node.style.setProperty("--ent-ink", c.ink);
+    return node;
+  }
+  function chip(type, children) { return paint(el("span", { class: "ent" }, children || [type]), type); }
+
+  function showLegend(extra) {
+    // the model's types, then any type an answer holds that the model did not list (never expected)
+    const types = [...modelTypes, ...(extra || []).filter((t) => !modelTypes.includes(t))];
+    const legend = document.getElementById("legend");
+    legend.replaceChildren(...[...new Set(types)].map((t) =>
+      el("li", {}, Object.hasOwn(DESCRIBED, t) ? [chip(t), " " + DESCRIBED[t]] : [chip(t)])));
+  }
+
+  fetch("/v1/model").then((res) => (res.ok ? res.json() : null)).then((info) => {
+    if (!info || !Array.isArray(info.entity_types)) return;
+    modelTypes = info.entity_types.filter((t) => typeof t === "string");
+    modelTypes.forEach(colourOf);  // colours follow the model's order, whatever the first answer holds
+    showLegend();
+  }).catch(() => {});  // the legend is then built from the answers
+
   function showTweet(data) {
     const tweet = document.getElementById("tweet");
     tweet.replaceChildren();
@@ -50,12 +118,13 @@
     let pos = 0;
     for (const e of data.entities) {
       tweet.append(cut(pos, e.start));
-      tweet.append(el("mark", { class: "ent " + e.type, title: e.type }, [cut(e.start, e.end), el("sub", {}, [e.type])]));
+      tweet.append(paint(el("mark", { class: "ent", title: e.type }, [cut(e.start, e.end), el("sub", {}, [e.type])]), e.type));
       pos = e.end;
     }
     tweet.append(cut(pos));
     const list = document.getElementById("entity-list");
-    list.replaceChildren(...data.entities.map((e) => el("li", {}, [el("span", { class: "ent " + e.type }, [e.type]), " " + e.text])));
+    list.replaceChildren(...data.entities.map((e) => el("li", {}, [chip(e.type), " " + e.text])));
+    showLegend(data.entities.map((e) => e.type));
     if (!data.entities.length) list.replaceChildren(el("li", {}, ["no entities found"]));
     const rel = document.getElementById("relevance");
     rel.textContent = data.relevance === null
