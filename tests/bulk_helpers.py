@@ -58,7 +58,7 @@ def bad_rows_file(folder: Path) -> tuple[Path, list[tuple[int, str | None]]]:
     rows: list[tuple[bytes, str | None]] = [
         (b'{"id": "ok1", "text": "obama in paris", "image": "img.png"}', None),
         (b'{"id": "badjson", "text": "obama', "invalid_json"),
-        (b"", "invalid_json"),  # an empty line in JSONL
+        (b"", "empty_text"),  # an empty line in JSONL: an empty post, as hamner tag answers it
         (b'{"id": "notext"}', "no_text"),
         (b'{"id": "numtext", "text": 12}', "no_text"),
         (b'{"id": "empty", "text": "   "}', "empty_text"),

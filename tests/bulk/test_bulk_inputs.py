@@ -34,7 +34,7 @@ def test_parts_read_exactly_what_hamner_tag_reads(tmp_path: Path, part_rows: int
     path, kinds = bad_rows_file(tmp_path)
     raw = path.read_bytes()
     path.write_bytes(b"\xef\xbb\xbf" + raw.replace(b"\n", b"\r\n", 2) + b'{"id": "last", "text": "no line break"}')
-    whole = list(InputReader(io.BytesIO(path.read_bytes()), str(path), "jsonl", tmp_path, max_line_bytes=1000))
+    whole = list(InputReader(io.BytesIO(path.read_bytes()), str(path), "jsonl", tmp_path, max_line_bytes=1000, blank_jsonl="post"))  # as hamner tag reads
     f = index_file(path, part_rows)
     assert f.rows == len(whole) == len(kinds) + 1 and sum(f.part_rows) == f.rows
     got = [post for part in make_parts([f], None) for post in read_part(part, max_line_bytes=1000)]

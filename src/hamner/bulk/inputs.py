@@ -296,8 +296,8 @@ def _read_part(part: Part, on_bad_text: str, max_line_bytes: int) -> Iterator[tu
             stream = io.BufferedReader(_Slice(fh, part.start, part.end), BLOCK // 8)
             reader = BulkReader(
                 stream, part.path, "jsonl", Path(part.folder), on_bad_text=on_bad_text, max_line_bytes=max_line_bytes,
-                first_line=part.first_line,
-            )  # fmt: skip
+                first_line=part.first_line, blank_jsonl="post",
+            )  # fmt: skip (a blank line is an empty post, as hamner tag answers it: an empty_text row)
             for post in reader:
                 if not _in(part.done, post.line):
                     yield post, post.line in reader.with_id
