@@ -21,6 +21,7 @@ measured is the server's own: decoding, queues, the web layer. The packaged imag
 needed.
 
     python benchmarks/serve_soak.py                       # 20,000 requests
+    python benchmarks/serve_soak.py --models hamlearning --requests 20000 --rounds 10   # one model, longer
     python benchmarks/serve_soak.py --requests 800 --rounds 2 --out /tmp/soak.csv   # a short check
 """
 
@@ -181,7 +182,7 @@ def soak(model: str, ckpt: Path, args: argparse.Namespace, texts: list[str], ima
     flags = ["--threads", str(args.threads), "--max-decoding", str(args.max_decoding), "--max-image-decoded-mb", str(args.max_image_decoded_mb)]
     if model == "text-only":
         flags.append("--no-objects")  # the packaged image models are not needed: images are decoded, not extracted
-    per_round = args.requests // 2 // args.rounds - 8  # each model gets half; each burst is 8 requests
+    per_round = args.requests // len(args.models) // args.rounds - 8  # the models share --requests; each burst is 8 requests
     rows: list[dict[str, Any]] = []
     with running_server(ckpt, *flags, log_path=log_dir / f"serve-{model}.log") as (base, proc):
         warm = [(n, e, f(i)) for i, (n, e, f) in enumerate(kinds * 3)]
@@ -233,7 +234,8 @@ def soak(model: str, ckpt: Path, args: argparse.Namespace, texts: list[str], ima
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=20_000, help="in all, split evenly between the two models")
+    parser.add_argument("--requests", type=int, default=20_000, help="in all, split evenly between the models")
+    parser.add_argument("--models", nargs="+", choices=["text-only", "hamlearning"], default=["text-only", "hamlearning"], help="which servers to soak")
     parser.add_argument("--rounds", type=int, default=5, help="mixed phases, each followed by a burst of 8 big PNGs")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
@@ -264,7 +266,8 @@ def main() -> None:
     summaries: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hamner-soak-") as tmp:
         models = build_models(Path(tmp))
-        for model, ckpt in models.items():
+        for model in args.models:  # in the order given
+            ckpt = models[model]
             model_rows, model_samples, summary = soak(model, ckpt, args, texts, images, big, Path(tmp))
             rows += model_rows
             samples += model_samples
