@@ -17,10 +17,12 @@ status counts, 5xx, p50/p95 latency, RSS at the end and the highest sample of th
 
 The models are tiny random ones (tests/conftest.py, tests/synthetic.py: a 2-layer BERT of width 32;
 the HamLearning one reads images with the test suite's fake backbone and detector), so the memory
-measured is the server's own: decoding, queues, the web layer. The packaged image models are not
-needed.
+measured is the server's own: decoding, queues, the web layer. ``--models hamlearning-real`` (not
+in the default set; much slower on a CPU) soaks a HamLearning checkpoint whose extractor is the
+packaged EfficientNet-Lite0 and SSD-MobileNet-V2, to see the image models' own memory too.
 
     python benchmarks/serve_soak.py                       # 20,000 requests
+    python benchmarks/serve_soak.py --models hamlearning --requests 20000 --rounds 10   # one model, longer
     python benchmarks/serve_soak.py --requests 800 --rounds 2 --out /tmp/soak.csv   # a short check
 """
 
@@ -52,16 +54,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def build_models(base: Path) -> dict[str, Path]:
-    """A tiny text-only checkpoint and a tiny HamLearning one (the test suite's builders)."""
+#: the models --models can pick: what each is (for the results)
+MODELS = {
+    "text-only": "a tiny random text-only checkpoint (tests/conftest.py), served with --no-objects: images are decoded, not read",
+    "hamlearning": "a tiny random HamLearning checkpoint (tests/synthetic.py) whose extractor is the test suite's fake backbone and detector",
+    "hamlearning-real": "a tiny random HamLearning checkpoint whose extractor is the packaged EfficientNet-Lite0 and SSD-MobileNet-V2 (COCO)",
+}
+
+
+def build_models(base: Path, wanted: list[str]) -> dict[str, Path]:
+    """The tiny checkpoints asked for (the test suite's builders)."""
     sys.path.insert(0, str(TESTS))
     from conftest import tiny_text_checkpoint
     from synthetic import tiny_hamlearning_checkpoint
 
-    text_only = tiny_text_checkpoint(base / "text-only", max_length=64)
-    hamlearning = tiny_hamlearning_checkpoint(base / "hamlearning")["ckpt"]
-    assert isinstance(hamlearning, Path)
-    return {"text-only": text_only, "hamlearning": hamlearning}
+    out: dict[str, Path] = {}
+    for name in wanted:
+        if name == "text-only":
+            out[name] = tiny_text_checkpoint(base / name, max_length=64)
+        else:
+            ckpt = tiny_hamlearning_checkpoint(base / name, vision={} if name == "hamlearning-real" else None)["ckpt"]
+            assert isinstance(ckpt, Path)
+            out[name] = ckpt
+    return out
 
 
 def png(img: Any) -> bytes:
@@ -181,7 +196,7 @@ def soak(model: str, ckpt: Path, args: argparse.Namespace, texts: list[str], ima
     flags = ["--threads", str(args.threads), "--max-decoding", str(args.max_decoding), "--max-image-decoded-mb", str(args.max_image_decoded_mb)]
     if model == "text-only":
         flags.append("--no-objects")  # the packaged image models are not needed: images are decoded, not extracted
-    per_round = args.requests // 2 // args.rounds - 8  # each model gets half; each burst is 8 requests
+    per_round = args.requests // len(args.models) // args.rounds - 8  # the models share --requests; each burst is 8 requests
     rows: list[dict[str, Any]] = []
     with running_server(ckpt, *flags, log_path=log_dir / f"serve-{model}.log") as (base, proc):
         warm = [(n, e, f(i)) for i, (n, e, f) in enumerate(kinds * 3)]
@@ -233,7 +248,8 @@ def soak(model: str, ckpt: Path, args: argparse.Namespace, texts: list[str], ima
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=20_000, help="in all, split evenly between the two models")
+    parser.add_argument("--requests", type=int, default=20_000, help="in all, split evenly between the models")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=["text-only", "hamlearning"], help="which servers to soak")
     parser.add_argument("--rounds", type=int, default=5, help="mixed phases, each followed by a burst of 8 big PNGs")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
@@ -263,8 +279,9 @@ def main() -> None:
     samples: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hamner-soak-") as tmp:
-        models = build_models(Path(tmp))
-        for model, ckpt in models.items():
+        models = build_models(Path(tmp), args.models)
+        for model in args.models:  # in the order given
+            ckpt = models[model]
             model_rows, model_samples, summary = soak(model, ckpt, args, texts, images, big, Path(tmp))
             rows += model_rows
             samples += model_samples
@@ -278,7 +295,7 @@ def main() -> None:
         "",
         f"`{meta['command']}` at {meta['commit']}{' (dirty)' if meta['dirty'] else ''} on {meta['machine']}, {meta['date']};",
         f"{args.clients} clients, --threads {args.threads}, --max-decoding {args.max_decoding}, --max-image-decoded-mb {args.max_image_decoded_mb};",
-        "tiny random models (tests/conftest.py, tests/synthetic.py; the HamLearning one with the fake image models).",
+        "Models: " + "; ".join(f"{name}: {MODELS[name]}" for name in args.models) + ".",
         "Ceiling = RSS after warm-up + max-decoding x max-image-decoded-mb + slack "
         f"({args.slack_mb} MB). Phases and latencies: {out.name}; RSS samples: {out.stem}_rss.csv.",
         "",

@@ -110,9 +110,10 @@ TINY_POSTS = [
 ]
 
 
-def tiny_hamlearning_checkpoint(base: Path) -> dict[str, object]:
-    """An untrained tiny HamLearning checkpoint whose extractor settings are the fake models', made
-    the way training makes one (a 'preprocess' cache adopted by the config); returns the paths."""
+def tiny_hamlearning_checkpoint(base: Path, vision: dict[str, object] | None = None) -> dict[str, object]:
+    """An untrained tiny HamLearning checkpoint whose extractor settings are the fake models' (or
+    ``vision``: VisionConfig fields, ``{}`` for the packaged models), made the way training makes one
+    (a 'preprocess' cache adopted by the config); returns the paths."""
     import torch
 
     from conftest import make_tiny_encoder
@@ -129,8 +130,8 @@ def tiny_hamlearning_checkpoint(base: Path) -> dict[str, object]:
     image = base / "p1.png"
     scene().save(image)
     entries = [ImageEntry("p1", image, TINY_POSTS[0][2], None, "test"), ImageEntry("p2", None, None, None, "test")]
-    vision = {k: v for k, v in FAKE_VISION.items() if k != "on_bad_image"}
-    preprocess(entries, base / "features", VisualExtractor(VisionConfig(**vision, on_bad_image="skip")), progress=False)
+    settings = dict(vision) if vision is not None else {k: v for k, v in FAKE_VISION.items() if k != "on_bad_image"}
+    preprocess(entries, base / "features", VisualExtractor(VisionConfig(**settings, on_bad_image="skip")), progress=False)  # type: ignore[arg-type]
     configs = Path(__file__).resolve().parents[1] / "configs"
     cfg = load_config(configs / "hamlearning.yaml", [
         f"model.encoder={encoder}", "model.num_heads=4", "model.shape_dim=8", "model.max_length=32",
