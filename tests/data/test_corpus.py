@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -141,8 +139,9 @@ def test_hamner_tag_output_is_trainable_after_correction(tmp_path: Path) -> None
 
 def test_label_studio_export_goes_to_its_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = write(tmp_path / "export.json", '[{"id": 12, "data": {"text": "Obama"}, "annotations": []}]')
-    fake = types.ModuleType("hamner.data.labelstudio")
-    fake.read_export = lambda path: [  # type: ignore[attr-defined]
+    from hamner.data import labelstudio
+
+    monkeypatch.setattr(labelstudio, "read_export", lambda path: [  # its own checks: tests/data/test_labelstudio.py
         {
             "id": 12,
             "text": "Obama in Paris",
@@ -150,8 +149,7 @@ def test_label_studio_export_goes_to_its_reader(tmp_path: Path, monkeypatch: pyt
             "_where": f"{path}: task 12",
         },
         {"id": 13, "text": "bad", "entities": [{"start": 0, "end": 9, "type": "PER"}], "_where": f"{path}: task 13"},
-    ]
-    monkeypatch.setitem(sys.modules, "hamner.data.labelstudio", fake)
+    ])
     problems = Problems()
     raw, fmt = read_raw(f, "auto", problems)
     assert fmt == "labelstudio" and raw[0].tags == ["B-PER", "O", "O"]

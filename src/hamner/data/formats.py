@@ -260,12 +260,8 @@ def read_jsonl(path: Path, text: str, problems: Problems, style: str) -> list[Ra
 def read_labelstudio(path: Path, problems: Problems, style: str) -> list[RawPost]:
     """A Label Studio export through ``hamner.data.labelstudio.read_export``: records of the JSONL
     shape, each with ``_where`` ("file.json: task 12") naming it in messages."""
-    try:
-        from hamner.data import labelstudio  # type: ignore[attr-defined, unused-ignore]
-    except ImportError as exc:
-        raise DataFormatError(
-            str(path), None, f"a Label Studio export, but its reader is not available ({exc})"
-        ) from None
+    from hamner.data import labelstudio
+
     records = labelstudio.read_export(path)
     return span_posts([(r, str(path), i + 1) for i, r in enumerate(records)], problems, style)
 
