@@ -231,6 +231,10 @@ def test_a_post_past_the_encoder_limit_is_read_in_windows_and_reported(client: T
     answer = client.post("/v1/tag", json={"text": long_post}).json()
     assert len(answer["words"]) == 90 and answer["windows"] == 2
     assert any("longer than the encoder's 64 sub-token input: it was read in 2 overlapping windows" in n for n in answer["notes"])
+    # and the serving page says so: no word of a long post is tagged O for its length
+    doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text(encoding="utf-8").split())
+    assert "read in overlapping windows" in doc
+    assert not re.search(r"sub-token limit[^.]*tagged `O`", doc), "docs/serving.md says words past the limit are tagged O"
 
 
 def test_offsets_in_utf16_units_on_request(client: TestClient) -> None:
