@@ -347,3 +347,9 @@ def test_json_answer_is_plain_json(client: TestClient) -> None:
     r = client.post("/v1/tag", json={"text": "police in London city 🚓"})
     assert r.status_code == 200
     assert json.loads(r.content)["text"].endswith("🚓")
+
+
+def test_an_unknown_field_names_every_allowed_field(client: TestClient) -> None:
+    r = client.post("/v1/tag", json={"text": "Obama", "lang": "en"})
+    assert r.status_code == 422
+    assert r.json()["error"]["message"] == "lang: unknown field (expected text, caption, image_base64, offsets)"

@@ -518,7 +518,7 @@ def _describe_validation(errors: Any) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         kind = err.get("type", "")
         if kind == "extra_forbidden":
-            parts.append(f"{where}: unknown field (expected text, caption, image_base64)")
+            parts.append(f"{where}: unknown field (expected {', '.join(TagJSONRequest.model_fields)})")  # from the model: never stale
         elif kind == "missing":
             parts.append(f"{where}: field required")
         else:
