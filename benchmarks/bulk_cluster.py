@@ -78,6 +78,7 @@ def main() -> None:
                 ray,
                 "start",
                 "--head",
+                "--node-ip-address=127.0.0.1",  # every node and the driver on loopback only
                 f"--port={args.port}",
                 "--num-cpus=1",
                 "--include-dashboard=false",
@@ -89,7 +90,7 @@ def main() -> None:
         if not m:
             raise RuntimeError(f"no head address in the output of ray start --head:\n{head.stdout[-2000:]}")
         address = m.group(1)
-        sh([ray, "start", f"--address={address}", "--num-cpus=1", "--disable-usage-stats"], env)
+        sh([ray, "start", f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"], env)
         nodes = 0
         for _ in range(30):  # the second node registers with the head within a few seconds
             status = sh([ray, "status"], env)
