@@ -20,6 +20,20 @@ TINY_WORDS = (
 ).split()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fixed_tagging_threads() -> Any:
+    """The tests' tagging threads stay where torch starts: the thread governor (hamner.threads) would
+    otherwise follow the load of the machine running them, and results compared across tests could
+    differ in their last bits. Its own tests use governors of their own."""
+    import torch
+
+    from hamner.threads import governor
+
+    governor().pin(torch.get_num_threads())
+    yield
+    governor().pin(None)
+
+
 def shared_data_root() -> Path | None:
     root = Path(os.environ.get("HAMNER_DATA_ROOT", REPO.parent / "shared" / "data"))
     return root if (root / "twitter2017" / "train.txt").exists() else None

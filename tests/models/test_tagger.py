@@ -258,3 +258,43 @@ def test_entity_types_come_from_the_whole_post_in_one_spacy_call(tiny_encoder: P
     whole = fake_spacy([long])[0]
     for (s, e), enc in zip(plans[0], encoded, strict=False):
         assert enc.entity_ids == whole[s:e]
+
+
+def test_new_words_go_to_the_rust_tokenizer_when_it_agrees_else_to_the_wrapper(tiny_encoder: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_encoder)
+    we = WordEncoder(tok, 32)
+    assert we._backend is not None
+    for word in ("Obama", "new", "zzq", "@nba", "\u200b", "x1!"):
+        assert we.word_ids(word) == (tok(word, add_special_tokens=False)["input_ids"] or [tok.unk_token_id])
+
+    class Disagrees:
+        """A backend that gives other ids than the tokenizer: never used."""
+
+        padding = truncation = None
+
+        def encode(self, text: str, add_special_tokens: bool = False) -> Any:
+            return type("E", (), {"ids": [7]})()
+
+    class Wrapped:
+        is_fast = True
+        backend_tokenizer = Disagrees()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(tok, name)
+
+        def __call__(self, *a: Any, **k: Any) -> Any:
+            return tok(*a, **k)
+
+    assert WordEncoder._fast_backend(Wrapped()) is None
+    backend = type(tok.backend_tokenizer).from_str(tok.backend_tokenizer.to_str())
+    backend.enable_padding(length=8)  # the bare backend would pad every word (a hub tokenizer.json may say so) ...
+
+    class Padded(Wrapped):
+        backend_tokenizer = backend
+
+    copy = WordEncoder._fast_backend(Padded())
+    assert copy is not None and copy is not backend and copy.padding is None  # ... so a copy without padding is used
+    assert backend.padding is not None  # and the caller's tokenizer is left alone
+    assert list(copy.encode("obama", add_special_tokens=False).ids) == tok("obama", add_special_tokens=False)["input_ids"]

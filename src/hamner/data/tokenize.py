@@ -42,6 +42,12 @@ def _word_re():  # type: ignore[no-untyped-def]
     return TweetTokenizer(preserve_case=True).WORD_RE
 
 
+def load_word_tokenizer() -> None:
+    """Import and compile the word tokenizer now (importing nltk takes 1-2 s): a tagger does it with
+    its model, so that its first post does not wait for it."""
+    _word_re()
+
+
 def _cuttable(text: str, k: int) -> bool:
     """True before a line break, or before the first space after a character other than a dot: a
     spaced ellipsis (". . .") only joins dots across spaces and tabs, and no other word spans whitespace."""

@@ -27,6 +27,7 @@ import json
 import logging
 import re
 import shutil
+import threading
 import time
 import types
 from collections.abc import Sequence
@@ -384,12 +385,16 @@ class OnnxTagger:
     WINDOW_OVERLAP = TextTagger.WINDOW_OVERLAP
 
     def __init__(self, directory: str | Path, threads: int | None = None, spinning: bool = True) -> None:
-        """``spinning=False``: the session's threads sleep as soon as a run ends instead of spinning
-        for more work, which several sessions taking turns need (an ensemble's members: spinning,
-        each idle member's threads would take the cores from the one running)."""
+        """``threads``: the session's intra-op threads; ``None`` (the default) follows the process's
+        :func:`hamner.threads.governor` (one per usable CPU, fewer while other processes keep them
+        busy: a session's thread count is fixed when it is made, so one session per count is made
+        when first needed, see :meth:`use_threads`). ``spinning=False``: the session's threads sleep
+        as soon as a run ends instead of spinning for more work, which several sessions taking turns
+        need (an ensemble's members: spinning, each idle member's threads would take the cores from
+        the one running)."""
         from transformers import AutoTokenizer
 
-        ort = _require_onnxruntime()
+        _require_onnxruntime()  # a clear error before anything is read
         d = Path(directory)
         if not is_exported(d):
             raise ConfigError(f"{d} is not an exported model: {META_FILE} or {ONNX_FILE} is missing (make one with 'hamner export')")
@@ -418,13 +423,17 @@ class OnnxTagger:
                 f"{d / META_FILE}: the CRF has {self._start.shape[0]} tags but {d / CONFIG_FILE} lists {n} labels "
                 f"({', '.join(c.labels)}): the files come from different checkpoints; export again"
             )
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(d / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+        self._spinning = spinning
+        self._fixed_threads = threads
+        self._sessions: dict[int, Any] = {}
+        self._sessions_lock = threading.Lock()
+        if threads is None:
+            from hamner.threads import governor
+
+            self._threads = governor().threads()
+        else:
+            self._threads = threads
+        self.session = self._session(self._threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._cls_sep = (self.tokenizer.cls_token_id or 0, self.tokenizer.sep_token_id or 0)
@@ -433,6 +442,42 @@ class OnnxTagger:
     @classmethod
     def from_pretrained(cls, directory: str | Path, threads: int | None = None) -> OnnxTagger:
         return cls(directory, threads)
+
+    def _session(self, threads: int) -> Any:
+        """The session with ``threads`` intra-op threads, made on first use and kept."""
+        with self._sessions_lock:
+            session = self._sessions.get(threads)
+            if session is None:
+                ort = _require_onnxruntime()
+                options = ort.SessionOptions()
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                options.intra_op_num_threads = threads
+                if not self._spinning:
+                    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                session = ort.InferenceSession(str(self.directory / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+                if self._sessions:
+                    log.debug("%s: a session with %d threads made (others: %s)", self.directory, threads, sorted(self._sessions))
+                self._sessions[threads] = session
+            return session
+
+    @property
+    def threads(self) -> int:
+        """The intra-op threads of the session in use."""
+        return self._threads
+
+    def use_threads(self, threads: int | None = None) -> int:
+        """Run on a session of ``threads`` threads from now on (``None``: what the process's governor
+        says now). A model made with a fixed thread count keeps it. Returns the count in use."""
+        if self._fixed_threads is not None:
+            return self._threads
+        if threads is None:
+            from hamner.threads import governor
+
+            threads = governor().threads()
+        if threads != self._threads:
+            self.session = self._session(threads)
+            self._threads = threads
+        return threads
 
     @property
     def precision(self) -> str:

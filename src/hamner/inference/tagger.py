@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from hamner.data.labels import spans_from_bio
-from hamner.data.tokenize import PIECE_CHARS, Token, _pieces, tokenize
+from hamner.data.tokenize import PIECE_CHARS, Token, _pieces, load_word_tokenizer, tokenize
 from hamner.errors import ConfigError, ImageError, PostTooLong, TextError, first_surrogate
 from hamner.inference import DEFAULT_MAX_WORDS
 from hamner.inference.onnx import OnnxTagger, is_exported_model
@@ -225,7 +225,13 @@ class Tagger:
         # and both image models release the GIL; the detector keeps a net per thread)
         self.image_workers = image_workers
         self._image_pool: ThreadPoolExecutor | None = None
-        self.threads = threads  # an exported image backbone's session threads (None: one per core)
+        # the threads the model runs on: torch's (in the thread that tags) or the ONNX Runtime
+        # sessions'; None follows the process's hamner.threads.governor (usable CPUs, fewer while
+        # other processes keep them busy), unless hamner.vision.set_threads pinned them
+        self.threads = threads
+        if isinstance(threads, bool) or (threads is not None and (not isinstance(threads, int) or threads < 1)):
+            raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
+        load_word_tokenizer()  # here, with the model's load, not on the first post
         self.max_words = max_words  # a longer post raises PostTooLong (0: no limit)
         # images with more pixels (header width x height) are refused before decoding; None: the
         # checkpoint's vision config (a runtime limit: it does not change the features of an image it lets through)
@@ -321,19 +327,48 @@ class Tagger:
         ``error`` policy): one answer per post, so that a caller can keep the posts before a bad image."""
         names = list(keys) if keys is not None else [f"post {i}" for i in range(len(images))]
 
+        workers = 1 if self.image_workers == 1 or sum(im is not None for im in images) < 2 else self.image_workers
+        # the image models' torch threads, set in each thread that runs them (a per-thread setting):
+        # the tagger's count shared among the image workers
+        per_worker = max(1, self._thread_count() // workers) if self.device.type == "cpu" else 0
+
         def one(image: Any, caption: str | None, key: str) -> Any:
+            if per_worker and torch.get_num_threads() != per_worker:
+                torch.set_num_threads(per_worker)
             try:
                 return self.features(image, caption, key)
             except ImageError as exc:
                 return exc
 
-        if self.image_workers == 1 or sum(im is not None for im in images) < 2:
+        if workers == 1:
             return [one(im, cap, key) for im, cap, key in zip(images, captions, names, strict=True)]
         _ = self.extractor  # built once, before the threads ask for it
         with self._extractor_lock:
             if self._image_pool is None:
                 self._image_pool = ThreadPoolExecutor(self.image_workers, thread_name_prefix="hamner-image")
         return list(self._image_pool.map(one, images, captions, names))
+
+    def _thread_count(self) -> int:
+        if self.threads is not None:
+            return self.threads
+        from hamner.threads import governor
+
+        return governor().threads()
+
+    def use_threads(self) -> int:
+        """Set the model's thread count for the next batch, in the calling thread (an OpenMP setting
+        is per thread), and return it: this tagger's ``threads``, else the process's governor's."""
+        if self.device.type != "cpu":
+            return 0
+        n = self._thread_count()
+        model: Any = self.model
+        if is_exported_model(model):
+            members = model.member_models() if hasattr(model, "member_models") else [model]
+            for m in members:
+                m.use_threads(n)
+        elif torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+        return n
 
     def tag(self, text: str, image: str | Path | bytes | None = None, caption: str | None = None) -> TaggedPost:
         """Entities of one post. ``image`` and ``caption`` are used by multimodal checkpoints only."""
@@ -429,6 +464,7 @@ class Tagger:
         nonempty = [i for i, toks in enumerate(tokens) if toks]
         preds: dict[int, Prediction] = {}
         if nonempty:
+            self.use_threads()
             words = [[tok.text for tok in tokens[i]] for i in nonempty]
             vis = [visuals[i] for i in nonempty] if visuals is not None else None
             with autocast(self.device, self.precision):
