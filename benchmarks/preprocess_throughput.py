@@ -94,8 +94,9 @@ def batch_sweep(samples: list[Path], threads: int, sizes: list[int], repeats: in
                             backbone(tensors[idx])
                         else:
                             blob = cv2.dnn.blobFromImages([arrays[i] for i in idx], size=(300, 300), swapRB=False)
-                            detector.net.setInput(blob)
-                            detector.net.forward()
+                            with detector.borrow_net() as net:
+                                net.setInput(blob)
+                                net.forward()
                 best = min(best, (time.perf_counter() - t0) / len(images))
             rows.append({"part": part, "batch_size": size, "ms_per_image": round(best * 1000, 1), "threads": threads})
             print(rows[-1], flush=True)

@@ -222,7 +222,7 @@ class Tagger:
         self.on_bad_image = on_bad_image
         self.long_posts = long_posts
         # a multimodal model's images of one call are read by this many threads at once (decoding
-        # and both image models release the GIL; the detector keeps a net per thread)
+        # and both image models release the GIL; the detector lends each thread a net from its pool)
         self.image_workers = image_workers
         self._image_pool: ThreadPoolExecutor | None = None
         # the threads the model runs on: torch's (in the thread that tags) or the ONNX Runtime

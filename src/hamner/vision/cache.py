@@ -201,7 +201,7 @@ def preprocess(
     """Extract every entry into ``out_dir`` (resuming a finished part); returns the manifest.
 
     ``workers`` images are decoded and extracted at once, each in its own thread (the models release
-    the GIL; the detector keeps a net per thread): on a machine of N cores, N workers of one thread
+    the GIL; the detector lends each a net from its pool): on a machine of N cores, N workers of one thread
     each (:func:`hamner.vision.set_threads`) read more images per second than one worker of N
     threads. The features do not depend on it (up to the last bits of the thread count's effect).
 
