@@ -635,13 +635,14 @@ def worker_unseen(args: argparse.Namespace) -> dict[str, Any]:
     first_post_s = time.perf_counter() - t0
     first = _timed_pass(tag_many, posts["pass"])
     load_first = os.getloadavg()[0]
+    torch_after = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     warm = _timed_pass(tag_many, posts["pass"])
     single = _timed_single(tag_one, posts["single"])[0] if posts["single"] else None
     return {
         "posts": len(posts["pass"]), "load_s": load_s, "first_post_s": first_post_s,
         "first_pass_per_s": first["per_s"], "first_pass_cpu_s": first["cpu_s"], "first_pass_wall_s": first["wall_s"],
         "warm_per_s": warm["per_s"], "warm_cpu_s": warm["cpu_s"], "warm_wall_s": warm["wall_s"],
-        "one_at_a_time_per_s": single, "peak_mb": _peak_mb(), "load": load_first, **threads,
+        "one_at_a_time_per_s": single, "peak_mb": _peak_mb(), "load": load_first, **threads, "torch_threads_after": torch_after,
     }  # fmt: skip
 
 
@@ -681,8 +682,12 @@ def _med(values: list[Any], digits: int = 1) -> tuple[float | None, str]:
 
 
 def _threads_cell(r: dict[str, Any]) -> str:
-    """``torch N`` and ``ort N`` (0: ONNX Runtime's own choice), as the run found them."""
-    parts = [f"torch {r['torch_threads']}" if r.get("torch_threads") not in (None, "") else "",
+    """``torch N`` and ``ort N`` (0: ONNX Runtime's own choice), as the run found them (``torch A->B``:
+    A after loading, B after the first pass, when the library changed it meanwhile)."""
+    torch_threads = r.get("torch_threads")
+    if r.get("torch_threads_after") not in (None, "", torch_threads):
+        torch_threads = f"{torch_threads}->{r['torch_threads_after']}"
+    parts = [f"torch {torch_threads}" if torch_threads not in (None, "") else "",
              f"ort {r['ort_threads']}" if r.get("ort_threads") not in (None, "") else ""]  # fmt: skip
     return ", ".join(p for p in parts if p)
 
@@ -701,7 +706,7 @@ def summarise_unseen(system: str, condition: str, competing: int, runs: list[dic
     row["peak_mb"], row["peak_mb_range"] = _med([r["peak_mb"] for r in runs], 0)
     loads = [r["load"] for r in runs]
     row["load_avg_1min"] = f"{min(loads):.2f}-{max(loads):.2f}" if loads else ""
-    row["threads"] = " / ".join(sorted({_threads_cell(r) for r in runs}))
+    row["threads_seen"] = " / ".join(sorted({_threads_cell(r) for r in runs}))
     return row
 
 
@@ -743,11 +748,13 @@ def unseen_table(paths: str | list[str]) -> str:
     for (model, runtime), cond in by.items():
         idle, comp = cond.get("idle"), cond.get("competing")
         any_row = idle or comp or {}
+        seen = [r.get("threads_seen", "") for r in (idle, comp) if r]
+        threads = seen[0] if len(set(seen)) <= 1 and seen else f"idle {seen[0]}; competing {seen[1]}"
         one = " / ".join(x for x in (cell(idle, "one_at_a_time_per_s", False), cell(comp, "one_at_a_time_per_s", False)) if x)
         out.append(
             f"| {model} | {runtime} | {cell(idle, 'first_pass_per_s')} | {cell(idle, 'warm_per_s')} | {cell(idle, 'first_warm_ratio', False)} "
             f"| {cell(comp, 'first_pass_per_s')} | {cell(comp, 'warm_per_s')} | {cell(comp, 'first_pass_vs_idle', False)} | {one} "
-            f"| {any_row.get('load_s', '')} | {any_row.get('first_post_s', '')} | {any_row.get('peak_mb', '')} | {any_row.get('threads', '')} |"
+            f"| {any_row.get('load_s', '')} | {any_row.get('first_post_s', '')} | {any_row.get('peak_mb', '')} | {threads} |"
         )
     return "\n".join(out)
 
@@ -786,7 +793,7 @@ def run_unseen(args: argparse.Namespace) -> None:
                     "cpu_per_wall": round(got["first_pass_cpu_s"] / got["first_pass_wall_s"], 2),
                     "competing_cpu_s": round(after - before, 1) if before is not None and after is not None and n else None,
                     "peak_mb": round(got["peak_mb"]), "load_avg_1min": round(got["load"], 2),
-                    "torch_threads": got["torch_threads"], "ort_threads": got["ort_threads"],
+                    "torch_threads": got["torch_threads"], "torch_threads_after": got["torch_threads_after"], "ort_threads": got["ort_threads"],
                 })  # fmt: skip
                 print(raw[-1], flush=True)
     meta = run_meta("inference_speed.py")

@@ -89,9 +89,9 @@ def test_unseen_summary_gives_medians_ranges_and_the_busy_over_idle_ratio(tmp_pa
     ])  # fmt: skip
     idle, busy, spacy = rows
     assert (idle["first_pass_per_s"], idle["first_pass_range"], idle["warm_per_s"]) == (100, "90.0-120.0", 200)
-    assert idle["first_warm_ratio"] == 0.5 and idle["cpu_per_wall"] == 2.0 and idle["threads"] == "torch 2, ort 0"
+    assert idle["first_warm_ratio"] == 0.5 and idle["cpu_per_wall"] == 2.0 and idle["threads_seen"] == "torch 2, ort 0"
     assert (busy["first_pass_vs_idle"], busy["warm_vs_idle"], idle["first_pass_vs_idle"]) == (0.5, 0.35, 1.0)
-    assert spacy["first_pass_vs_idle"] == 1.0 and spacy["threads"] == ""
+    assert spacy["first_pass_vs_idle"] == 1.0 and spacy["threads_seen"] == ""
     path = tmp_path / "unseen.csv"
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]) + ["first_pass_vs_idle"])
