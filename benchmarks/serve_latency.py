@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--text-requests", type=int, default=240)
     parser.add_argument("--image-requests", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="the server's --threads (0: none given, the server's default)")
     parser.add_argument("--posts", nargs="+", metavar="NAME:SPLIT", help="send these posts, each new to the server (default: Twitter-2017 test, reused)")
     parser.add_argument("--competing", type=int, default=0, help="CPU-bound processes running while it measures")
     parser.add_argument("--out", default="results/bench_serve.csv")
@@ -109,8 +109,8 @@ def main() -> None:
 
     from hamner.data.datasets import load_split
 
-    if args.competing < 0:
-        parser.error("--competing must be >= 0")
+    if args.competing < 0 or args.threads < 0:
+        parser.error("--competing and --threads must be >= 0")
     posts = read_posts(args.posts, args.data_root) if args.posts else load_split("twitter2017", "test", args.data_root)
     texts = post_texts(posts)
     images = sorted(Path(args.data_root).glob("twitter20*/images/*.jpg"))
@@ -122,7 +122,7 @@ def main() -> None:
     rows = []
     with competing_load(args.competing):
         for batching, extra in settings.items():
-            flags = ["--threads", str(args.threads), *extra]
+            flags = [*(["--threads", str(args.threads)] if args.threads else []), *extra]
             with running_server(args.model, *flags) as (base, _):
                 # with --posts every load takes the next texts (new to this server); without, all start at the first
                 sent, seen = 0, set[int]()
@@ -139,7 +139,7 @@ def main() -> None:
                         row = {"batching": batching, **got, "repeated_texts": repeated, "load_avg_1min": round(os.getloadavg()[0], 2)}
                         print(row, flush=True)
                         rows.append(row)
-    meta = {"threads": args.threads, "model": args.model, "posts": " ".join(args.posts) if args.posts else "twitter2017:test", "competing": args.competing}
+    meta = {"threads": args.threads or "default", "model": args.model, "posts": " ".join(args.posts) if args.posts else "twitter2017:test", "competing": args.competing}
     write_csv(args.out, rows, {**meta, **run_meta("serve_latency.py")})
 
 if __name__ == "__main__":
