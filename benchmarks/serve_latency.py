@@ -7,7 +7,13 @@ waits 5 ms for company), then, for each concurrency level, ``C`` async clients s
 text+image requests (a test post with one of the 30 sample images, multipart). The clients run on
 the same machine and take some of its CPU. Writes ``results/bench_serve.csv``.
 
+``--posts NAME:SPLIT ...`` (a preset or a corpus folder under the data root: ``twitter2015:test
+btc:test``) sends these posts instead, each server seeing every text at most once while there are
+enough (column ``repeated_texts``: requests whose text that server had been sent before);
+``--competing N`` runs N CPU-bound processes beside the server and clients while it measures.
+
     python benchmarks/serve_latency.py --model runs/twitter2017/text-only/seed1/best
+    python benchmarks/serve_latency.py --model RUN/best --posts twitter2015:test btc:test --competing 1
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,9 @@ import httpx
 
 from hamner.serve.process import running_server
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load import competing_load, post_texts, read_posts  # noqa: E402
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -31,7 +41,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-async def load(base: str, kind: str, concurrency: int, total: int, texts: list[str], images: list[Path]) -> dict[str, Any]:
+async def load(
+    base: str, kind: str, concurrency: int, total: int, texts: list[str], images: list[Path], first: int = 0
+) -> dict[str, Any]:
+    """``total`` requests by ``concurrency`` clients; request ``i`` sends text ``first + i`` (mod the texts)."""
     latencies: list[float] = []
     errors = 0
     counter = iter(range(total))
@@ -42,10 +55,10 @@ async def load(base: str, kind: str, concurrency: int, total: int, texts: list[s
         for i in counter:
             t0 = time.perf_counter()
             if kind == "text":
-                r = await c.post("/v1/tag", json={"text": texts[i % len(texts)]})
+                r = await c.post("/v1/tag", json={"text": texts[(first + i) % len(texts)]})
             else:
                 k = i % len(image_bytes)
-                r = await c.post("/v1/tag", data={"text": texts[i % len(texts)]}, files={"image": (images[k].name, image_bytes[k], "image/jpeg")})
+                r = await c.post("/v1/tag", data={"text": texts[(first + i) % len(texts)]}, files={"image": (images[k].name, image_bytes[k], "image/jpeg")})
             latencies.append((time.perf_counter() - t0) * 1000)
             errors += r.status_code != 200
 
@@ -69,6 +82,16 @@ async def load(base: str, kind: str, concurrency: int, total: int, texts: list[s
     }
 
 
+def repeats(seen: set[int], first: int, total: int, n: int) -> int:
+    """Requests of a load (texts ``first``, ``first + 1``, ... mod ``n``) whose text was sent before
+    (``seen``: the texts a server has been sent; updated)."""
+    count = 0
+    for i in ((first + k) % n for k in range(total)):
+        count += i in seen
+        seen.add(i)
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="runs/twitter2017/text-only/seed1/best")
@@ -76,7 +99,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--text-requests", type=int, default=240)
     parser.add_argument("--image-requests", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="the server's --threads (0: none given, the server's default)")
+    parser.add_argument("--posts", nargs="+", metavar="NAME:SPLIT", help="send these posts, each new to the server (default: Twitter-2017 test, reused)")
+    parser.add_argument("--competing", type=int, default=0, help="CPU-bound processes running while it measures")
     parser.add_argument("--out", default="results/bench_serve.csv")
     args = parser.parse_args()
 
@@ -84,7 +109,10 @@ def main() -> None:
 
     from hamner.data.datasets import load_split
 
-    texts = [" ".join(p.words) for p in load_split("twitter2017", "test", args.data_root)]
+    if args.competing < 0 or args.threads < 0:
+        parser.error("--competing and --threads must be >= 0")
+    posts = read_posts(args.posts, args.data_root) if args.posts else load_split("twitter2017", "test", args.data_root)
+    texts = post_texts(posts)
     images = sorted(Path(args.data_root).glob("twitter20*/images/*.jpg"))
     settings = {
         "off": ["--no-batching"],
@@ -92,18 +120,27 @@ def main() -> None:
         "wait5ms": ["--batch-wait-ms", "5"],
     }
     rows = []
-    for batching, extra in settings.items():
-        flags = ["--threads", str(args.threads), *extra]
-        with running_server(args.model, *flags) as (base, _):
-            # warm-up: both request kinds, so first-call costs are not measured
-            asyncio.run(load(base, "text", 1, 8, texts, images))
-            asyncio.run(load(base, "image", 1, 4, texts, images))
-            for kind, total in (("text", args.text_requests), ("image", args.image_requests)):
-                for c in args.concurrency:
-                    row = {"batching": batching, **asyncio.run(load(base, kind, c, total, texts, images))}
-                    print(row, flush=True)
-                    rows.append(row)
-    write_csv(args.out, rows, {"threads": args.threads, "model": args.model, **run_meta("serve_latency.py")})
+    with competing_load(args.competing):
+        for batching, extra in settings.items():
+            flags = [*(["--threads", str(args.threads)] if args.threads else []), *extra]
+            with running_server(args.model, *flags) as (base, _):
+                # with --posts every load takes the next texts (new to this server); without, all start at the first
+                sent, seen = 0, set[int]()
+                # warm-up: both request kinds, so first-call costs are not measured
+                for kind, total in (("text", 8), ("image", 4)):
+                    asyncio.run(load(base, kind, 1, total, texts, images, sent))
+                    repeats(seen, sent, total, len(texts))
+                    sent += total if args.posts else 0
+                for kind, total in (("text", args.text_requests), ("image", args.image_requests)):
+                    for c in args.concurrency:
+                        got = asyncio.run(load(base, kind, c, total, texts, images, sent))
+                        repeated = repeats(seen, sent, total, len(texts))
+                        sent += total if args.posts else 0
+                        row = {"batching": batching, **got, "repeated_texts": repeated, "load_avg_1min": round(os.getloadavg()[0], 2)}
+                        print(row, flush=True)
+                        rows.append(row)
+    meta = {"threads": args.threads or "default", "model": args.model, "posts": " ".join(args.posts) if args.posts else "twitter2017:test", "competing": args.competing}
+    write_csv(args.out, rows, {**meta, **run_meta("serve_latency.py")})
 
 if __name__ == "__main__":
     main()
