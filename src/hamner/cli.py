@@ -800,7 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     add_precision_option(p)
     p.add_argument("--batch-size", type=positive_int, default=32, help="encoder inputs (posts or windows of long posts) run at once")
-    p.add_argument("--threads", type=positive_int, help="torch/OpenCV/ONNX Runtime threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, help="torch/OpenCV/ONNX Runtime threads (default: tagging uses one per CPU this process may use, one fewer per CPU that other processes keep busy)")
     p.add_argument(
         "--image-workers", type=positive_int, default=1,
         help="a HamLearning model: images read at once, each in its own thread (with --threads 1, one per core reads the most images/s)",
@@ -944,7 +944,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu")
     add_precision_option(p)
-    p.add_argument("--threads", type=positive_int, help="torch/OpenCV threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, help="torch/OpenCV/ONNX Runtime threads (default: tagging uses one per CPU this process may use, one fewer per CPU that other processes keep busy)")
     p.add_argument("--no-batching", action="store_true", help="tag each request on its own")
     p.add_argument("--max-batch", type=positive_int, default=16, help="most requests tagged together")
     p.add_argument("--max-queue", type=positive_int, default=256, help="waiting requests beyond this get 503")
