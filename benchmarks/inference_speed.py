@@ -636,6 +636,10 @@ def worker_unseen(args: argparse.Namespace) -> dict[str, Any]:
     first = _timed_pass(tag_many, posts["pass"])
     load_first = os.getloadavg()[0]
     torch_after = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    # an exported model's session in use after the pass (hamner's governor may have switched it)
+    model = getattr(getattr(tag_many, "__self__", None), "model", None)
+    session = getattr(model, "session", None)
+    ort_after = session.get_session_options().intra_op_num_threads if session is not None else None
     warm = _timed_pass(tag_many, posts["pass"])
     single = _timed_single(tag_one, posts["single"])[0] if posts["single"] else None
     return {
@@ -643,6 +647,7 @@ def worker_unseen(args: argparse.Namespace) -> dict[str, Any]:
         "first_pass_per_s": first["per_s"], "first_pass_cpu_s": first["cpu_s"], "first_pass_wall_s": first["wall_s"],
         "warm_per_s": warm["per_s"], "warm_cpu_s": warm["cpu_s"], "warm_wall_s": warm["wall_s"],
         "one_at_a_time_per_s": single, "peak_mb": _peak_mb(), "load": load_first, **threads, "torch_threads_after": torch_after,
+        "ort_threads_after": ort_after,
     }  # fmt: skip
 
 
@@ -687,8 +692,11 @@ def _threads_cell(r: dict[str, Any]) -> str:
     torch_threads = r.get("torch_threads")
     if r.get("torch_threads_after") not in (None, "", torch_threads):
         torch_threads = f"{torch_threads}->{r['torch_threads_after']}"
+    ort_threads = r.get("ort_threads")
+    if r.get("ort_threads_after") not in (None, "", ort_threads):
+        ort_threads = f"{ort_threads}->{r['ort_threads_after']}"
     parts = [f"torch {torch_threads}" if torch_threads not in (None, "") else "",
-             f"ort {r['ort_threads']}" if r.get("ort_threads") not in (None, "") else ""]  # fmt: skip
+             f"ort {ort_threads}" if ort_threads not in (None, "") else ""]  # fmt: skip
     return ", ".join(p for p in parts if p)
 
 
@@ -794,6 +802,7 @@ def run_unseen(args: argparse.Namespace) -> None:
                     "competing_cpu_s": round(after - before, 1) if before is not None and after is not None and n else None,
                     "peak_mb": round(got["peak_mb"]), "load_avg_1min": round(got["load"], 2),
                     "torch_threads": got["torch_threads"], "torch_threads_after": got["torch_threads_after"], "ort_threads": got["ort_threads"],
+                    "ort_threads_after": got.get("ort_threads_after"),
                 })  # fmt: skip
                 print(raw[-1], flush=True)
     meta = run_meta("inference_speed.py")

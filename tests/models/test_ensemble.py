@@ -112,6 +112,15 @@ def test_an_ensemble_of_exported_models_equals_the_ensemble_of_their_checkpoints
     # the Tagger, tag and evaluate take exported members like checkpoints; the CPU only
     tagger = Tagger.from_pretrained([str(e) for e in exported], threads=1)
     assert isinstance(tagger.model, EnsembleTagger) and tagger.model.exported
+    assert [t.to_dict() for t in tagger.tag_many(["obama in new york"])] == [tagger.tag("obama in new york").to_dict()]
+    # without threads=, each member follows the process's thread count, on sessions that do not spin either
+    from hamner.threads import governor
+
+    governed = Tagger.from_pretrained([str(e) for e in exported])
+    governed.tag("obama in new york")
+    for m in governed.model.member_models:
+        assert m.threads == governor().threads()
+        assert m.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     with pytest.raises(ConfigError, match="runs on the CPU"):
         EnsembleTagger.from_pretrained(exported).to("cuda")
     a, b = (str(e) for e in exported)

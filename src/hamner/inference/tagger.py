@@ -363,7 +363,7 @@ class Tagger:
         n = self._thread_count()
         model: Any = self.model
         if is_exported_model(model):
-            members = model.member_models() if hasattr(model, "member_models") else [model]
+            members = list(model.member_models) if hasattr(model, "member_models") else [model]
             for m in members:
                 m.use_threads(n)
         elif torch.get_num_threads() != n:
