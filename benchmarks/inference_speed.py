@@ -6,12 +6,12 @@
     python benchmarks/inference_speed.py --text-model RUN/best --hamlearning-model RUN/best --features F
         --ensemble-models S1/best S2/best S3/best --only 'hamlearning x3/pytorch-fp32' 'hamlearning x3/onnx-int8'
         --out results/bench_inference_ensemble.csv                  # an ensemble's cost per post
-    python benchmarks/inference_speed.py --table [CSV ...]           # the README's table (TABLE_SOURCES)
-    python benchmarks/inference_speed.py --table --write README.md docs/speed.md
+    python benchmarks/inference_speed.py --table [CSV ...]           # the Speed page's table (TABLE_SOURCES)
+    python benchmarks/inference_speed.py --table --write docs/speed.md
     python benchmarks/inference_speed.py --unseen --text-model RUN/best [--posts twitter2015:test btc:test]
         [--conditions idle competing] [--competing 1] [--repeats 3] [--threads N] [--limit N]
         [--out results/bench_unseen.csv]                         # posts never seen, idle and busy
-    python benchmarks/inference_speed.py --unseen-table [CSV ...] [--write README.md docs/speed.md]
+    python benchmarks/inference_speed.py --unseen-table [CSV ...] [--write docs/speed.md]
 
 Every system tags the same Twitter-2017 test posts (raw text: the words joined by spaces, so
 tokenisation is included) in a fresh process of its own (its peak memory is its own), one system
@@ -88,7 +88,7 @@ SPACY_TYPES = {
     "WORK_OF_ART": "MISC", "EVENT": "MISC", "LAW": "MISC", "LANGUAGE": "MISC",
 }  # fmt: skip
 COLD_TEXT = "Obama met the NBA champions in New York"
-#: the results files whose rows make the README's speed table, in order
+#: the results files whose rows make the Speed page's table, in order
 TABLE_SOURCES = ["results/bench_inference.csv", "results/bench_inference_ensemble.csv"]
 #: where --unseen writes its rows (and every run to *_runs.csv)
 UNSEEN_OUT = "results/bench_unseen.csv"
@@ -550,7 +550,7 @@ def _read_rows(paths: str | list[str]) -> list[dict[str, str]]:
 
 
 def table(paths: str | list[str]) -> str:
-    """The README's table: a Markdown row per system of the results files written by this script."""
+    """The Speed page's table: a Markdown row per system of the results files written by this script."""
     rows = _read_rows(paths)
 
     def cell(value: str, spread: str) -> str:
@@ -572,7 +572,7 @@ def table(paths: str | list[str]) -> str:
 
 def write_table(csv_paths: list[str], pages: list[str]) -> None:
     """Put the table of ``csv_paths`` between ``<!-- speed:start -->`` and ``<!-- speed:end -->`` in
-    each page (the README's speed table is made this way; a test checks it still matches)."""
+    each page (the Speed page's table is made this way; a test checks it still matches)."""
     _write_block(table(csv_paths), "speed", pages, " + ".join(csv_paths))
 
 
