@@ -18,7 +18,10 @@ The scores are computed in this process by :func:`hamner.cli.evaluate_checkpoint
 arguments of the command written in each row's ``command`` column, so a row is exactly what that
 command prints. A Twitter-2017 model's MISC predictions are left out of its scores and counted in
 ``predictions_not_scored``. Each row names the checkpoint's training commit (``run_commit``, from
-its ``run.json``), the commit of the source that scored it (``commit``) and the machine.
+its ``run.json``), the commit of the source that scored it (``commit``) and the machine, and the
+run's own test F1 from its ``final.json`` (``run_test_f1``, on every type of its corpus): on BTC's
+in-corpus row, the same checkpoint, split and types, the two must agree (a warning says when not).
+Only finished runs are scored (a ``final.json``: ``best/`` is there from the first epoch on).
 
 Writes ``--out`` (one row per model, test split and seed), ``--summary`` (per direction: mean and
 sample standard deviation over the seeds of the in-corpus reference, the cross-corpus score and
@@ -117,12 +120,9 @@ def run_commit(run: Path) -> str:
     return f"{rev['commit']}{'+dirty' if rev.get('dirty') else ''}"
 
 
-def run_test(run: Path) -> tuple[float, set[str]] | None:
-    """The run's own test F1 and the types it scored (``final.json``), or None before it finished."""
-    path = run / "final.json"
-    if not path.exists():
-        return None
-    final = json.loads(path.read_text())
+def run_test(run: Path) -> tuple[float, set[str]]:
+    """The run's own test F1 and the types it scored (its ``final.json``, written when it finished)."""
+    final = json.loads((run / "final.json").read_text())
     return float(final["test_f1"]), set(final["test"]["per_type"])
 
 
@@ -143,7 +143,7 @@ def score(job: Job, data_root: Path, device: str, batch_size: int) -> dict[str, 
         )
     micro, not_scored = answer["micro"], answer.get("not_scored", {})
     own = run_test(job.run)
-    if own is not None and job.kind == "in-corpus" and own[1] == set(SHARED) and abs(own[0] - micro["f1"]) > 1e-6:
+    if job.kind == "in-corpus" and own[1] == set(SHARED) and abs(own[0] - micro["f1"]) > 1e-6:
         # the same checkpoint on the same split and types as the run's final.json (BTC): the same F1 is expected
         log.warning(
             "%s on %s: F1 %.6f, but the run's final.json says %.6f on the same types",
@@ -157,7 +157,7 @@ def score(job: Job, data_root: Path, device: str, batch_size: int) -> dict[str, 
         **{f"f1_{t}": f"{per_type[t]['f1']:.6f}" for t in SHARED},
         "predictions_not_scored": sum(not_scored.values()),
         "not_scored": " ".join(f"{t}={n}" for t, n in not_scored.items()),
-        "run_test_f1": "" if own is None else f"{own[0]:.6f}", "command": "hamner " + shlex.join(argv), "run_commit": run_commit(job.run),
+        "run_test_f1": f"{own[0]:.6f}", "command": "hamner " + shlex.join(argv), "run_commit": run_commit(job.run),
     }  # fmt: skip
 
 
@@ -170,6 +170,9 @@ def jobs(runs: dict[str, str], seeds: Sequence[int]) -> list[Job]:
             run = run_dir(runs[trained_on], seed)
             if not (run / "best").is_dir():
                 raise SystemExit(f"{run / 'best'}: no checkpoint ({NAMES[trained_on]} seed {seed}; every seed in --seeds must exist)")
+            if not (run / "final.json").exists():  # best/ is there from the first epoch on
+                raise SystemExit(f"{run}: no final.json ({NAMES[trained_on]} seed {seed} has not finished: best/ may still change)")
+            run_commit(run)  # a run.json that says which commit trained it, before anything is scored
             for tested_on in (trained_on, *(c for c in CORPORA if c != trained_on)):
                 out.append(Job(trained_on, tested_on, seed, run))
     return out

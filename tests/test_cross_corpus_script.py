@@ -62,6 +62,8 @@ def fake_runs(folder: Path, checkpoint: Path, seeds: list[int], commit: str = "a
         run.mkdir(parents=True)
         os.symlink(checkpoint, run / "best", target_is_directory=True)
         (run / "run.json").write_text(json.dumps({"seed": seed, "git": {"commit": commit, "dirty": False}}))
+        per_type = {t: {"f1": 0.5} for t in ("PER", "LOC", "ORG", "MISC")}
+        (run / "final.json").write_text(json.dumps({"test_f1": 0.5, "test": {"per_type": per_type}}))
     return folder
 
 
@@ -86,7 +88,8 @@ def test_each_model_is_scored_on_both_test_splits_as_its_command_prints(
     rows = list(csv.DictReader(out.open()))
     got = {(r["trained_on"], r["tested_on"], r["seed"]): r for r in rows}
     assert len(rows) == 8 and set(got) == {(a, b, s) for a in ("btc", "twitter2017") for b in ("btc", "twitter2017") for s in ("1", "2")}
-    assert "final.json says 0.123000 on the same types" in caplog.text and got["btc", "btc", "1"]["run_test_f1"] == "0.123000"
+    assert caplog.text.count("final.json says") == 1 and "final.json says 0.123000 on the same types" in caplog.text
+    assert got["btc", "btc", "1"]["run_test_f1"] == "0.123000"
     # the type map: MISC dropped everywhere but for the BTC model on BTC's own test split, as the protocol says
     assert "--type-map" not in got["btc", "btc", "1"]["command"]
     assert all("--type-map MISC=O" in r["command"] for k, r in got.items() if k[:2] != ("btc", "btc"))
@@ -158,6 +161,9 @@ def test_a_missing_seed_a_foreign_label_set_and_a_dirty_tree_are_refused(
     base = ["--twitter2017-runs", str(t17), "--data-root", str(root), "--out", str(tmp_path / "x.csv"), "--allow-dirty"]
     with pytest.raises(SystemExit, match=r"t17/seed3/best: no checkpoint \(BTC seed 3"):
         script.main(["--btc-runs", str(t17), "--seeds", "1", "2", "3", *base])
+    (t17 / "seed2" / "final.json").unlink()  # still training: its best/ may still change
+    with pytest.raises(SystemExit, match=r"t17/seed2: no final.json \(BTC seed 2 has not finished"):
+        script.main(["--btc-runs", str(t17), "--seeds", "1", "2", *base])
     # a four-type model given as the BTC one: BTC scored as it is would count its MISC predictions
     with pytest.raises(SystemExit, match=r"scored types \['LOC', 'MISC', 'ORG', 'PER'\], expected \['PER', 'LOC', 'ORG'\]"):
         script.main(["--btc-runs", str(t17), "--seeds", "1", *base])
