@@ -76,7 +76,7 @@ def plan(runs: Path, out: Path, seeds: Sequence[int]) -> tuple[list[Copy], list[
         for seed in seeds:
             run, dst = runs / source / f"seed{seed}", out / name / f"seed{seed}"
             if not finished(run, joint):
-                waiting.append(f"{run} ({'running: no final.json yet' if run.exists() else 'no such run'})")
+                waiting.append(f"{run} ({'not finished: no final.json' if run.exists() else 'no such run'})")
                 continue
             missing = [f for f in RUN_FILES if not (run / f).exists()]
             if missing:

@@ -11,6 +11,7 @@ import logging
 import os
 import shlex
 import statistics
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,6 +27,7 @@ def load_script(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -109,6 +111,12 @@ def test_each_model_is_scored_on_both_test_splits_as_its_command_prints(
     # the Twitter-2017 model tags a MISC in the BTC posts: left out of the scores, and counted
     misc = got["twitter2017", "btc", "1"]
     assert int(misc["predictions_not_scored"]) > 0 and misc["not_scored"] == f"MISC={misc['predictions_not_scored']}"
+    # the same command without --json prints the same scores as a table (evaluate's two outputs share one computation)
+    assert hamner(shlex.split(misc["command"])[1:-1]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{misc['gold']} test: 6 posts, entity-level (conlleval) scores in %"
+    assert lines[1] == "not scored: MISC (dropped from the gold and from the predictions)"
+    assert lines[-1].split()[:4] == ["micro", *(f"{100 * float(misc[c]):.2f}" for c in ("micro_precision", "micro_recall", "micro_f1"))]
     assert got["btc", "twitter2017", "1"]["predictions_not_scored"] == "0"  # a three-type model has no MISC to leave out
     # the summary: per direction, paired over the seeds (two copies of one model: no spread)
     summary = {r["trained_on"]: r for r in csv.DictReader(out.with_name("cross_corpus_summary.csv").open())}
@@ -224,7 +232,7 @@ def test_collect_copies_the_finished_runs_small_files_never_their_weights(tmp_pa
     want = [f"{name}/seed{s}/{f}" for name in ("btc", "joint") for s in (1, 2) for f in small]
     want += ["twitter2017/seed1/" + f for f in small] + [f"joint/seed{s}/joint/btc/final.json" for s in (1, 2)]
     assert files == sorted(want)  # no best/, last/ or train.log; Twitter-2017 seed 2 is not finished
-    assert f"{runs}/twitter2017/text-only/seed2 (running: no final.json yet)" in printed
+    assert f"{runs}/twitter2017/text-only/seed2 (not finished: no final.json)" in printed
     assert "seed 1 btc          best epoch 2: dev 79.60, test 77.00 (predictions not scored: MISC 3)" in printed
     # the MISC comparison on the seeds both have
     assert "Twitter-2017 MISC test F1 seed 1: joint 40.00, single-corpus 45.00 (-5.00)" in printed
@@ -235,7 +243,7 @@ def test_collect_copies_the_finished_runs_small_files_never_their_weights(tmp_pa
         script.main(["--runs", str(runs), "--out", str(out), "--seeds", "1", "2", "--compare"])
     # collected again: the same bytes are left; other bytes (a rerun) are refused unless --replace
     (runs / "btc/btc-text-only/seed1/final.json").write_text(final(0.7, 0.7, misc=None))
-    with pytest.raises(SystemExit, match=r"already collected with other contents .*btc/seed1/final.json"):
+    with pytest.raises(SystemExit, match=r"(?s)already collected with other contents .*btc/seed1/final.json"):
         script.main(["--runs", str(runs), "--out", str(out), "--seeds", "1", "2"])
     assert json.loads((out / "btc/seed1/final.json").read_text())["dev_f1"] == pytest.approx(0.795)
     assert script.main(["--runs", str(runs), "--out", str(out), "--seeds", "1", "2", "--replace"]) == 0
