@@ -9,12 +9,16 @@ import os
 import shlex
 import stat
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hamner import __version__
 from hamner.errors import ConfigError, HamnerError
 from hamner.inference import DEFAULT_MAX_WORDS
+
+if TYPE_CHECKING:
+    from hamner.evaluation.metrics import EntityReport
 
 log = logging.getLogger("hamner")
 FORMAT_CHOICES = (
@@ -53,7 +57,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+@dataclass
+class Evaluation:
+    """What ``hamner evaluate`` computes, before it is printed: ``answer`` is its ``--json`` output."""
+
+    answer: dict[str, Any]
+    report: EntityReport
+    n_posts: int
+    multimodal: bool
+    dropped_types: set[str]
+
+
+def evaluate_checkpoint(args: argparse.Namespace) -> Evaluation:
+    """The scores of ``hamner evaluate`` (``args`` parsed by :func:`build_parser`), computed in this
+    process without printing them: scripts that score many checkpoints call it with the command's
+    own arguments, so each of their rows is exactly what that command line prints."""
     import json
     from collections import Counter
 
@@ -169,23 +187,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         source = "none (a text-only model)"
     else:
         source = args.features if visuals is not None else "none (the text path only, --text-path)"
+    answer = {
+        "dataset": dataset, "split": split, "visual_input": source, "precision": shown, **report.to_dict(),
+        **({"not_scored": dict(sorted(not_scored.items()))} if dropped_types else {}),
+    }  # fmt: skip
+    return Evaluation(answer, report, len(posts), model.config.multimodal, dropped_types)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    got = evaluate_checkpoint(args)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "dataset": dataset, "split": split, "visual_input": source, "precision": shown, **report.to_dict(),
-                    **({"not_scored": dict(sorted(not_scored.items()))} if dropped_types else {}),
-                },  # fmt: skip
-                indent=2,
-            )
-        )
+        print(json.dumps(got.answer, indent=2))
     else:
-        print(f"{dataset} {split}: {len(posts)} posts, entity-level ({report.mode}) scores in %")
-        if model.config.multimodal:
-            print(f"visual input: {source}")
-        if dropped_types:
-            print(f"not scored: {', '.join(sorted(dropped_types))} (dropped from the gold and from the predictions)")
-        print(report.table(ordered=True))
+        what = f"{got.answer['dataset']} {got.answer['split']}"
+        print(f"{what}: {got.n_posts} posts, entity-level ({got.report.mode}) scores in %")
+        if got.multimodal:
+            print(f"visual input: {got.answer['visual_input']}")
+        if got.dropped_types:
+            dropped = ", ".join(sorted(got.dropped_types))
+            print(f"not scored: {dropped} (dropped from the gold and from the predictions)")
+        print(got.report.table(ordered=True))
     return 0
 
 
