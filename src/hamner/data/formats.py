@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hamner.data.conll import Post
+from hamner.data.post import Post
 from hamner.errors import DataFormatError
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from hamner.data.labels import spans_from_bio
 from hamner.data.tokenize import PIECE_CHARS, Token, _pieces, load_word_tokenizer, tokenize
 from hamner.errors import ConfigError, ImageError, PostTooLong, TextError, first_surrogate
 from hamner.inference import DEFAULT_MAX_WORDS
-from hamner.inference.onnx import OnnxTagger, is_exported_model
+from hamner.inference.onnx import OnnxTagger, is_exported, is_exported_model
 from hamner.models.config import TaggerConfig
 from hamner.models.tagger import Prediction, TextTagger
 from hamner.precision import autocast, resolve_precision
@@ -133,7 +133,9 @@ def load_model(directory: str | Path | Sequence[str | Path], threads: int | None
         return load_one(dirs[0], threads)
     from hamner.models.ensemble import EnsembleTagger
 
-    return EnsembleTagger.from_pretrained(dirs, threads=threads)
+    # exported members' sessions take turns: none may spin while another runs
+    members = [OnnxTagger(d, threads, spinning=False) if is_exported(d) else TextTagger.from_pretrained(d) for d in dirs]
+    return EnsembleTagger(members, [str(d) for d in dirs])
 
 
 def vision_config_for(config: TaggerConfig, on_bad_image: str = "error") -> Any:
