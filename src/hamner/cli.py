@@ -26,9 +26,21 @@ FORMAT_CHOICES = (
 )  # hamner.data.formats.FORMATS (not imported at start)
 
 
+class _OwnLinesOnly(logging.Filter):
+    """What a command shows without ``--verbose``: hamner's own records and other libraries' errors.
+    Their INFO and WARNING records are noise to the user: ONNX Runtime's quantiser logs every MatMul it
+    leaves alone on the root logger, torch.onnx warns about what tracing fixes (TracerWarning), a
+    library warns about a deprecation in another."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.name == "hamner" or record.name.startswith("hamner.")
+
+
 def _setup_logging(verbose: bool) -> None:
     rank = int(os.environ.get("RANK", "0"))
     level = logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(
         level=level if rank == 0 else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -36,6 +48,14 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("transformers", "urllib3", "filelock", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    ours = [h for h in root.handlers if h not in before]  # none where the caller (a test runner) set up logging
+    if ours:
+        # Python warnings become records of the logger "py.warnings": shown, like other libraries'
+        # records, with --verbose only (hamner itself warns through its loggers)
+        logging.captureWarnings(True)
+        if not verbose:
+            for handler in ours:
+                handler.addFilter(_OwnLinesOnly())
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -642,7 +662,7 @@ def add_precision_option(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hamner", description="Multimodal NER for tweets (HamLearning).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and the INFO and WARNING lines of other libraries (hidden without it)")
     parser.add_argument("--version", action="version", version=f"hamner {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
