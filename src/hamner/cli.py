@@ -276,9 +276,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     import io
     import json
 
-    from tqdm.auto import tqdm
-
-    from hamner.inference.stream import InputReader, StreamOptions, TagStream, binary_stdout, resume_point
+    from hamner.inference.stream import ByteProgress, InputReader, StreamOptions, TagStream, binary_stdout, resume_point
     from hamner.inference.tagger import Tagger
 
     if args.text is not None:
@@ -332,13 +330,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
             sink = stack.enter_context(open(args.output, "ab" if args.resume else "wb"))
         size = os.fstat(source.fileno()).st_size if name not in ("<stdin>", "--text") else None
         bar = stack.enter_context(
-            tqdm(
-                total=size,
-                unit="B",
-                unit_scale=True,
-                desc="tag",
-                disable=args.no_progress or size is None or args.output == "-" and args.pretty,
-            )
+            ByteProgress(size, disable=args.no_progress or size is None or args.output == "-" and args.pretty)
         )
         stream = TagStream(tagger, reader, sink, options)
         counts = stream.counts

@@ -33,7 +33,8 @@ def register(kind: str) -> Callable[[_T], _T]:
 
     def add(cls: _T) -> _T:
         before = _CLASSES.get(kind)
-        if before is not None and before is not cls and before.__qualname__ != cls.__qualname__:
+        # the same class defined again (its module reloaded) replaces itself; another class is refused
+        if before is not None and (before.__module__, before.__qualname__) != (cls.__module__, cls.__qualname__):
             raise ValueError(f"{kind} checkpoints are already read by {before.__module__}.{before.__qualname__}")
         _CLASSES[kind] = cls
         return cls
