@@ -30,9 +30,21 @@ FORMAT_CHOICES = (
 )  # hamner.data.formats.FORMATS (not imported at start)
 
 
+class _OwnLinesOnly(logging.Filter):
+    """What a command shows without ``--verbose``: hamner's own records and other libraries' errors.
+    Their INFO and WARNING records are noise to the user: ONNX Runtime's quantiser logs every MatMul it
+    leaves alone on the root logger, torch.onnx warns about what tracing fixes (TracerWarning), a
+    library warns about a deprecation in another."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.name == "hamner" or record.name.startswith("hamner.")
+
+
 def _setup_logging(verbose: bool) -> None:
     rank = int(os.environ.get("RANK", "0"))
     level = logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(
         level=level if rank == 0 else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -40,6 +52,14 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("transformers", "urllib3", "filelock", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    ours = [h for h in root.handlers if h not in before]  # none where the caller (a test runner) set up logging
+    if ours:
+        # Python warnings become records of the logger "py.warnings": shown, like other libraries'
+        # records, with --verbose only (hamner itself warns through its loggers)
+        logging.captureWarnings(True)
+        if not verbose:
+            for handler in ours:
+                handler.addFilter(_OwnLinesOnly())
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -279,9 +299,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     import io
     import json
 
-    from tqdm.auto import tqdm
-
-    from hamner.inference.stream import InputReader, StreamOptions, TagStream, binary_stdout, resume_point
+    from hamner.inference.stream import ByteProgress, InputReader, StreamOptions, TagStream, binary_stdout, resume_point
     from hamner.inference.tagger import Tagger
 
     if args.text is not None:
@@ -335,13 +353,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
             sink = stack.enter_context(open(args.output, "ab" if args.resume else "wb"))
         size = os.fstat(source.fileno()).st_size if name not in ("<stdin>", "--text") else None
         bar = stack.enter_context(
-            tqdm(
-                total=size,
-                unit="B",
-                unit_scale=True,
-                desc="tag",
-                disable=args.no_progress or size is None or args.output == "-" and args.pretty,
-            )
+            ByteProgress(size, disable=args.no_progress or size is None or args.output == "-" and args.pretty)
         )
         stream = TagStream(tagger, reader, sink, options)
         counts = stream.counts
@@ -663,12 +675,7 @@ def add_precision_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hamner", description="Multimodal NER for tweets (HamLearning).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--version", action="version", version=f"hamner {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("train", help="train a tagger from a YAML config")
     p.add_argument("--config", required=True, help="configs/<name>.yaml")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.seed=2")
@@ -677,10 +684,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after-epoch", type=int, metavar="N", help="stop after epoch N, resumable with --resume")
     p.set_defaults(func=cmd_train)
 
+
+def _add_curves_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("curves", help="plot a run's per-epoch training loss and dev F1 (training_curves.png)")
     p.add_argument("runs", nargs="+", help="run directories holding metrics.jsonl (training writes the plot itself)")
     p.set_defaults(func=cmd_curves)
 
+
+def _add_labelstudio_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("labelstudio", help="Label Studio round trip: predictions to import, a labelling config")
     ls_sub = p.add_subparsers(dest="labelstudio_command", required=True)
     d = ls_sub.add_parser("predictions", help="hamner tag output -> Label Studio import tasks with predictions (JSON)")
@@ -701,6 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--to-name", default="text")
     d.set_defaults(func=cmd_labelstudio_config)
 
+
+def _add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("evaluate", help="score a checkpoint on a dataset split (per-type table)")
     p.add_argument(
         "--model", required=True, action="append",
@@ -753,6 +766,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_export_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "export", help="export a checkpoint to ONNX (run on ONNX Runtime by tag/evaluate/serve), optionally int8",
         description="Write an ONNX model of everything up to the emissions (dynamic batch and length axes), with the "
@@ -767,6 +782,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_export)
 
+
+def _add_tag_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("tag", help="tag raw posts: one per line, or JSONL with text and optional image/caption")
     p.add_argument("--model", required=True, action="append", help="checkpoint directory; repeat it for an ensemble")
     p.add_argument("input", nargs="?", default="-", help="input file (default: standard input)")
@@ -830,6 +847,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.set_defaults(func=cmd_tag)
 
+
+def _add_bulk_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "bulk",
         help="tag JSONL/Parquet collections (with their images) on Ray Data, embedded here or on a cluster",
@@ -912,6 +931,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (rows written)")
     p.set_defaults(func=cmd_bulk)
 
+
+def _add_preprocess_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "preprocess",
         help="extract every image of a dataset (or folder) once into a feature cache",
@@ -961,6 +982,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_preprocess)
 
+
+def _add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="a web page and a JSON API (POST /v1/tag) over a checkpoint")
     p.add_argument("--model", required=True, action="append", help="checkpoint directory; repeat it for an ensemble")
     p.add_argument("--host", default="127.0.0.1")
@@ -991,6 +1014,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-words", type=positive_int, default=600, help="most words in one post (a post's cost grows with them)")
     p.set_defaults(func=cmd_serve)
 
+
+def _add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("data", help="dataset utilities")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     d = data_sub.add_parser("download", help="fetch the public text splits and captions, verified by SHA-256")
@@ -1026,6 +1051,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-root", help="the data root (for a preset or a relative path)")
     d.add_argument("--json", action="store_true", help="print the report as JSON")
     d.set_defaults(func=cmd_data_check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hamner", description="Multimodal NER for tweets (HamLearning).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and the INFO and WARNING lines of other libraries (hidden without it)")
+    parser.add_argument("--version", action="version", version=f"hamner {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(sub)
+    _add_curves_parser(sub)
+    _add_labelstudio_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_export_parser(sub)
+    _add_tag_parser(sub)
+    _add_bulk_parser(sub)
+    _add_preprocess_parser(sub)
+    _add_serve_parser(sub)
+    _add_data_parser(sub)
     return parser
 
 

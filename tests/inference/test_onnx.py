@@ -169,6 +169,24 @@ def test_cli_export_then_tag_and_evaluate(text_models: dict[str, Path], tmp_path
     assert "precision" in capsys.readouterr().err
 
 
+def test_cli_export_int8_prints_only_hamners_own_lines_unless_verbose(text_models: dict[str, Path], tmp_path: Path) -> None:
+    """ONNX Runtime's quantiser logs every MatMul it skips on the root logger and torch.onnx warns
+    while tracing: none of it reaches the terminal by default; ``hamner -v`` shows it."""
+    errs = {}
+    for verbose in (False, True):
+        cmd = [sys.executable, "-m", "hamner.cli", *(["-v"] if verbose else []), "export", "--int8",
+               "--model", str(text_models["ckpt"]), "--out", str(tmp_path / f"int8-{verbose}")]  # fmt: skip
+        run = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        assert json.loads(run.stdout)["precision"] == "int8"
+        errs[verbose] = run.stderr
+    quiet, verbose_err = errs[False], errs[True]
+    assert "INFO hamner.inference.onnx: exported" in quiet  # hamner's own line
+    for noise in ("Ignore MatMul due to non constant B", "TracerWarning"):
+        assert noise not in quiet, quiet
+        assert noise in verbose_err
+    assert all(" hamner" in line for line in quiet.splitlines() if line.strip()), quiet
+
+
 def test_export_refuses_an_exported_directory_and_load_model_picks_the_backend(text_models: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="already an exported"):
         export(text_models["fp32"], tmp_path / "again")

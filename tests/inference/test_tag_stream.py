@@ -50,6 +50,25 @@ def test_every_record_says_its_line_and_each_input_line_gets_one(ckpt: Path, tmp
     assert rows[0]["text"] == "Obama in Paris" and rows[1]["entities"] == []  # CRLF: the \r is not text
 
 
+def test_the_progress_bar_is_drawn_finished_once(ckpt: Path, tmp_path: Path) -> None:
+    """hamner tag's bar over the input's bytes: its finished state is drawn once, when it closes (the
+    last chunk's update drew it as well, so the run's stderr showed the finished bar twice). Every
+    update is drawn here (TQDM_MININTERVAL=0), as on a slow run."""
+    import re
+    import subprocess
+    import sys
+
+    src = tmp_path / "posts.txt"
+    src.write_text("".join(f"Obama in Paris {i}\n" for i in range(40)))  # two chunks: 16 posts, then 24
+    cmd = [sys.executable, "-m", "hamner.cli", "tag", "--model", str(ckpt), str(src), "-o", str(tmp_path / "out.jsonl")]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "TQDM_MININTERVAL": "0"})
+    draws = [d for d in re.split(r"[\r\n]", run.stderr) if d.startswith("tag:")]
+    size = src.stat().st_size
+    finished = [d for d in draws if f"{size}/{size}" in d]
+    assert len(finished) == 1 and draws[-1] == finished[0], draws
+    assert any(f"/{size}" in d and d not in finished for d in draws)  # and it was drawn before it finished
+
+
 def test_a_lone_carriage_return_does_not_split_a_line(ckpt: Path, tmp_path: Path) -> None:
     src = tmp_path / "posts.txt"
     src.write_bytes(b"Obama\rin Paris\nthe nba game\n")

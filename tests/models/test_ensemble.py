@@ -11,7 +11,7 @@ import torch
 from conftest import KNOWN_ENTITIES, KNOWN_POST
 from hamner.cli import main
 from hamner.errors import ConfigError
-from hamner.inference.tagger import Tagger
+from hamner.inference.tagger import Tagger, load_model
 from hamner.models.config import TaggerConfig
 from hamner.models.ensemble import EnsembleTagger
 from hamner.models.tagger import PostTaggingModel, TextTagger
@@ -96,7 +96,7 @@ def test_an_ensemble_of_exported_models_equals_the_ensemble_of_their_checkpoints
 
     exported = [export(trained_tiny_model, tmp_path / "a"), export(other_model, tmp_path / "b")]
     torch_ens = EnsembleTagger.from_pretrained([trained_tiny_model, other_model])
-    onnx_ens = EnsembleTagger.from_pretrained(exported, threads=1)
+    onnx_ens = load_model(exported, threads=1)  # the inference layer loads exported members (models/ knows no ONNX)
     assert onnx_ens.exported and not torch_ens.exported and onnx_ens.precision == "fp32"
     # one interface, whatever runs the model: checkpoints, exports and the ensembles of either
     for model in [*torch_ens.member_models, *onnx_ens.member_models, torch_ens, onnx_ens]:
@@ -122,7 +122,7 @@ def test_an_ensemble_of_exported_models_equals_the_ensemble_of_their_checkpoints
         assert m.threads == governor().threads()
         assert m.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     with pytest.raises(ConfigError, match="runs on the CPU"):
-        EnsembleTagger.from_pretrained(exported).to("cuda")
+        load_model(exported).to("cuda")
     a, b = (str(e) for e in exported)
     assert main(["evaluate", "--model", a, "--model", b, "--dataset", "twitter2017", "--data-root", str(tiny_data_root), "--json"]) == 0
     from_onnx = json.loads(capsys.readouterr().out)
@@ -133,4 +133,7 @@ def test_an_ensemble_of_exported_models_equals_the_ensemble_of_their_checkpoints
     assert "precision is fixed at export" in capsys.readouterr().err
     # the two kinds are not mixed
     with pytest.raises(ConfigError, match="all PyTorch checkpoints or all exported"):
-        EnsembleTagger.from_pretrained([trained_tiny_model, exported[1]])
+        load_model([trained_tiny_model, exported[1]])
+    # the models layer reads PyTorch checkpoints only, and says where exported members are read
+    with pytest.raises(ConfigError, match="not a PyTorch checkpoint.*hamner.inference.tagger.load_model"):
+        EnsembleTagger.from_pretrained(exported)

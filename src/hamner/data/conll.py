@@ -1,4 +1,6 @@
-"""The post record every corpus reader gives, and the reader of the Twitter-2015/2017 files.
+"""The reader of the Twitter-2015/2017 files, and the post record every corpus reader gives
+(:class:`Post`, defined in :mod:`hamner.data.post` so that :mod:`hamner.data.formats` can build it
+without importing this module back).
 
 Format (see the data README): ``IMGID:<id>`` starts a post, then one ``token<TAB>tag`` line per
 token, a blank line ends the post. The 2015 files do not end with a blank line; some tokens are
@@ -10,35 +12,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from hamner.data.formats import Problems, normalise, read_raw
 from hamner.data.labels import DEFAULT_TYPE_MAP
+from hamner.data.post import Post
 from hamner.errors import DataFormatError
 
+__all__ = ["Post", "read_captions", "read_conll"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Post:
-    """One post: its words, gold BIO tags (already mapped to the model's types) and image id."""
-
-    words: list[str]
-    tags: list[str]
-    imgid: str | None = None
-    source: str = ""  # "file:line" of the post's first line (its IMGID line), for error messages
-    caption: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
-    id: str | None = None  # the post's id (a JSONL post's "id"; the IMGID otherwise)
-    image: str | None = None  # an image path, relative to the corpus file's folder (JSONL "image")
 
 
 def read_conll(path: str | Path, type_map: Mapping[str, str] | None = None) -> list[Post]:
     """Read one file of the benchmark format; the first problem raises :class:`DataFormatError`
     with file:line. ``type_map`` lists every type the file may have (default: PER LOC ORG MISC, and
     OTHER read as MISC); a type that maps to none of its values is an error."""
-    from hamner.data.formats import Problems, normalise, read_raw
-
     type_map = DEFAULT_TYPE_MAP if type_map is None else type_map
     problems = Problems()
     raw, _ = read_raw(path, "imgid", problems)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hamner.data.conll import Post
+from hamner.data.post import Post
 from hamner.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -392,7 +392,7 @@ def _span(e: Any, text: str) -> tuple[int, int, str] | str:
         return f"type must be a name such as PER, found {typ!r}"
     said = e.get("text")
     if isinstance(said, str) and text[start:end] != said:  # offsets in UTF-16 units (hamner tag --offsets utf16)?
-        from hamner.inference.tagger import utf16_offsets
+        from hamner.data.tokenize import utf16_offsets
 
         table = utf16_offsets(text)
         if table is not None and start in table and end in table:

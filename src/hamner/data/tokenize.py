@@ -93,3 +93,16 @@ def tokenize(text: str, style: str = "twitter2017") -> list[Token]:
             else:
                 out.append(Token(word, start, start + len(word)))
     return out
+
+
+def utf16_offsets(text: str) -> list[int] | None:
+    """For each code-point offset 0..len(text), the same place in UTF-16 code units (what JavaScript's
+    String indices count: a character past U+FFFF, e.g. most emoji, is two units); None when the
+    two agree everywhere (no such character)."""
+    if text.isascii() or all(ord(c) <= 0xFFFF for c in text):
+        return None
+    out, units = [0], 0
+    for c in text:
+        units += 2 if ord(c) > 0xFFFF else 1
+        out.append(units)
+    return out

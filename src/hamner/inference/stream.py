@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from tqdm.auto import tqdm
+
 from hamner.errors import ConfigError, DataFormatError, ImageError, TextError, first_surrogate
 from hamner.inference.tagger import TaggedPost, Tagger
 
@@ -267,6 +269,24 @@ def dumps(record: dict[str, Any]) -> bytes:
         return (text + "\n").encode("utf-8")
     except UnicodeEncodeError:
         return (json.dumps(record) + "\n").encode("ascii")
+
+
+class ByteProgress(tqdm):
+    """``hamner tag``'s progress bar over the input file's bytes, finished once: by :meth:`close`.
+    A plain tqdm bar draws the finished state when the last chunk's update reaches the total (when
+    more than ``mininterval`` has passed since it last drew: any run longer than a moment), then
+    again when it closes (with the run's overall rate): stderr read anywhere but a terminal (a log
+    file, CI) showed the finished bar twice. The update that reaches the total only counts; closing
+    draws it."""
+
+    def __init__(self, total: int | None, disable: bool = False) -> None:
+        super().__init__(total=total, unit="B", unit_scale=True, desc="tag", disable=disable)
+
+    def update(self, n: float | None = 1) -> bool | None:
+        if not self.disable and self.total is not None and n is not None and self.n + n >= self.total:
+            self.n += n
+            return None
+        return super().update(n)
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 
 from hamner.data.labels import spans_from_bio
-from hamner.data.tokenize import PIECE_CHARS, Token, _pieces, load_word_tokenizer, tokenize
+from hamner.data.tokenize import PIECE_CHARS, Token, _pieces, load_word_tokenizer, tokenize, utf16_offsets
 from hamner.errors import ConfigError, ImageError, PostTooLong, TextError, first_surrogate
 from hamner.inference import DEFAULT_MAX_WORDS
-from hamner.inference.onnx import OnnxTagger, is_exported_model
+from hamner.inference.onnx import OnnxTagger, is_exported, is_exported_model
 from hamner.models.config import TaggerConfig
 from hamner.models.tagger import Prediction, TextTagger
 from hamner.precision import autocast, resolve_precision
@@ -50,19 +50,6 @@ def entity_span(text: str, start: int, end: int) -> tuple[int, int]:
     while end > start and _invisible(text[end - 1]):
         end -= 1
     return start, end
-
-
-def utf16_offsets(text: str) -> list[int] | None:
-    """For each code-point offset 0..len(text), the same place in UTF-16 code units (what JavaScript's
-    String indices count: a character past U+FFFF, e.g. most emoji, is two units); None when the
-    two agree everywhere (no such character)."""
-    if text.isascii() or all(ord(c) <= 0xFFFF for c in text):
-        return None
-    out, units = [0], 0
-    for c in text:
-        units += 2 if ord(c) > 0xFFFF else 1
-        out.append(units)
-    return out
 
 
 @dataclass
@@ -133,7 +120,9 @@ def load_model(directory: str | Path | Sequence[str | Path], threads: int | None
         return load_one(dirs[0], threads)
     from hamner.models.ensemble import EnsembleTagger
 
-    return EnsembleTagger.from_pretrained(dirs, threads=threads)
+    # exported members' sessions take turns: none may spin while another runs
+    members = [OnnxTagger(d, threads, spinning=False) if is_exported(d) else TextTagger.from_pretrained(d) for d in dirs]
+    return EnsembleTagger(members, [str(d) for d in dirs])
 
 
 def vision_config_for(config: TaggerConfig, on_bad_image: str = "error") -> Any:

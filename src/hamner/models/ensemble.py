@@ -22,7 +22,7 @@ from torch import nn
 
 from hamner.errors import ConfigError
 from hamner.models.crf import CRF
-from hamner.models.tagger import PostTaggingModel, Prediction, TextTagger
+from hamner.models.tagger import WEIGHTS_FILE, PostTaggingModel, Prediction, TextTagger
 
 log = logging.getLogger(__name__)
 
@@ -105,16 +105,17 @@ class EnsembleTagger(nn.Module):
         return super().to(*args, **kwargs)
 
     @classmethod
-    def from_pretrained(
-        cls, directories: Sequence[str | Path], map_location: str = "cpu", threads: int | None = None
-    ) -> EnsembleTagger:
-        """The checkpoints in ``directories``: PyTorch ones, or all ``hamner export`` output (their
-        ONNX Runtime sessions use ``threads`` threads)."""
-        from hamner.inference.onnx import OnnxTagger, is_exported
-
-        # exported members' sessions take turns: none may spin while another runs
-        members = [OnnxTagger(d, threads, spinning=False) if is_exported(d) else TextTagger.from_pretrained(d, map_location) for d in directories]
-        return cls(members, [str(d) for d in directories])
+    def from_pretrained(cls, directories: Sequence[str | Path], map_location: str = "cpu") -> EnsembleTagger:
+        """The PyTorch checkpoints in ``directories``. Ensembles of ``hamner export`` output are
+        loaded by the inference layer, which owns the ONNX Runtime backend
+        (:func:`hamner.inference.tagger.load_model`, as ``hamner tag`` and ``Tagger.from_pretrained`` do)."""
+        for d in directories:
+            if not (Path(d) / WEIGHTS_FILE).is_file():
+                raise ConfigError(
+                    f"{d}: no {WEIGHTS_FILE}, so not a PyTorch checkpoint; an ensemble of exported models is "
+                    "loaded with hamner.inference.tagger.load_model (or Tagger.from_pretrained)"
+                )
+        return cls([TextTagger.from_pretrained(d, map_location) for d in directories], [str(d) for d in directories])
 
     @property
     def levels(self) -> list[str]:

@@ -36,7 +36,8 @@ from hamner.data.encoding import EncodedPost, collate
 from hamner.errors import ConfigError, DataFormatError
 from hamner.models.config import TaggerConfig
 from hamner.models.crf import CRF, marginal_kl
-from hamner.models.tagger import TextTagger
+from hamner.models.registry import register
+from hamner.models.text import TextTagger
 
 LEVELS = ("global", "objects", "semantic")
 BOX_FEATURES = 7  # x1, y1, x2, y2, w, h, area
@@ -130,6 +131,7 @@ class AttentionPool(nn.Module):
         return (w[..., None] * x).sum(1) * mask.any(1, keepdim=True)
 
 
+@register("multimodal")
 class HamLearningTagger(TextTagger):
     """The multimodal tagger; every part is a switch of :class:`TaggerConfig`."""
 
