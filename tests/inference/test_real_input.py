@@ -69,6 +69,33 @@ def same_posts(a: list[TaggedPost], b: list[TaggedPost]) -> None:
             assert x.features.same_as(y.features)
 
 
+def close_posts(a: list[TaggedPost], b: list[TaggedPost]) -> None:
+    """:func:`same_posts` up to float rounding: for answers computed with other thread counts (image
+    workers share the tagger's threads, and a sum split over other threads rounds differently)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.entities == y.entities and x.tags == y.tags
+        assert x.relevance == pytest.approx(y.relevance, abs=1e-5)
+        assert (x.level_weights is None) == (y.level_weights is None)
+        if x.level_weights is not None and y.level_weights is not None:
+            assert x.level_weights.keys() == y.level_weights.keys()
+            assert all(x.level_weights[k] == pytest.approx(y.level_weights[k], abs=1e-5) for k in x.level_weights)
+        if x.emissions is not None or y.emissions is not None:
+            assert x.emissions is not None and y.emissions is not None and torch.allclose(x.emissions, y.emissions, atol=1e-4)
+        if x.features is not None:
+            assert y.features is not None
+            rx, ry = x.features.record(), y.features.record()
+            # ImageNet scores (rounded to 6 places in the record) may differ in their last place
+            sx, sy = rx.pop("imagenet", None) or [], ry.pop("imagenet", None) or []
+            assert rx == ry and [n for n, _ in sx] == [n for n, _ in sy]
+            assert [v for _, v in sx] == pytest.approx([v for _, v in sy], abs=1e-5)
+            ta, tb = x.features.tensors(), y.features.tensors()
+            assert ta.keys() == tb.keys()
+            for k in ta:
+                # fp16 grids and regions: one unit in their last place (0.004 at 8) is a rounding difference
+                assert torch.allclose(ta[k].float(), tb[k].float(), rtol=1e-3, atol=1e-2), (k, (ta[k].float() - tb[k].float()).abs().max())
+
+
 def in_threads(fn: Callable[[int], TaggedPost], n: int, threads: int = 8) -> list[TaggedPost]:
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(fn, range(n)))
@@ -153,10 +180,11 @@ def test_eight_threads_with_the_packaged_image_models(mm: dict[str, Any], tmp_pa
     got = in_threads(lambda i: shared.tag(*posts[i]), len(posts))
     assert sys.stdout is stdout
     same_posts(got, sequential)
-    # two image workers (a detector net each) in one tag_many call: the answers of one worker
+    # two image workers (a detector net each) in one tag_many call: the answers of one worker, up to
+    # rounding (the workers share the tagger's threads: one each here, against two in one worker)
     texts, images = [t for t, _ in posts], [im for _, im in posts]
     workers = Tagger.from_pretrained(ckpt, image_workers=2)
-    same_posts(workers.tag_many(texts, images), seq_tagger.tag_many(texts, images))
+    close_posts(workers.tag_many(texts, images), seq_tagger.tag_many(texts, images))
 
 
 @pytest.mark.weights
