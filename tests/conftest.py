@@ -20,18 +20,18 @@ TINY_WORDS = (
 ).split()
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _fixed_tagging_threads() -> Any:
-    """The tests' tagging threads stay where torch starts: the thread governor (hamner.threads) would
-    otherwise follow the load of the machine running them, and results compared across tests could
-    differ in their last bits. Its own tests use governors of their own."""
+    """Each test tags with torch's thread count as the test starts: the thread governor
+    (hamner.threads) would otherwise follow the load of the machine running the tests, or keep a
+    count an earlier test pinned (``--threads 1``), and two paths compared in a test could differ in
+    their last bits. The governor's own tests use governors of their own."""
     import torch
 
     from hamner.threads import governor
 
     governor().pin(torch.get_num_threads())
     yield
-    governor().pin(None)
 
 
 def shared_data_root() -> Path | None:
