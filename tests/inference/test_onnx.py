@@ -288,3 +288,36 @@ def test_a_marked_model_exports_with_its_marker_and_matches_pytorch(tmp_path: Pa
         assert w.emissions is not None and g.emissions is not None
         assert torch.allclose(w.emissions, g.emissions, atol=ATOL) and g.tags == w.tags and g.windows == w.windows
     assert want[-1].windows > 1
+
+
+@pytest.mark.parametrize("kind", ["fp32", "int8"])
+def test_batches_run_side_by_side_with_the_same_answers_as_one_at_a_time(text_models: dict[str, Path], kind: str) -> None:
+    """With two threads and several batches, run() tags two batches at once on a shared one-thread
+    session; the predictions equal those of one batch at a time (same batches, so int8's
+    per-batch activation scales are the same too), in the posts' order."""
+    words = [t.split() for t in _texts(70, seed=3)]
+    side = OnnxTagger(text_models[kind], threads=2)
+    alone = OnnxTagger(text_models[kind], threads=2)
+    alone.batch_parallel = False
+    got, want = side.run(words, batch_size=8), alone.run(words, batch_size=8)
+    assert 1 in side._sessions and 1 not in alone._sessions  # the side-by-side path ran
+    assert [p.tags for p in got] == [p.tags for p in want]
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a.emissions, b.emissions, atol=ATOL, rtol=0)
+    one = OnnxTagger(text_models[kind], threads=2)
+    assert one.run(words[:5], batch_size=8)[0].tags == want[0].tags and 1 not in one._sessions  # one batch: 2 threads
+
+
+def test_an_error_in_a_side_by_side_batch_reaches_the_caller(text_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    model = OnnxTagger(text_models["fp32"], threads=2)
+    calls = []
+
+    def broken_viterbi(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("batch 3 broke")
+        return viterbi(*args)
+
+    monkeypatch.setattr("hamner.inference.onnx.viterbi", broken_viterbi)
+    with pytest.raises(RuntimeError, match="batch 3 broke"):
+        model.run([t.split() for t in _texts(40, seed=4)], batch_size=8)
