@@ -321,3 +321,21 @@ def test_an_error_in_a_side_by_side_batch_reaches_the_caller(text_models: dict[s
     monkeypatch.setattr("hamner.inference.onnx.viterbi", broken_viterbi)
     with pytest.raises(RuntimeError, match="batch 3 broke"):
         model.run([t.split() for t in _texts(40, seed=4)], batch_size=8)
+
+
+def test_side_by_side_batches_follow_the_usable_cpus_not_the_load(text_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's threads drop while other processes keep CPUs busy; the side-by-side batches
+    do not (one-thread runs do not wait on each other). A pinned count (set_threads,
+    OMP_NUM_THREADS) or a model's own fixed count is kept; batch_parallel=False runs one at a time."""
+    from hamner.threads import ThreadGovernor
+
+    g = ThreadGovernor(cpus=4)
+    monkeypatch.setattr("hamner.threads._GOVERNOR", g)
+    monkeypatch.setattr(g, "threads", lambda: 1)  # the machine is busy
+    model = OnnxTagger(text_models["fp32"])
+    assert model.threads == 1 and model.batch_workers() == 4
+    g.pin(3)
+    assert model.batch_workers() == 3
+    assert OnnxTagger(text_models["fp32"], threads=2).batch_workers() == 2
+    model.batch_parallel = False
+    assert model.batch_workers() == 1

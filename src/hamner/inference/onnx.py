@@ -485,6 +485,21 @@ class OnnxTagger:
             self._threads = threads
         return threads
 
+    def batch_workers(self) -> int:
+        """How many batches :meth:`run` tags side by side: the fixed thread count of a model made
+        with one, else the CPUs this process may use (:func:`hamner.threads.usable_cpus`, or the
+        count pinned by ``set_threads`` or ``OMP_NUM_THREADS``). Not lowered while other processes
+        keep CPUs busy, as the session's threads are: one-thread runs do not wait on each other, so
+        a parked one delays only its own batch, and each takes the CPU share the scheduler gives it."""
+        if not self.batch_parallel:
+            return 1
+        if self._fixed_threads is not None:
+            return self._fixed_threads
+        from hamner.threads import governor
+
+        g = governor()
+        return g.pinned or g.cpus
+
     @property
     def precision(self) -> str:
         return str(self.meta["precision"])
@@ -574,7 +589,7 @@ class OnnxTagger:
     ) -> list[Prediction]:
         """:meth:`TextTagger.run` on ONNX Runtime: the same windows, batches and Prediction objects.
 
-        With several threads (:meth:`use_threads`) and several batches, the batches run side by side,
+        With several threads (:meth:`batch_workers`) and several batches, the batches run side by side,
         one per thread, each on one thread of a shared one-thread session (ONNX Runtime runs a
         session from several threads at once), instead of one batch at a time split over the
         threads: a post-sized matrix product split over threads waits on all of them at every
@@ -605,7 +620,7 @@ class OnnxTagger:
 
         starts = range(0, len(order), batch_size)
         bar = tqdm(total=len(starts), desc=desc, disable=not progress, leave=False)
-        workers = min(self._threads, len(starts)) if self.batch_parallel else 1
+        workers = min(self.batch_workers(), len(starts))
         if workers > 1:
             single = self._session(1)
             with ThreadPoolExecutor(workers, thread_name_prefix="hamner-onnx") as pool:
