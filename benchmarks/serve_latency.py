@@ -127,11 +127,15 @@ def main() -> None:
                 # with --posts every load takes the next texts (new to this server); without, all start at the first
                 sent, seen = 0, set[int]()
                 # warm-up: both request kinds, so first-call costs are not measured
-                for kind, total in (("text", 8), ("image", 4)):
+                for kind, total in (("text", 8), ("image", 4 if args.image_requests else 0)):
+                    if total == 0:
+                        continue
                     asyncio.run(load(base, kind, 1, total, texts, images, sent))
                     repeats(seen, sent, total, len(texts))
                     sent += total if args.posts else 0
                 for kind, total in (("text", args.text_requests), ("image", args.image_requests)):
+                    if total == 0:  # --image-requests 0: a text-only run
+                        continue
                     for c in args.concurrency:
                         got = asyncio.run(load(base, kind, c, total, texts, images, sent))
                         repeated = repeats(seen, sent, total, len(texts))

@@ -339,3 +339,29 @@ def test_side_by_side_batches_follow_the_usable_cpus_not_the_load(text_models: d
     assert OnnxTagger(text_models["fp32"], threads=2).batch_workers() == 2
     model.batch_parallel = False
     assert model.batch_workers() == 1
+
+
+@pytest.mark.parametrize("kind", ["ckpt", "fp32"])
+def test_one_long_tag_many_call_rereads_the_thread_count_between_batches(text_models: dict[str, Path], kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single call with many posts follows the machine's load batch by batch (it used to keep the
+    count it started with: beside a busy process PyTorch kept 0.34 of its idle speed); the answers
+    do not change."""
+    texts = _texts(40, seed=5)
+    want = [p.tags for p in Tagger.from_pretrained(text_models[kind], batch_size=8).tag_many(texts)]
+    tagger = Tagger.from_pretrained(text_models[kind], batch_size=8)
+    if kind == "fp32":
+        tagger.model.batch_parallel = False  # the serial path, whose session follows the count
+    counts = iter([2, 1, 1, 2, 1, 1, 1, 1])
+    seen = []
+
+    def next_count() -> int:
+        n = next(counts)
+        seen.append(n)
+        return n
+
+    monkeypatch.setattr(tagger, "_thread_count", next_count)
+    got = [p.tags for p in tagger.tag_many(texts)]
+    assert got == want
+    assert len(seen) == 5  # 40 posts in batches of 8: once before the call, then before batches 2-5
+    if kind == "fp32":
+        assert tagger.model.threads == 1 and {1, 2} <= set(tagger.model._sessions)

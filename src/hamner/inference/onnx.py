@@ -30,7 +30,7 @@ import shutil
 import threading
 import time
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -586,6 +586,7 @@ class OnnxTagger:
         progress: bool = False,
         desc: str = "predict",
         long_posts: str = "window",
+        between_batches: Callable[[], Any] | None = None,
     ) -> list[Prediction]:
         """:meth:`TextTagger.run` on ONNX Runtime: the same windows, batches and Prediction objects.
 
@@ -627,9 +628,10 @@ class OnnxTagger:
                 for _ in pool.map(lambda start: one(start, single), starts):
                     bar.update()
         else:
-            session = self.session
             for start in starts:
-                one(start, session)
+                if start and between_batches is not None:
+                    between_batches()  # may switch self.session to another thread count
+                one(start, self.session)
                 bar.update()
         bar.close()
         return self.assemble(word_lists, plans, got)

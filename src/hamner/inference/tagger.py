@@ -457,7 +457,10 @@ class Tagger:
             words = [[tok.text for tok in tokens[i]] for i in nonempty]
             vis = [visuals[i] for i in nonempty] if visuals is not None else None
             with autocast(self.device, self.precision):
-                got = self.model.run(words, vis, self.batch_size, progress, "tag", long_posts=self.long_posts)
+                got = self.model.run(
+                    words, vis, self.batch_size, progress, "tag", long_posts=self.long_posts,
+                    between_batches=self.use_threads,  # a long call follows the machine's load batch by batch
+                )  # fmt: skip
             preds = dict(zip(nonempty, got, strict=True))
         out = []
         for i, text in enumerate(texts):

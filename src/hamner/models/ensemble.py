@@ -13,7 +13,7 @@ members tag batches at 0.69x the speed of one PyTorch model, docs/speed.md); the
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -130,12 +130,16 @@ class EnsembleTagger(nn.Module):
         progress: bool = False,
         desc: str = "predict",
         long_posts: str = "window",
+        between_batches: Callable[[], Any] | None = None,
     ) -> list[Prediction]:
         """Every member's predictions, pooled post by post (see the module docstring)."""
         words = [list(w) for w in word_lists]  # read once: a generator would be used up by the first member
         members = self.member_models
         runs = [
-            m.run(words, visuals, batch_size, progress, f"{desc} {i + 1}/{len(members)}", long_posts=long_posts)
+            m.run(
+                words, visuals, batch_size, progress, f"{desc} {i + 1}/{len(members)}", long_posts=long_posts,
+                between_batches=between_batches,
+            )  # fmt: skip
             for i, m in enumerate(members)
         ]
         labels = self.config.labels

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -52,6 +52,7 @@ class PostTaggingModel(Protocol):
         progress: bool = False,
         desc: str = "predict",
         long_posts: str = "window",
+        between_batches: Callable[[], Any] | None = None,
     ) -> list[Prediction]:
         """Tags and what the model saw for every post, in input order (see :meth:`TextTagger.run`)."""
         ...
@@ -292,12 +293,15 @@ class TextTagger(nn.Module):
         progress: bool = False,
         desc: str = "predict",
         long_posts: str = "window",
+        between_batches: Callable[[], Any] | None = None,
     ) -> list[Prediction]:
         """Tags and what the model saw for every post (in input order); ``visuals`` holds each post's
         :class:`hamner.vision.ImageFeatures` (or None) for a multimodal model. A post longer than the
         encoder's sub-token budget is read over overlapping windows (see :meth:`plan_windows` and
         :meth:`merge_windows`), or, with ``long_posts="truncate"``, only as far as the budget goes (the
-        rest tagged O and counted in ``Prediction.words_not_read``)."""
+        rest tagged O and counted in ``Prediction.words_not_read``). ``between_batches`` is called
+        before every batch but the first, in the calling thread (the tagger re-reads its thread count
+        there, so that one long call follows the machine's load)."""
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
@@ -305,6 +309,8 @@ class TextTagger(nn.Module):
         got: list[Prediction | None] = [None] * len(encoded)
         labels = self.config.labels
         for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+            if start and between_batches is not None:
+                between_batches()
             idx = order[start : start + batch_size]
             batch = {k: v.to(device) for k, v in self.collate([encoded[u] for u in idx]).items()}
             parts = self.fuse(batch)
