@@ -595,7 +595,9 @@ class OnnxTagger:
         session from several threads at once), instead of one batch at a time split over the
         threads: a post-sized matrix product split over threads waits on all of them at every
         operation, and two one-thread runs tagged 1.5 times as many posts per second as one
-        two-thread run (docs/speed.md). One batch alone uses the many-thread session."""
+        two-thread run (docs/speed.md). One batch alone uses the many-thread session.
+        ``between_batches`` is called before every batch but the first only when the batches run one
+        at a time (``batch_parallel = False``, or one worker): side by side, the count is fixed."""
         plans, encoded, order = self.encode_inputs(word_lists, visuals, long_posts)
         got: list[Prediction | None] = [None] * len(encoded)
         labels = self.config.labels
