@@ -395,7 +395,7 @@ def prepare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if not (work / "encoder.int8.onnx").exists():
         _export_encoder(args.text_model, work)
         d: dict[str, Any] = INT8_DEFAULT
-        quantize_int8(work / "encoder.onnx", work / "encoder.int8.onnx", d["per_channel"], d["include"], d["exclude"])
+        quantize_int8(work / "encoder.onnx", work / "encoder.int8.onnx", d["per_channel"], d["include"], d["exclude"], d.get("blockwise", ()))
     for s in ("encoder/pytorch-fp32", "encoder/onnx-fp32", "encoder/onnx-int8"):
         systems[s] = {}
     systems.update(_spacy_systems())

@@ -64,6 +64,10 @@ OPSET = 17
 # every encoder MatMul per channel (1.3x faster) passed dev but lost 0.38 test F1 on one of four
 # text-only checkpoints (results/int8_dev.csv, results/int8_test_check.csv): this rule stays.
 INT8_DEFAULT = {"per_channel": True, "include": [r"/encoder/"], "exclude": [r"/output/dense/"]}
+#: rows of a weight block of the ``blockwise`` MatMuls of an int8 rule (see quantize_int8)
+BLOCK_SIZE = 256
+#: the first onnxruntime that runs 8-bit MatMulNBits on the CPU (checked with older releases)
+BLOCKWISE_MIN_ORT = "1.22"
 
 
 def exported_backbone(directory: str | Path) -> Path | None:
@@ -245,26 +249,70 @@ def _example_batch(model: TextTagger) -> dict[str, torch.Tensor]:
     return fill_missing(batch, names, c, (cls_id, sep_id))
 
 
-def quantize_int8(src: Path, dst: Path, per_channel: bool = True, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[str]:
+def quantize_int8(
+    src: Path, dst: Path, per_channel: bool = True, include: Sequence[str] = (), exclude: Sequence[str] = (),
+    blockwise: Sequence[str] = (), block_size: int = BLOCK_SIZE,
+) -> list[str]:  # fmt: skip
     """Dynamic int8 quantization (onnxruntime's quantizer) of the MatMuls of ``src`` whose node name
-    matches a pattern of ``include`` (all when empty) and none of ``exclude``; returns the names of
-    the MatMuls kept in fp32."""
+    matches a pattern of ``include`` (all when empty) and none of ``exclude``. Of the MatMuls left
+    out, those matching a pattern of ``blockwise`` get 8-bit weights in blocks of ``block_size`` rows
+    with int8 arithmetic (onnxruntime's ``MatMulNBits``, accuracy level 4: each input row is scaled
+    per block of ``block_size`` values, so one outlier spoils one block of one word, not the batch,
+    and a post's numbers do not depend on the other posts of its batch). Returns the names of the
+    MatMuls kept in fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(src), load_external_data=False).graph
     matmuls = [n.name for n in graph.node if n.op_type == "MatMul"]
-    chosen = [
-        n for n in matmuls
-        if (not include or any(re.search(p, n) for p in include)) and not any(re.search(p, n) for p in exclude)
-    ]  # fmt: skip
+
+    def matches(name: str, patterns: Sequence[str]) -> bool:
+        return any(re.search(p, name) for p in patterns)
+
+    chosen = [n for n in matmuls if (not include or matches(n, include)) and not matches(n, exclude)]
     kept = [n for n in matmuls if n not in chosen]
+    blocks = [n for n in kept if blockwise and matches(n, blockwise)]
+    dynamic_out = dst.with_name(dst.stem + ".dynamic.onnx") if blocks else dst
     quantize_dynamic(
-        str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel, op_types_to_quantize=["MatMul"],
+        str(src), str(dynamic_out), weight_type=QuantType.QInt8, per_channel=per_channel, op_types_to_quantize=["MatMul"],
         nodes_to_exclude=kept,
     )  # fmt: skip
-    log.info("int8: %d MatMuls quantized, %d kept in fp32", len(chosen), len(kept))
+    if blocks:
+        quantize_blockwise(dynamic_out, dst, blocks, block_size)
+        dynamic_out.unlink()
+    kept = [n for n in kept if n not in blocks]
+    log.info("int8: %d MatMuls quantized dynamically, %d blockwise, %d kept in fp32", len(chosen), len(blocks), len(kept))
     return kept
+
+
+def quantize_blockwise(src: Path, dst: Path, names: Sequence[str], block_size: int = BLOCK_SIZE) -> None:
+    """The MatMuls ``names`` of ``src`` with symmetric 8-bit weights in blocks of ``block_size``
+    (onnxruntime's ``MatMulNBitsQuantizer``, accuracy level 4: int8 arithmetic), written to ``dst``."""
+    ort = _require_onnxruntime()
+    if _version(ort.__version__) < _version(BLOCKWISE_MIN_ORT):
+        raise ConfigError(
+            f"8-bit blockwise MatMuls need onnxruntime >= {BLOCKWISE_MIN_ORT}, this is {ort.__version__}: "
+            "upgrade it, or export with an int8 rule without 'blockwise'"
+        )
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    except ImportError as exc:  # onnx-ir, which the quantizer imports (the onnx extra installs it)
+        raise ConfigError(f"8-bit blockwise MatMuls need onnxruntime's MatMulNBitsQuantizer: pip install -e '.[onnx]' ({exc})") from None
+    qlog = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = qlog.level
+    qlog.setLevel(logging.WARNING)  # one INFO line per node of the graph otherwise
+    try:
+        q = MatMulNBitsQuantizer(
+            str(src), bits=8, block_size=block_size, is_symmetric=True, accuracy_level=4, nodes_to_include=list(names)
+        )  # fmt: skip
+        q.process()
+        q.model.save_model_to_file(str(dst), False)
+    finally:
+        qlog.setLevel(level)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
 
 
 def export(
@@ -313,9 +361,13 @@ def export(
     rule = None
     if int8:
         rule = {**INT8_DEFAULT, **(int8_rule or {})}
+        if rule.get("blockwise"):
+            rule.setdefault("block_size", BLOCK_SIZE)
         tmp = out / "model.fp32.onnx"
         fp32_path.replace(tmp)
-        rule["kept_fp32"] = quantize_int8(tmp, fp32_path, rule["per_channel"], rule["include"], rule["exclude"])
+        rule["kept_fp32"] = quantize_int8(
+            tmp, fp32_path, rule["per_channel"], rule["include"], rule["exclude"], rule.get("blockwise", ()), rule.get("block_size", BLOCK_SIZE)
+        )  # fmt: skip
         tmp.unlink()
     backbone = None
     vision = model.config.vision
@@ -409,6 +461,13 @@ class OnnxTagger:
         ckpt = json.loads((d / CONFIG_FILE).read_text())
         if ckpt.get("format_version") != FORMAT_VERSION:
             raise ConfigError(f"{d / CONFIG_FILE}: format_version {ckpt.get('format_version')} is not {FORMAT_VERSION}")
+        if (meta.get("int8_rule") or {}).get("blockwise"):
+            ort = _require_onnxruntime()
+            if _version(ort.__version__) < _version(BLOCKWISE_MIN_ORT):
+                raise ConfigError(
+                    f"{d}: the export has 8-bit blockwise MatMuls (int8_rule 'blockwise'), which need onnxruntime >= "
+                    f"{BLOCKWISE_MIN_ORT}; this is {ort.__version__}"
+                )
         self.meta = meta
         self.config = TaggerConfig.from_dict(ckpt["tagger"])
         self.tokenizer = AutoTokenizer.from_pretrained(d / "tokenizer")
