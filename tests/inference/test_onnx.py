@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -248,6 +249,32 @@ def test_int8_rule_keeps_the_encoders_feed_forward_outputs_in_fp32(text_models: 
         assert rule["kept_fp32"] and all("/output/dense/" in n or "/encoder/" not in n for n in rule["kept_fp32"])
 
 
+def test_blockwise_int8_takes_exactly_the_matmuls_its_rule_names(text_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An int8 rule's ``blockwise`` MatMuls (those it keeps out of dynamic int8) become 8-bit
+    MatMulNBits nodes, and only they (onnxruntime's quantizer would take every constant-weight
+    MatMul); the tags agree with fp32; an onnxruntime too old for the kernel is named on load."""
+    import onnx
+
+    out = export(text_models["ckpt"], tmp_path / "bw", int8=True, int8_rule={"blockwise": [r"/encoder/.*/output/dense/"]})
+    nodes = onnx.load(str(out / "model.onnx")).graph.node
+    blockwise = sorted(n.name for n in nodes if n.op_type == "MatMulNBits")
+    assert blockwise and all(re.search(r"^/encoder/.*/output/dense/MatMul", n) for n in blockwise)
+    assert "/emission/MatMul" in {n.name for n in nodes if n.op_type == "MatMul"}  # kept in fp32
+    rule = json.loads((out / "onnx_export.json").read_text())["int8_rule"]
+    assert rule["block_size"] == 256 and rule["kept_fp32"] == ["/emission/MatMul"]
+    texts = _texts(60, seed=1)
+    fp32 = Tagger.from_pretrained(text_models["fp32"]).tag_many(texts)
+    got = Tagger.from_pretrained(out).tag_many(texts)
+    pairs = [(a, b) for x, y in zip(fp32, got, strict=True) for a, b in zip(x.tags, y.tags, strict=True)]
+    assert sum(a == b for a, b in pairs) / len(pairs) >= INT8_AGREEMENT
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "__version__", "1.21.1")
+    with pytest.raises(ConfigError, match=r"blockwise MatMuls .* need onnxruntime >= 1.22; this is 1.21.1"):
+        OnnxTagger(out)
+    OnnxTagger(text_models["fp32"])  # an export without blockwise MatMuls loads on any onnxruntime
+
+
 def test_the_entity_type_channel_is_a_graph_input_and_matches_pytorch(tmp_path: Path, fake_spacy: Any) -> None:
     """The words' spaCy classes are fed to the graph like the shape ids; exporting needs no spaCy."""
     from conftest import make_tiny_encoder
@@ -293,13 +320,19 @@ def test_a_marked_model_exports_with_its_marker_and_matches_pytorch(tmp_path: Pa
 @pytest.mark.parametrize("kind", ["fp32", "int8"])
 def test_batches_run_side_by_side_with_the_same_answers_as_one_at_a_time(text_models: dict[str, Path], kind: str) -> None:
     """With two threads and several batches, run() tags two batches at once on a shared one-thread
-    session; the predictions equal those of one batch at a time (same batches, so int8's
-    per-batch activation scales are the same too), in the posts' order."""
+    session, its workers encoding the posts; the predictions equal those of one batch at a time,
+    which encodes every post first (same batches, so int8's per-batch activation scales are the
+    same too), in the posts' order, long posts' windows and truncation included."""
     words = [t.split() for t in _texts(70, seed=3)]
+    for at in (5, 40):  # windows
+        words.insert(at, ("new york city paris london " * (20 + at)).split())
     side = OnnxTagger(text_models[kind], threads=2)
     alone = OnnxTagger(text_models[kind], threads=2)
     alone.batch_parallel = False
-    got, want = side.run(words, batch_size=8), alone.run(words, batch_size=8)
+    for mode in ("truncate", "window"):
+        got, want = side.run(words, batch_size=8, long_posts=mode), alone.run(words, batch_size=8, long_posts=mode)
+        assert [(p.tags, p.windows, p.words_not_read) for p in got] == [(p.tags, p.windows, p.words_not_read) for p in want]
+    assert want[5].windows > 1 and want[40].windows > 1
     assert 1 in side._sessions and 1 not in alone._sessions  # the side-by-side path ran
     assert [p.tags for p in got] == [p.tags for p in want]
     for a, b in zip(got, want, strict=True):

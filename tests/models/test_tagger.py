@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,19 @@ def test_new_words_go_to_the_rust_tokenizer_when_it_agrees_else_to_the_wrapper(t
     assert copy is not None and copy is not backend and copy.padding is None  # ... so a copy without padding is used
     assert backend.padding is not None  # and the caller's tokenizer is left alone
     assert list(copy.encode("obama", add_special_tokens=False).ids) == tok("obama", add_special_tokens=False)["input_ids"]
+
+
+@pytest.mark.parametrize("marker", ["", "twitter2015"])
+def test_input_length_is_the_encoded_length_without_encoding(tiny_encoder: Path, marker: str) -> None:
+    """OnnxTagger orders posts by input_length before encoding them (side-by-side batches encode in
+    the workers); it must be len(encode(...).input_ids), also for posts past the budget."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_encoder)
+    we = WordEncoder(tok, 16, url_placeholder="url", marker=marker)
+    rng = random.Random(5)
+    pool = ["Obama", "new", "zzq", "@nba", "\u200b", "x1!", "http://t.co/abc", "Zürich", "🙂", "unbelievably", " "]
+    posts = [[], ["Obama"]] + [[rng.choice(pool) for _ in range(rng.randint(1, 30))] for _ in range(200)]
+    assert {we.input_length(p) for p in posts} != {16}  # short and long posts both occur
+    for words in posts:
+        assert we.input_length(words) == len(we.encode(words).input_ids), words

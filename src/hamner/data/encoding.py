@@ -230,6 +230,12 @@ class WordEncoder:
             segment_positions=list(positions), char_ids=chars, entity_ids=ents,
         )  # fmt: skip
 
+    def input_length(self, words: Sequence[str]) -> int:
+        """``len(self.encode(words).input_ids)`` for a one-segment input, without building it."""
+        total = sum(len(self.word_ids(w)) for w in words)
+        mark = len(self.marker_ids())
+        return len(self._prefix) + mark + min(total, self._budget - mark) + len(self._suffix)
+
     def entity_ids_of(self, word_lists: Sequence[Sequence[str]], progress: bool = False) -> list[list[int]] | None:
         """Every post's entity-type classes, spaCy reading the posts in batches; None without the
         channel. Pass each post's list to :meth:`encode` (a slice of it for a window of the post)."""

@@ -298,17 +298,26 @@ def quantize_blockwise(src: Path, dst: Path, names: Sequence[str], block_size: i
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
     except ImportError as exc:  # onnx-ir, which the quantizer imports (the onnx extra installs it)
         raise ConfigError(f"8-bit blockwise MatMuls need onnxruntime's MatMulNBitsQuantizer: pip install -e '.[onnx]' ({exc})") from None
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    # the quantizer takes every MatMul with constant weights unless excluded (nodes_to_include adds
+    # to that set): the others are excluded by name
+    others = [n.name for n in graph.node if n.op_type == "MatMul" and n.name not in set(names)]
     qlog = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level = qlog.level
     qlog.setLevel(logging.WARNING)  # one INFO line per node of the graph otherwise
     try:
-        q = MatMulNBitsQuantizer(
-            str(src), bits=8, block_size=block_size, is_symmetric=True, accuracy_level=4, nodes_to_include=list(names)
-        )  # fmt: skip
+        config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8)
+        q = MatMulNBitsQuantizer(str(src), nodes_to_exclude=others, algo_config=config)
         q.process()
         q.model.save_model_to_file(str(dst), False)
     finally:
         qlog.setLevel(level)
+    done = [re.sub(r"_Q8$", "", n.name) for n in onnx.load(str(dst), load_external_data=False).graph.node if n.op_type == "MatMulNBits"]
+    if sorted(done) != sorted(names):
+        raise RuntimeError(f"8-bit blockwise quantization changed {sorted(done)}, not the MatMuls asked for: {sorted(names)}")
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -618,6 +627,11 @@ class OnnxTagger:
     ) -> tuple[list[list[tuple[int, int]]], list[EncodedPost], list[int]]:
         return TextTagger.encode_inputs(self, word_lists, visuals, long_posts)  # type: ignore[arg-type]
 
+    def plan_inputs(
+        self, word_lists: Sequence[Sequence[str]], long_posts: str
+    ) -> tuple[list[list[tuple[int, int]]], list[tuple[int, int, int]], list[list[int]] | None]:
+        return TextTagger.plan_inputs(self, word_lists, long_posts)  # type: ignore[arg-type]
+
     def assemble(
         self, word_lists: Sequence[Sequence[str]], plans: Sequence[list[tuple[int, int]]], got: Sequence[Prediction | None]
     ) -> list[Prediction]:
@@ -656,14 +670,35 @@ class OnnxTagger:
         operation, and two one-thread runs tagged 1.5 times as many posts per second as one
         two-thread run (docs/speed.md). One batch alone uses the many-thread session.
         ``between_batches`` is called before every batch but the first only when the batches run one
-        at a time (``batch_parallel = False``, or one worker): side by side, the count is fixed."""
-        plans, encoded, order = self.encode_inputs(word_lists, visuals, long_posts)
-        got: list[Prediction | None] = [None] * len(encoded)
+        at a time (``batch_parallel = False``, or one worker): side by side, the count is fixed.
+
+        Side by side, a text-only model's posts are also encoded (sub-tokens, shapes, bytes) and
+        collated by the worker that runs their batch, not all before the first batch: one worker's
+        Python then overlaps another's session run (which releases the GIL), instead of the session
+        threads waiting on the encoding of the whole call. The batches are the same (the posts are
+        ordered by their input length, computed without encoding them)."""
         labels = self.config.labels
+        workers = self.batch_workers()
+        lazy = workers > 1 and not self.config.multimodal
+        if lazy:
+            plans, units, ents = self.plan_inputs(word_lists, long_posts)
+            lengths = [self.word_encoder.input_length(word_lists[i][s:e]) for i, s, e in units]
+            order = sorted(range(len(units)), key=lengths.__getitem__)  # as encode_inputs orders them
+
+            def encoded_of(u: int) -> EncodedPost:
+                i, s, e = units[u]
+                return self.encode_post(word_lists[i][s:e], None, None, ents[i][s:e] if ents is not None else None)
+
+            n_units = len(units)
+        else:
+            plans, encoded, order = self.encode_inputs(word_lists, visuals, long_posts)
+            encoded_of = encoded.__getitem__
+            n_units = len(encoded)
+        got: list[Prediction | None] = [None] * n_units
 
         def one(start: int, session: Any) -> int:
             idx = order[start : start + batch_size]
-            batch = self.collate([encoded[u] for u in idx])
+            batch = self.collate([encoded_of(u) for u in idx])
             out = dict(zip(self.output_names, session.run(None, self.feeds(batch)), strict=True))
             emissions = out["emissions"]  # shape: (batch, words, labels)
             lengths = batch["word_mask"].sum(1).numpy()
@@ -680,9 +715,9 @@ class OnnxTagger:
                 )
             return len(idx)
 
-        starts = range(0, len(order), batch_size)
+        starts = range(0, n_units, batch_size)
         bar = tqdm(total=len(starts), desc=desc, disable=not progress, leave=False)
-        workers = min(self.batch_workers(), len(starts))
+        workers = min(workers, len(starts))
         if workers > 1:
             single = self._session(1)
             with ThreadPoolExecutor(workers, thread_name_prefix="hamner-onnx") as pool:

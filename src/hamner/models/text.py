@@ -274,15 +274,22 @@ class TextTagger(nn.Module):
         if visuals is not None and len(visuals) != len(word_lists):
             raise ValueError(f"{len(word_lists)} posts but {len(visuals)} visual inputs")
         vis = list(visuals) if visuals is not None else [None] * len(word_lists)
-        plans = [self.plan_windows(words, long_posts) for words in word_lists]
-        units = [(i, s, e) for i, plan in enumerate(plans) for s, e in plan]  # one encoder input each
-        # entity types of whole posts (spaCy sees a long post's full context), one slice per window
-        ents = self.word_encoder.entity_ids_of(word_lists)
+        plans, units, ents = self.plan_inputs(word_lists, long_posts)
         encoded = [
             self.encode_post(word_lists[i][s:e], None, vis[i], ents[i][s:e] if ents is not None else None) for i, s, e in units
         ]
         order = sorted(range(len(encoded)), key=lambda u: len(encoded[u].input_ids))  # less padding
         return plans, encoded, order
+
+    def plan_inputs(
+        self, word_lists: Sequence[Sequence[str]], long_posts: str
+    ) -> tuple[list[list[tuple[int, int]]], list[tuple[int, int, int]], list[list[int]] | None]:
+        """Each post's windows, the encoder inputs they make (post, first word, end word), in post
+        order, and each post's entity-type classes (None without that channel)."""
+        plans = [self.plan_windows(words, long_posts) for words in word_lists]
+        units = [(i, s, e) for i, plan in enumerate(plans) for s, e in plan]  # one encoder input each
+        # entity types of whole posts (spaCy sees a long post's full context), one slice per window
+        return plans, units, self.word_encoder.entity_ids_of(word_lists)
 
     @torch.no_grad()
     def run(
