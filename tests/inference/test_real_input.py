@@ -152,7 +152,7 @@ def test_the_extractor_is_built_once_whatever_the_number_of_threads(mm: dict[str
 def test_eight_threads_share_a_text_only_tagger(text_ckpt: Path) -> None:
     texts = [" ".join(random.Random(i).choice(["obama", "paris", "the", "nba", f"w{i}", "new", "york"]) for _ in range(12)) for i in range(40)]
     tagger = Tagger.from_pretrained(text_ckpt)
-    tagger.model.word_encoder.CACHE_SIZE = 8  # type: ignore[misc]  # constant eviction: the LRU bookkeeping races if unlocked
+    tagger.model.word_encoder.CACHE_SIZE = 8  # type: ignore[misc]  # constant eviction: the cache swap races if unlocked
     alone = Tagger.from_pretrained(text_ckpt)
     sequential = [alone.tag(t) for t in texts]
     same_posts(in_threads(lambda i: tagger.tag(texts[i]), len(texts)), sequential)

@@ -315,3 +315,17 @@ def test_input_length_is_the_encoded_length_without_encoding(tiny_encoder: Path,
     assert {we.input_length(p) for p in posts} != {16}  # short and long posts both occur
     for words in posts:
         assert we.input_length(words) == len(we.encode(words).input_ids), words
+
+
+def test_the_word_cache_stays_bounded_and_keeps_answering_right(tiny_encoder: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_encoder)
+    we = WordEncoder(tok, 32)
+    we.CACHE_SIZE = 10  # type: ignore[misc]
+    words = [f"w{i}x" for i in range(50)]
+    for _ in range(2):
+        for w in words:
+            assert we.word_ids(w) == tok(w, add_special_tokens=False)["input_ids"]
+            assert len(we._cache) <= 10
+    assert words[-1] in we._cache  # the newest are kept

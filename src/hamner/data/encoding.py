@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,7 +49,10 @@ def _word_bytes(word: str, limit: int) -> tuple[int, ...]:
     if len(raw) > limit:
         tail = limit // 2
         raw = raw[: limit - tail] + (raw[-tail:] if tail else b"")
-    return tuple(b + 1 for b in raw)
+    return tuple(map(_PLUS_ONE, raw))
+
+
+_PLUS_ONE = (1).__add__
 
 
 def word_bytes(word: str, limit: int) -> list[int]:
@@ -81,8 +83,8 @@ class WordEncoder:
         # the marker's sub-tokens go right after the leading special tokens of every post that does
         # not name another marker (model.marker; "" = none)
         self.marker = marker
-        # an LRU cache of word -> sub-token ids, bounded so that a long-running server does not grow
-        self._cache: OrderedDict[str, list[int]] = OrderedDict()
+        # word -> sub-token ids, bounded so that a long-running server does not grow (see word_ids)
+        self._cache: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         if tokenizer.unk_token_id is None:
             raise ValueError("the tokenizer has no unknown token; cannot represent empty words")
@@ -165,17 +167,20 @@ class WordEncoder:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def word_ids(self, word: str) -> list[int]:
-        with self._lock:  # one Tagger may serve several threads: the LRU bookkeeping is not atomic
-            ids = self._cache.get(word)
-            if ids is not None:
-                self._cache.move_to_end(word)
-                return ids
+        """The word's sub-token ids (the unknown token for a word that gives none), cached: a dict
+        read without the lock (atomic under the GIL) for a word seen before; a new word is encoded,
+        then stored under the lock, which drops the older half of the words past ``CACHE_SIZE``
+        (a long-running server does not grow without bound)."""
+        ids = self._cache.get(word)
+        if ids is not None:
+            return ids
         text = self.url_placeholder if self.url_placeholder and word_shape(word) == "url" else word
         ids = self._encode_word(text) or [self.tokenizer.unk_token_id]
         with self._lock:
             self._cache[word] = ids
             if len(self._cache) > self.CACHE_SIZE:
-                self._cache.popitem(last=False)
+                keep = list(self._cache.items())[len(self._cache) // 2 :]  # insertion order: the newer half
+                self._cache = dict(keep)
         return ids
 
     def subtokens(self, words: Sequence[str], limit: int) -> list[int]:

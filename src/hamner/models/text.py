@@ -243,6 +243,13 @@ class TextTagger(nn.Module):
         if long_posts not in self.LONG_POSTS:
             raise ValueError(f"long_posts must be one of {self.LONG_POSTS}, got {long_posts!r}")
         budget = self.word_encoder.budget
+        total = 0
+        for w in words:  # a post that fits: one range (what the loop below finds), in one pass
+            total += len(self.word_encoder.word_ids(w))
+            if total > budget:
+                break  # words past the budget are not split into sub-tokens here either
+        else:
+            return [(0, len(words))]
         overlap = max(1, int(budget * self.WINDOW_OVERLAP))
         lengths: list[int] = []  # sub-tokens of each word, computed as the ranges reach it
 
