@@ -372,7 +372,7 @@ def worker(args: argparse.Namespace) -> None:
 # ----- orchestration ------------------------------------------------------------------------------------
 def prepare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Export what the runs need into ``--work`` (once) and say how to run each system."""
-    from hamner.inference.onnx import INT8_DEFAULT, quantize_int8
+    from hamner.inference.onnx import INT8_TEXT_DEFAULT, quantize_int8
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -394,7 +394,7 @@ def prepare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         systems[f"{kind}/onnx-int8"] = {"model": os.pathsep.join(int8), **f}
     if not (work / "encoder.int8.onnx").exists():
         _export_encoder(args.text_model, work)
-        d: dict[str, Any] = INT8_DEFAULT
+        d: dict[str, Any] = INT8_TEXT_DEFAULT
         quantize_int8(work / "encoder.onnx", work / "encoder.int8.onnx", d["per_channel"], d["include"], d["exclude"], d.get("blockwise", ()))
     for s in ("encoder/pytorch-fp32", "encoder/onnx-fp32", "encoder/onnx-int8"):
         systems[s] = {}

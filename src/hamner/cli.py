@@ -778,7 +778,7 @@ def _add_export_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument(
         "--int8",
         action="store_true",
-        help="dynamic int8 weights, per channel, for the encoder's MatMuls (hamner.inference.onnx.INT8_DEFAULT)",
+        help="int8 weights for the encoder's MatMuls (hamner.inference.onnx.INT8_TEXT_DEFAULT; HamLearning: INT8_DEFAULT)",
     )
     p.set_defaults(func=cmd_export)
 

@@ -239,14 +239,20 @@ def test_serve_answers_from_an_exported_model_like_from_the_checkpoint(trained_t
     assert [(e["text"], e["type"], e["start"], e["end"]) for e in answer["entities"]] == KNOWN_ENTITIES
 
 
-def test_int8_rule_keeps_the_encoders_feed_forward_outputs_in_fp32(text_models: dict[str, Path], mm: dict[str, Any]) -> None:
-    """Both model kinds get INT8_DEFAULT: the encoder's MatMuls but its feed-forward outputs."""
-    from hamner.inference.onnx import INT8_DEFAULT
+def test_int8_rules_text_only_blockwise_outputs_hamlearning_fp32_outputs(text_models: dict[str, Path], mm: dict[str, Any]) -> None:
+    """A text-only model gets INT8_TEXT_DEFAULT (the encoder's output projections 8-bit blockwise),
+    HamLearning INT8_DEFAULT (those kept in fp32); everything after the encoder stays fp32."""
+    import onnx
 
-    for exported in (text_models["int8"], mm["int8"]):
+    from hamner.inference.onnx import INT8_DEFAULT, INT8_TEXT_DEFAULT
+
+    for exported, want in ((text_models["int8"], INT8_TEXT_DEFAULT), (mm["int8"], INT8_DEFAULT)):
         rule = json.loads((exported / "onnx_export.json").read_text())["int8_rule"]
-        assert {k: rule[k] for k in INT8_DEFAULT} == INT8_DEFAULT
-        assert rule["kept_fp32"] and all("/output/dense/" in n or "/encoder/" not in n for n in rule["kept_fp32"])
+        assert {k: rule[k] for k in want} == want
+        assert rule["kept_fp32"] and all("/encoder/" not in n or ("/output/dense/" in n and want is INT8_DEFAULT) for n in rule["kept_fp32"])
+        nodes = onnx.load(str(exported / "model.onnx")).graph.node
+        blockwise = [n.name for n in nodes if n.op_type == "MatMulNBits"]
+        assert all("/output/dense/" in n for n in blockwise) and bool(blockwise) == (want is INT8_TEXT_DEFAULT)
 
 
 def test_blockwise_int8_takes_exactly_the_matmuls_its_rule_names(text_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
