@@ -347,6 +347,14 @@ def test_batches_run_side_by_side_with_the_same_answers_as_one_at_a_time(text_mo
     assert one.run(words[:5], batch_size=8)[0].tags == want[0].tags and 1 not in one._sessions  # one batch: 2 threads
 
 
+def test_visual_inputs_must_match_the_posts_on_every_path(text_models: dict[str, Path]) -> None:
+    for parallel in (True, False):
+        model = OnnxTagger(text_models["fp32"], threads=2)
+        model.batch_parallel = parallel
+        with pytest.raises(ValueError, match="3 posts but 1 visual inputs"):
+            model.run([["obama"]] * 3, visuals=[None])
+
+
 def test_an_error_in_a_side_by_side_batch_reaches_the_caller(text_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     model = OnnxTagger(text_models["fp32"], threads=2)
     calls = []

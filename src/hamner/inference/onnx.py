@@ -686,6 +686,8 @@ class OnnxTagger:
         Python then overlaps another's session run (which releases the GIL), instead of the session
         threads waiting on the encoding of the whole call. The batches are the same (the posts are
         ordered by their input length, computed without encoding them)."""
+        if visuals is not None and len(visuals) != len(word_lists):
+            raise ValueError(f"{len(word_lists)} posts but {len(visuals)} visual inputs")
         labels = self.config.labels
         workers = self.batch_workers()
         lazy = workers > 1 and not self.config.multimodal
