@@ -703,7 +703,10 @@ class OnnxTagger:
             n_units = len(units)
         else:
             plans, encoded, order = self.encode_inputs(word_lists, visuals, long_posts)
-            encoded_of = encoded.__getitem__
+
+            def encoded_of(u: int) -> EncodedPost:
+                return encoded[u]
+
             n_units = len(encoded)
         got: list[Prediction | None] = [None] * n_units
 
