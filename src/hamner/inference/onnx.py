@@ -67,7 +67,8 @@ OPSET = 17
 INT8_DEFAULT = {"per_channel": True, "include": [r"/encoder/"], "exclude": [r"/output/dense/"]}
 # A text-only model's rule since 8 Dec: the same, with the output projections as 8-bit blockwise
 # MatMuls (int8 arithmetic; each word's input scaled per block, see quantize_int8). Dev F1 84.74
-# against fp32's 84.72 at 1.3x the session speed of INT8_DEFAULT (results/int8_dev_blockwise.csv);
+# against fp32's 84.72, its two-thread session 461 posts/s against INT8_DEFAULT's 426
+# (results/int8_dev_blockwise.csv; side-by-side batches run one-thread sessions, docs/speed.md);
 # its test F1 minus PyTorch's on four checkpoints: -0.06, +0.31, +0.45, +0.03, the check stated
 # before it ran (results/int8_test_check_blockwise.csv). Not checked on a HamLearning model (none
 # was on the machine), whose export keeps INT8_DEFAULT.
@@ -266,8 +267,8 @@ def quantize_int8(
     out, those matching a pattern of ``blockwise`` get 8-bit weights in blocks of ``block_size`` rows
     with int8 arithmetic (onnxruntime's ``MatMulNBits``, accuracy level 4: each input row is scaled
     per block of ``block_size`` values, so one outlier spoils one block of one word, not the batch,
-    and a post's numbers do not depend on the other posts of its batch). Returns the names of the
-    MatMuls kept in fp32."""
+    and what these layers give a post does not depend on the other posts of its batch). Returns the
+    names of the MatMuls kept in fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -303,11 +304,10 @@ def quantize_blockwise(src: Path, dst: Path, names: Sequence[str], block_size: i
             "upgrade it, or export with an int8 rule without 'blockwise'"
         )
     try:
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+        from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
     except ImportError as exc:  # onnx-ir, which the quantizer imports (the onnx extra installs it)
         raise ConfigError(f"8-bit blockwise MatMuls need onnxruntime's MatMulNBitsQuantizer: pip install -e '.[onnx]' ({exc})") from None
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig
 
     graph = onnx.load(str(src), load_external_data=False).graph
     # the quantizer takes every MatMul with constant weights unless excluded (nodes_to_include adds
