@@ -93,3 +93,25 @@ def test_spacy_entities_map_onto_the_dataset_words() -> None:
     words = ["Barack", "Obama", "visited", "New", "York", "on", "2016", "US", "!"]
     # text: "Barack Obama visited New York on 2016 US !"
     assert spacy_tags(Doc(), words) == ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "O", "B-MISC", "O"]
+
+
+def test_onnx_op_profile_splits_session_and_python_and_names_the_layers(trained_tiny_model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from hamner.inference.onnx import export
+
+    exported = export(trained_tiny_model, tmp_path / "int8", int8=True)
+    out = tmp_path / "profile.csv"
+    cmd = [
+        sys.executable, str(REPO / "benchmarks" / "onnx_op_profile.py"), "--model", str(exported), "--posts", "twitter2017:test",
+        "--data-root", str(trained_tiny_model.parents[4] / "data"), "--limit", "20", "--work", str(tmp_path / "work"), "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    parts = {r["part"]: float(r["share"]) for r in rows}
+    assert abs(parts["session"] + parts["outside_session"] - 1) < 1e-3 and parts["session"] > 0
+    for prefix in ("op:", "layer:"):
+        assert abs(sum(v for k, v in parts.items() if k.startswith(prefix)) - 1) < 0.01
+    assert parts["op:MatMulNBits"] > 0 and parts["layer:ffn_out"] > 0 and parts["layer:attention_out"] > 0
+    assert all(0 < int(r["posts"]) <= 20 and "blockwise" in r["int8_rule"] and r["commit"] for r in rows)
+    assert not list((tmp_path / "work").glob("*.json"))  # the profiler's file is removed
