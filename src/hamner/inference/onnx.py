@@ -260,20 +260,24 @@ def _example_batch(model: TextTagger) -> dict[str, torch.Tensor]:
 
 def quantize_int8(
     src: Path, dst: Path, per_channel: bool = True, include: Sequence[str] = (), exclude: Sequence[str] = (),
-    blockwise: Sequence[str] = (), block_size: int = BLOCK_SIZE,
+    blockwise: Sequence[str] = (), block_size: int = BLOCK_SIZE, per_token: Sequence[str] = (),
 ) -> list[str]:  # fmt: skip
     """Dynamic int8 quantization (onnxruntime's quantizer) of the MatMuls of ``src`` whose node name
     matches a pattern of ``include`` (all when empty) and none of ``exclude``. Of the MatMuls left
-    out, those matching a pattern of ``blockwise`` get 8-bit weights in blocks of ``block_size`` rows
+    out, those matching a pattern of ``per_token`` get per-token int8 (each input row, one sub-token
+    of one post, scaled on its own; weights per output column; see :mod:`hamner.inference.per_token`),
+    and those matching a pattern of ``blockwise`` get 8-bit weights in blocks of ``block_size`` rows
     with int8 arithmetic (onnxruntime's ``MatMulNBits``, accuracy level 4: each input row is scaled
-    per block of ``block_size`` values, so one outlier spoils one block of one word, not the batch,
-    and what these layers give a post does not depend on the other posts of its batch). Returns the
-    names of the MatMuls kept in fp32."""
+    per block of ``block_size`` values). Either way one outlier spoils one row (or block), not the
+    batch, and what these layers give a post does not depend on the other posts of its batch. A
+    MatMul matching both raises ConfigError. Returns the names of the MatMuls kept in fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(src), load_external_data=False).graph
     matmuls = [n.name for n in graph.node if n.op_type == "MatMul"]
+    constant = {i.name for i in graph.initializer}
+    weighted = {n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in constant}  # not attention's scores
 
     def matches(name: str, patterns: Sequence[str]) -> bool:
         return any(re.search(p, name) for p in patterns)
@@ -281,17 +285,39 @@ def quantize_int8(
     chosen = [n for n in matmuls if (not include or matches(n, include)) and not matches(n, exclude)]
     kept = [n for n in matmuls if n not in chosen]
     blocks = [n for n in kept if blockwise and matches(n, blockwise)]
-    dynamic_out = dst.with_name(dst.stem + ".dynamic.onnx") if blocks else dst
+    rows = [n for n in kept if per_token and matches(n, per_token)]
+    both = sorted(set(blocks) & set(rows))
+    if both:
+        raise ConfigError(f"int8 rule: {both} match both 'blockwise' and 'per_token'; narrow one of the patterns")
+    steps = []
+    if blocks:
+        steps.append(lambda a, b: quantize_blockwise(a, b, blocks, block_size))
+    if rows:
+        from hamner.inference.per_token import quantize_per_token
+
+        steps.append(lambda a, b: quantize_per_token(a, b, rows))
+    stage = [dst.with_name(f"{dst.stem}.step{i}.onnx") for i in range(len(steps))] + [dst]
     quantize_dynamic(
-        str(src), str(dynamic_out), weight_type=QuantType.QInt8, per_channel=per_channel, op_types_to_quantize=["MatMul"],
+        str(src), str(stage[0]), weight_type=QuantType.QInt8, per_channel=per_channel, op_types_to_quantize=["MatMul"],
         nodes_to_exclude=kept,
     )  # fmt: skip
-    if blocks:
-        quantize_blockwise(dynamic_out, dst, blocks, block_size)
-        dynamic_out.unlink()
-    kept = [n for n in kept if n not in blocks]
-    log.info("int8: %d MatMuls quantized dynamically, %d blockwise, %d kept in fp32", len(chosen), len(blocks), len(kept))
+    for i, step in enumerate(steps):
+        step(stage[i], stage[i + 1])
+        stage[i].unlink()
+    kept = [n for n in kept if n not in blocks and n not in rows]
+    log.info(
+        "int8: %d MatMuls quantized dynamically, %d per token, %d blockwise, %d kept in fp32",
+        len(weighted.intersection(chosen)), len(rows), len(blocks), len(weighted.intersection(kept)),
+    )  # fmt: skip
     return kept
+
+
+def quantize_by_rule(src: Path, dst: Path, rule: dict[str, Any]) -> list[str]:
+    """:func:`quantize_int8` with the keys of an int8 rule (:data:`INT8_TEXT_DEFAULT`'s form)."""
+    return quantize_int8(
+        src, dst, rule["per_channel"], rule.get("include", ()), rule.get("exclude", ()), rule.get("blockwise", ()),
+        rule.get("block_size", BLOCK_SIZE), rule.get("per_token", ()),
+    )  # fmt: skip
 
 
 def quantize_blockwise(src: Path, dst: Path, names: Sequence[str], block_size: int = BLOCK_SIZE) -> None:
@@ -383,9 +409,7 @@ def export(
             rule.setdefault("block_size", BLOCK_SIZE)
         tmp = out / "model.fp32.onnx"
         fp32_path.replace(tmp)
-        rule["kept_fp32"] = quantize_int8(
-            tmp, fp32_path, rule["per_channel"], rule["include"], rule["exclude"], rule.get("blockwise", ()), rule.get("block_size", BLOCK_SIZE)
-        )  # fmt: skip
+        rule["kept_fp32"] = quantize_by_rule(tmp, fp32_path, rule)
         tmp.unlink()
     backbone = None
     vision = model.config.vision
