@@ -199,11 +199,15 @@ def worker_encoder(args: argparse.Namespace) -> dict[str, Any]:
     else:
         import onnxruntime as ort
 
+        from hamner.inference.onnx import DISABLED_OPTIMIZERS
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         name = "encoder.int8.onnx" if args.system.endswith("int8") else "encoder.onnx"
-        session = ort.InferenceSession(str(Path(args.work) / name), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(Path(args.work) / name), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS)
+        )  # as OnnxTagger makes it
 
         def run(b: dict[str, Any]) -> Any:
             return session.run(None, {k: v.numpy() for k, v in b.items()})
@@ -372,7 +376,7 @@ def worker(args: argparse.Namespace) -> None:
 # ----- orchestration ------------------------------------------------------------------------------------
 def prepare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Export what the runs need into ``--work`` (once) and say how to run each system."""
-    from hamner.inference.onnx import INT8_TEXT_DEFAULT, quantize_int8
+    from hamner.inference.onnx import INT8_TEXT_DEFAULT, quantize_by_rule
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -394,8 +398,7 @@ def prepare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         systems[f"{kind}/onnx-int8"] = {"model": os.pathsep.join(int8), **f}
     if not (work / "encoder.int8.onnx").exists():
         _export_encoder(args.text_model, work)
-        d: dict[str, Any] = INT8_TEXT_DEFAULT
-        quantize_int8(work / "encoder.onnx", work / "encoder.int8.onnx", d["per_channel"], d["include"], d["exclude"], d.get("blockwise", ()))
+        quantize_by_rule(work / "encoder.onnx", work / "encoder.int8.onnx", INT8_TEXT_DEFAULT)
     for s in ("encoder/pytorch-fp32", "encoder/onnx-fp32", "encoder/onnx-int8"):
         systems[s] = {}
     systems.update(_spacy_systems())

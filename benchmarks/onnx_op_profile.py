@@ -92,7 +92,7 @@ def kernel_times(tagger: Any, texts: list[str], work: Path) -> tuple[Counter[str
     """ONNX Runtime's kernel microseconds over the posts' batches, by operator type and by layer."""
     import onnxruntime as ort
 
-    from hamner.inference.onnx import ONNX_FILE
+    from hamner.inference.onnx import DISABLED_OPTIMIZERS, ONNX_FILE
 
     model = tagger.model
     words = [[t.text for t in tagger.tokenize(x)] for x in texts]
@@ -104,7 +104,9 @@ def kernel_times(tagger: Any, texts: list[str], work: Path) -> tuple[Counter[str
     options.enable_profiling = True
     work.mkdir(parents=True, exist_ok=True)
     options.profile_file_prefix = str(work / "ort_profile")
-    session = ort.InferenceSession(str(model.directory / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(model.directory / ONNX_FILE), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS)
+    )  # the session OnnxTagger makes
     for f in feeds:
         session.run(None, {n: f[n] for n in model.input_names})
     path = session.end_profiling()

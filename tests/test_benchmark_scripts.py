@@ -115,3 +115,23 @@ def test_onnx_op_profile_splits_session_and_python_and_names_the_layers(trained_
     assert parts["op:MatMulNBits"] > 0 and parts["layer:ffn_out"] > 0 and parts["layer:attention_out"] > 0
     assert all(0 < int(r["posts"]) <= 20 and "blockwise" in r["int8_rule"] and r["commit"] for r in rows)
     assert not list((tmp_path / "work").glob("*.json"))  # the profiler's file is removed
+
+
+def test_onnx_fusions_times_sessions_with_fusions_off_against_all_on(trained_tiny_model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from hamner.inference.onnx import export
+
+    exported = export(trained_tiny_model, tmp_path / "int8", int8=True)
+    out = tmp_path / "fusions.csv"
+    cmd = [
+        sys.executable, str(REPO / "benchmarks" / "onnx_fusions.py"), "--model", str(exported), "--disable", "SkipLayerNormFusion",
+        "--threads", "1", "--posts", "twitter2017:test", "--data-root", str(trained_tiny_model.parents[4] / "data"), "--limit", "20",
+        "--repeats", "2", "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["disabled"]: r for r in csv.DictReader(out.open())}
+    assert set(rows) == {"none", "SkipLayerNormFusion"}
+    assert float(rows["none"]["vs_all_fusions"]) == 1.0 and float(rows["none"]["max_abs_diff"]) == 0.0
+    assert all(float(r["session_posts_per_s"]) > 0 and 0 < int(r["posts"]) <= 20 and r["commit"] for r in rows.values())
+    assert 0 <= float(rows["SkipLayerNormFusion"]["best_tag_changed"]) <= 1

@@ -412,3 +412,25 @@ def test_one_long_tag_many_call_rereads_the_thread_count_between_batches(text_mo
     assert len(seen) == 5  # 40 posts in batches of 8: once before the call, then before batches 2-5
     if kind == "fp32":
         assert tagger.model.threads == 1 and {1, 2} <= set(tagger.model._sessions)
+
+
+def test_sessions_leave_out_the_fusions_measured_to_slow_them(text_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """OnnxTagger's sessions, for every thread count, are made without DISABLED_OPTIMIZERS
+    (results/onnx_fusions.csv) and tag."""
+    import onnxruntime
+
+    from hamner.inference.onnx import DISABLED_OPTIMIZERS
+
+    made: list[list[str]] = []
+    real = onnxruntime.InferenceSession
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        made.append(list(kwargs.get("disabled_optimizers", [])))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
+    model = OnnxTagger(text_models["int8"], threads=2)
+    model._session(1)
+    assert made == [list(DISABLED_OPTIMIZERS)] * 2 and "SkipLayerNormFusion" in DISABLED_OPTIMIZERS
+    preds = Tagger(model).tag_many(_texts(10, seed=5))
+    assert len(preds) == 10 and all(len(p.tags) == len(p.tokens) for p in preds)

@@ -77,6 +77,11 @@ INT8_TEXT_DEFAULT = {**INT8_DEFAULT, "blockwise": [r"/encoder/.*/output/dense/"]
 BLOCK_SIZE = 256
 #: the first onnxruntime that runs 8-bit MatMulNBits on the CPU (checked with older releases)
 BLOCKWISE_MIN_ORT = "1.22"
+#: onnxruntime graph fusions OnnxTagger's sessions leave out. SkipLayerNormFusion: on int8 exports
+#: its fused kernel is slower than the LayerNormalization and Add it replaces (session 1.11 and 1.15
+#: times as fast without it on one thread over 2,500 unseen posts, blockwise and per-token int8; fp32
+#: exports are not fused by it and do not change: results/onnx_fusions.csv, onnxruntime 1.32)
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
 def exported_backbone(directory: str | Path) -> Path | None:
@@ -561,7 +566,9 @@ class OnnxTagger:
                 options.intra_op_num_threads = threads
                 if not self._spinning:
                     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                session = ort.InferenceSession(str(self.directory / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(
+                    str(self.directory / ONNX_FILE), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS)
+                )  # fmt: skip
                 if self._sessions:
                     log.debug("%s: a session with %d threads made (others: %s)", self.directory, threads, sorted(self._sessions))
                 self._sessions[threads] = session
