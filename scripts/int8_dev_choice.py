@@ -20,6 +20,11 @@ runs); a variant within 5 % of the fastest that quantizes less wins the tie. Can
 - ``encoder-per-channel-blockwise-out`` (added 8 Dec, before its dev run): the rule in place, with
   the output projections it keeps in fp32 as 8-bit blockwise MatMuls (int8 arithmetic, per-word
   input scales per block of 256 values)
+- ``encoder-per-channel-per-token-out`` (added 8 Dec, in the next session, before its dev run): the
+  same output projections as per-token int8 MatMuls (each sub-token's input on its own 8-bit scale,
+  weights per output column; ``hamner.inference.per_token``), which run on the integer GEMM of
+  dynamic int8 instead of ``MatMulNBits`` (about 2.3 times the kernel time per FLOP here,
+  ``results/onnx_op_profile.csv``)
 
 A variant that a later test check rejected (``REJECTED_ON_TEST``) is not chosen again; among
 variants within 5 % of the fastest, the one quantizing least (``QUANTIZES_LESS``) wins.
@@ -51,7 +56,7 @@ from _results import run_meta, write_csv  # noqa: E402
 
 from hamner.data.datasets import load_split  # noqa: E402
 from hamner.evaluation.metrics import entity_scores  # noqa: E402
-from hamner.inference.onnx import ONNX_FILE, OnnxTagger, export, quantize_int8  # noqa: E402
+from hamner.inference.onnx import ONNX_FILE, OnnxTagger, export, quantize_by_rule  # noqa: E402
 from hamner.training.trainer import visual_inputs  # noqa: E402
 from hamner.vision.cache import FeatureStore  # noqa: E402
 
@@ -67,15 +72,21 @@ CANDIDATES = {
     "encoder-per-channel-no-ffn-out": {"per_channel": True, "include": [r"/encoder/"], "exclude": [r"/output/dense/"]},
 }
 # added on 8 Dec, before it was run on dev: the rule in place with the output projections it keeps in
-# fp32 (attention and feed-forward outputs, 52 % of an int8 session's time on one thread) as 8-bit
+# fp32 (attention and feed-forward outputs, 53 % of an int8 session's time on one thread) as 8-bit
 # blockwise MatMuls (int8 arithmetic, each word's input scaled per block of 256 values, which one
 # GELU outlier cannot spoil for the batch); listed after the rule in place, as it quantizes more
 CANDIDATES["encoder-per-channel-blockwise-out"] = {
     "per_channel": True, "include": [r"/encoder/"], "exclude": [r"/output/dense/"], "blockwise": [r"/encoder/.*/output/dense/"],
 }  # fmt: skip
+# added on 8 Dec (next session), before it was run on dev: the same output projections as per-token
+# int8 MatMuls (one 8-bit scale per sub-token row instead of per block of 256 of its values: coarser
+# than blockwise, so it counts as quantizing more), on dynamic int8's integer GEMM
+CANDIDATES["encoder-per-channel-per-token-out"] = {
+    "per_channel": True, "include": [r"/encoder/"], "exclude": [r"/output/dense/"], "per_token": [r"/encoder/.*/output/dense/"],
+}  # fmt: skip
 # from the variant quantizing most to the one quantizing least (ties within 5 % go to the last)
 QUANTIZES_LESS = [
-    "all-per-tensor", "all-per-channel", "encoder-per-channel", "encoder-per-channel-blockwise-out",
+    "all-per-tensor", "all-per-channel", "encoder-per-channel", "encoder-per-channel-per-token-out", "encoder-per-channel-blockwise-out",
     "encoder-fusion-per-channel-no-ffn-out", "encoder-per-channel-no-ffn-out",
 ]  # fmt: skip
 # variants a test check (scripts/int8_test_check.py) rejected after this script chose them: not chosen again
@@ -102,7 +113,7 @@ def main() -> None:
         if d.exists():
             shutil.rmtree(d)
         shutil.copytree(fp32, d)
-        quantize_int8(fp32 / ONNX_FILE, d / ONNX_FILE, rule["per_channel"], rule["include"], rule["exclude"], rule.get("blockwise", ()))
+        quantize_by_rule(fp32 / ONNX_FILE, d / ONNX_FILE, rule)
         dirs[name] = d
     posts = load_split(args.dataset, "dev", None)
     visuals = visual_inputs(posts, FeatureStore.open(args.features)) if args.features else None
@@ -140,7 +151,7 @@ def main() -> None:
     if ok:
         top = max(r["session_posts_per_s"] for r in ok)
         near = [r for r in ok if r["session_posts_per_s"] >= 0.95 * top]
-        # CANDIDATES go from quantizing most to least, but the last (blockwise) quantizes more than the one before
+        # CANDIDATES go from quantizing most to least, but the last two quantize more than the ones before
         near.sort(key=lambda r: QUANTIZES_LESS.index(r["variant"]))
         best = near[-1]
     for r in rows:

@@ -14,7 +14,11 @@ passes when, on every checkpoint, its mean minus PyTorch's is at least ``--toler
 Run on 7 Dec for ``encoder-per-channel`` (failed: results/int8_test_check.csv). Stated on 8 Dec
 before any test score of it was read: ``encoder-per-channel-blockwise-out``, if the dev choice
 takes it, is checked the same way (the same four checkpoints, the same -0.3) into
-results/int8_test_check_blockwise.csv, and becomes ``INT8_DEFAULT`` only if it passes.
+results/int8_test_check_blockwise.csv, and becomes ``INT8_DEFAULT`` only if it passes (it passed
+and became ``INT8_TEXT_DEFAULT``, the rule in place for text-only exports). Stated on 8 Dec (next
+session) before any test score of it was read: ``encoder-per-channel-per-token-out``, if the dev
+choice takes it, is checked the same way into results/int8_test_check_per_token.csv, beside the
+blockwise rule in place, and replaces ``INT8_TEXT_DEFAULT`` only if it passes.
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ from int8_dev_choice import BATCH_SIZES, CANDIDATES  # noqa: E402
 
 from hamner.data.corpus import corpus_spec, load_posts  # noqa: E402
 from hamner.evaluation.metrics import entity_scores  # noqa: E402
-from hamner.inference.onnx import ONNX_FILE, OnnxTagger, export, quantize_int8  # noqa: E402
+from hamner.inference.onnx import ONNX_FILE, OnnxTagger, export, quantize_by_rule  # noqa: E402
 from hamner.models.tagger import TextTagger  # noqa: E402
 
-IN_PLACE = "encoder-per-channel-no-ffn-out"
+#: the rule in place for text-only exports (INT8_TEXT_DEFAULT), tagged beside the variant checked
+IN_PLACE = "encoder-per-channel-blockwise-out"
 
 
 def main() -> None:
@@ -66,7 +71,7 @@ def main() -> None:
             d = work / name
             shutil.rmtree(d, ignore_errors=True)
             shutil.copytree(fp32, d)
-            quantize_int8(fp32 / ONNX_FILE, d / ONNX_FILE, rule["per_channel"], rule["include"], rule["exclude"], rule.get("blockwise", ()))
+            quantize_by_rule(fp32 / ONNX_FILE, d / ONNX_FILE, rule)
             tagger = OnnxTagger(d)
             f1s = [100 * entity_scores(gold, [p.tags for p in tagger.run(words, None, b)]).micro.f1 for b in BATCH_SIZES]
             mean = statistics.mean(f1s)
