@@ -112,8 +112,8 @@ def test_onnx_op_profile_splits_session_and_python_and_names_the_layers(trained_
     assert abs(parts["session"] + parts["outside_session"] - 1) < 1e-3 and parts["session"] > 0
     for prefix in ("op:", "layer:"):
         assert abs(sum(v for k, v in parts.items() if k.startswith(prefix)) - 1) < 0.01
-    assert parts["op:MatMulNBits"] > 0 and parts["layer:ffn_out"] > 0 and parts["layer:attention_out"] > 0
-    assert all(0 < int(r["posts"]) <= 20 and "blockwise" in r["int8_rule"] and r["commit"] for r in rows)
+    assert parts["op:MatMulInteger"] > 0 and parts["layer:ffn_out"] > 0 and parts["layer:attention_out"] > 0
+    assert all(0 < int(r["posts"]) <= 20 and "per_token" in r["int8_rule"] and r["commit"] for r in rows)
     assert not list((tmp_path / "work").glob("*.json"))  # the profiler's file is removed
 
 

@@ -239,8 +239,8 @@ def test_serve_answers_from_an_exported_model_like_from_the_checkpoint(trained_t
     assert [(e["text"], e["type"], e["start"], e["end"]) for e in answer["entities"]] == KNOWN_ENTITIES
 
 
-def test_int8_rules_text_only_blockwise_outputs_hamlearning_fp32_outputs(text_models: dict[str, Path], mm: dict[str, Any]) -> None:
-    """A text-only model gets INT8_TEXT_DEFAULT (the encoder's output projections 8-bit blockwise),
+def test_int8_rules_text_only_per_token_outputs_hamlearning_fp32_outputs(text_models: dict[str, Path], mm: dict[str, Any]) -> None:
+    """A text-only model gets INT8_TEXT_DEFAULT (the encoder's output projections per-token int8),
     HamLearning INT8_DEFAULT (those kept in fp32); everything after the encoder stays fp32."""
     import onnx
 
@@ -251,8 +251,9 @@ def test_int8_rules_text_only_blockwise_outputs_hamlearning_fp32_outputs(text_mo
         assert {k: rule[k] for k in want} == want
         assert rule["kept_fp32"] and all("/encoder/" not in n or ("/output/dense/" in n and want is INT8_DEFAULT) for n in rule["kept_fp32"])
         nodes = onnx.load(str(exported / "model.onnx")).graph.node
-        blockwise = [n.name for n in nodes if n.op_type == "MatMulNBits"]
-        assert all("/output/dense/" in n for n in blockwise) and bool(blockwise) == (want is INT8_TEXT_DEFAULT)
+        per_token = [n.name for n in nodes if n.op_type == "MatMulInteger" and "_per_token/" in n.name]
+        assert all("/output/dense/" in n for n in per_token) and bool(per_token) == (want is INT8_TEXT_DEFAULT)
+        assert not [n for n in nodes if n.op_type == "MatMulNBits"]
 
 
 def test_blockwise_int8_takes_exactly_the_matmuls_its_rule_names(text_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -261,7 +262,7 @@ def test_blockwise_int8_takes_exactly_the_matmuls_its_rule_names(text_models: di
     MatMul); the tags agree with fp32; an onnxruntime too old for the kernel is named on load."""
     import onnx
 
-    out = export(text_models["ckpt"], tmp_path / "bw", int8=True, int8_rule={"blockwise": [r"/encoder/.*/output/dense/"]})
+    out = export(text_models["ckpt"], tmp_path / "bw", int8=True, int8_rule={"blockwise": [r"/encoder/.*/output/dense/"], "per_token": []})
     nodes = onnx.load(str(out / "model.onnx")).graph.node
     blockwise = sorted(n.name for n in nodes if n.op_type == "MatMulNBits")
     assert blockwise and all(re.search(r"^/encoder/.*/output/dense/MatMul", n) for n in blockwise)

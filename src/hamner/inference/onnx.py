@@ -65,14 +65,17 @@ OPSET = 17
 # text-only checkpoints (results/int8_dev.csv, results/int8_test_check.csv), and on 8 Dec every
 # MatMul per channel lost 0.39 (results/int8_test_check_all_per_channel.csv).
 INT8_DEFAULT = {"per_channel": True, "include": [r"/encoder/"], "exclude": [r"/output/dense/"]}
-# A text-only model's rule since 8 Dec: the same, with the output projections as 8-bit blockwise
-# MatMuls (int8 arithmetic; each word's input scaled per block, see quantize_int8). Dev F1 84.74
-# against fp32's 84.72, its two-thread session 461 posts/s against INT8_DEFAULT's 426
-# (results/int8_dev_blockwise.csv; side-by-side batches run one-thread sessions, docs/speed.md);
-# its test F1 minus PyTorch's on four checkpoints: -0.06, +0.31, +0.45, +0.03, the check stated
-# before it ran (results/int8_test_check_blockwise.csv). Not checked on a HamLearning model (none
-# was on the machine), whose export keeps INT8_DEFAULT.
-INT8_TEXT_DEFAULT = {**INT8_DEFAULT, "blockwise": [r"/encoder/.*/output/dense/"]}
+# A text-only model's rule: the same, with the output projections as per-token int8 MatMuls (each
+# sub-token's input on its own 8-bit scale, weights per output column: hamner.inference.per_token),
+# since 8 Dec (second session). Chosen on dev by scripts/int8_dev_choice.py: dev F1 85.10 against
+# fp32's 84.72, its two-thread session 483 posts/s against the blockwise rule's 454
+# (results/int8_dev_per_token.csv); test F1 minus PyTorch's on four checkpoints +0.16, +0.21, +0.32,
+# +0.05, the check stated before it ran (results/int8_test_check_per_token.csv). The rule it replaced
+# ran them as 8-bit blockwise MatMuls (``blockwise``, still available: -0.06, +0.31, +0.45, +0.03,
+# results/int8_test_check_blockwise.csv), whose kernel costs about 2.3 times as much per FLOP here
+# (results/onnx_op_profile.csv). Not checked on a HamLearning model (none was on the machine), whose
+# export keeps INT8_DEFAULT.
+INT8_TEXT_DEFAULT = {**INT8_DEFAULT, "per_token": [r"/encoder/.*/output/dense/"]}
 #: rows of a weight block of the ``blockwise`` MatMuls of an int8 rule (see quantize_int8)
 BLOCK_SIZE = 256
 #: the first onnxruntime that runs 8-bit MatMulNBits on the CPU (checked with older releases)
@@ -372,7 +375,8 @@ def export(
 ) -> Path:
     """Export the checkpoint in ``model_dir`` to ``out_dir`` (see the module docstring); with
     ``int8``, the graph's MatMuls chosen by ``int8_rule`` (default :data:`INT8_TEXT_DEFAULT` for a
-    text-only model, :data:`INT8_DEFAULT` for HamLearning; keys given replace the default's) get
+    text-only model, :data:`INT8_DEFAULT` for HamLearning; keys given replace the default's: blockwise
+    output projections on a text-only model take ``{"blockwise": [...], "per_token": []}``) get
     int8 weights. Returns ``out_dir``."""
     import onnxruntime
 
