@@ -110,3 +110,22 @@ def test_an_int8_rule_with_per_token_output_projections(tmp_path: Path) -> None:
     assert sum(a == b for a, b in pairs) / len(pairs) >= 0.8
     with pytest.raises(ConfigError, match=r"match both 'blockwise' and 'per_token'"):
         export(ckpt, tmp_path / "both", int8=True, int8_rule={"blockwise": [r"/output/dense/"], "per_token": [r"/encoder/"]})
+
+
+def test_a_hamlearning_export_takes_per_token_output_projections_when_asked(tmp_path: Path) -> None:
+    """HamLearning keeps INT8_DEFAULT by default; a rule with ``per_token`` rewrites its encoder's
+    output projections too, and it tags posts with and without images like its fp32 export."""
+    from synthetic import tiny_hamlearning_checkpoint
+
+    setup = tiny_hamlearning_checkpoint(tmp_path)
+    fp32 = export(setup["ckpt"], tmp_path / "fp32")
+    out = export(setup["ckpt"], tmp_path / "pt", int8=True, int8_rule={"per_token": [r"/encoder/.*/output/dense/"]})
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert [n for n in graph.node if n.op_type == "MatMulInteger" and "/output/dense/MatMul_per_token/" in n.name]
+    texts = ["stop sign by the red square", "one blue clock", "Obama in Paris"] * 6
+    images = [setup["image"] if i % 2 else None for i in range(len(texts))]
+    want = Tagger.from_pretrained(fp32).tag_many(texts, images)
+    got = Tagger.from_pretrained(out).tag_many(texts, images)
+    pairs = [(a, b) for x, y in zip(want, got, strict=True) for a, b in zip(x.tags, y.tags, strict=True)]
+    assert sum(a == b for a, b in pairs) / len(pairs) >= 0.8
+    assert all(g.relevance is not None for g in got)

@@ -81,9 +81,10 @@ BLOCK_SIZE = 256
 #: the first onnxruntime that runs 8-bit MatMulNBits on the CPU (checked with older releases)
 BLOCKWISE_MIN_ORT = "1.22"
 #: onnxruntime graph fusions OnnxTagger's sessions leave out. SkipLayerNormFusion: on int8 exports
-#: its fused kernel is slower than the LayerNormalization and Add it replaces (session 1.11 and 1.15
-#: times as fast without it on one thread over 2,500 unseen posts, blockwise and per-token int8; fp32
-#: exports are not fused by it and do not change: results/onnx_fusions.csv, onnxruntime 1.32)
+#: its fused kernel is slower than the LayerNormalization and Add it replaces (without it, sessions
+#: over 2,500 unseen posts run 1.11 times as fast on one thread and 1.06-1.07 on two, blockwise and
+#: per-token int8; fp32 exports are not fused by it, their output is bit for bit the same:
+#: results/onnx_fusions.csv, onnxruntime 1.32)
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
