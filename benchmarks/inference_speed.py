@@ -197,17 +197,10 @@ def worker_encoder(args: argparse.Namespace) -> dict[str, Any]:
             with torch.no_grad():
                 return enc(**b).last_hidden_state
     else:
-        import onnxruntime as ort
+        from hamner.inference.onnx import cpu_session
 
-        from hamner.inference.onnx import DISABLED_OPTIMIZERS
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = args.threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         name = "encoder.int8.onnx" if args.system.endswith("int8") else "encoder.onnx"
-        session = ort.InferenceSession(
-            str(Path(args.work) / name), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS)
-        )  # as OnnxTagger makes it
+        session = cpu_session(Path(args.work) / name, args.threads)  # as OnnxTagger makes it
 
         def run(b: dict[str, Any]) -> Any:
             return session.run(None, {k: v.numpy() for k, v in b.items()})

@@ -46,9 +46,8 @@ def main() -> None:
     ap.add_argument("--out", default="results/onnx_fusions.csv")
     args = ap.parse_args()
     import numpy as np
-    import onnxruntime as ort
 
-    from hamner.inference.onnx import ONNX_FILE, OnnxTagger, is_exported
+    from hamner.inference.onnx import ONNX_FILE, OnnxTagger, cpu_session, is_exported
     from hamner.inference.tagger import Tagger
 
     for m in args.model:
@@ -67,15 +66,9 @@ def main() -> None:
         masks = [b["word_mask"].numpy().astype(bool) for b in batches]  # the posts' words, not padding
         feeds = [model.feeds(b) for b in batches]
         for threads in args.threads:
-            sessions = {}
-            for v in variants:
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                sessions[v] = ort.InferenceSession(
-                    str(Path(model_dir) / ONNX_FILE), options, providers=["CPUExecutionProvider"], disabled_optimizers=v.split(",") if v else [],
-                )  # fmt: skip
-                sessions[v].run(None, feeds[0])
+            sessions = {v: cpu_session(Path(model_dir) / ONNX_FILE, threads, disabled=v.split(",") if v else ()) for v in variants}
+            for session in sessions.values():
+                session.run(None, feeds[0])
             speed: dict[str, list[float]] = {v: [] for v in variants}
             outs: dict[str, list[Any]] = {}
             for _ in range(args.repeats):

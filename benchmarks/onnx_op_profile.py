@@ -90,23 +90,14 @@ def split_session_time(tagger: Any, texts: list[str]) -> dict[str, float]:
 
 def kernel_times(tagger: Any, texts: list[str], work: Path) -> tuple[Counter[str], Counter[str]]:
     """ONNX Runtime's kernel microseconds over the posts' batches, by operator type and by layer."""
-    import onnxruntime as ort
-
-    from hamner.inference.onnx import DISABLED_OPTIMIZERS, ONNX_FILE
+    from hamner.inference.onnx import ONNX_FILE, cpu_session
 
     model = tagger.model
     words = [[t.text for t in tagger.tokenize(x)] for x in texts]
     _, encoded, order = model.encode_inputs(words, None, "window")
     feeds = [model.feeds(model.collate([encoded[u] for u in order[s : s + BATCH]])) for s in range(0, len(order), BATCH)]
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_profiling = True
     work.mkdir(parents=True, exist_ok=True)
-    options.profile_file_prefix = str(work / "ort_profile")
-    session = ort.InferenceSession(
-        str(model.directory / ONNX_FILE), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS)
-    )  # the session OnnxTagger makes
+    session = cpu_session(model.directory / ONNX_FILE, 1, profile_prefix=work / "ort_profile")  # as OnnxTagger makes it
     for f in feeds:
         session.run(None, {n: f[n] for n in model.input_names})
     path = session.end_profiling()

@@ -88,6 +88,25 @@ BLOCKWISE_MIN_ORT = "1.22"
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
+
+def cpu_session(
+    path: str | Path, threads: int, spinning: bool = True, disabled: Sequence[str] = DISABLED_OPTIMIZERS,
+    profile_prefix: str | Path | None = None,
+) -> Any:  # fmt: skip
+    """An onnxruntime CPU session as OnnxTagger makes it: every graph optimization but ``disabled``
+    (:data:`DISABLED_OPTIMIZERS`), ``threads`` intra-op threads, threads that sleep after a run with
+    ``spinning=False``; ONNX Runtime's profiler on with ``profile_prefix``."""
+    ort = _require_onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled))
+
 def exported_backbone(directory: str | Path) -> Path | None:
     """The ONNX image backbone of an exported multimodal model, or None (none exported, or not an
     exported model)."""
@@ -565,15 +584,7 @@ class OnnxTagger:
         with self._sessions_lock:
             session = self._sessions.get(threads)
             if session is None:
-                ort = _require_onnxruntime()
-                options = ort.SessionOptions()
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                options.intra_op_num_threads = threads
-                if not self._spinning:
-                    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                session = ort.InferenceSession(
-                    str(self.directory / ONNX_FILE), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS)
-                )  # fmt: skip
+                session = cpu_session(self.directory / ONNX_FILE, threads, self._spinning)
                 if self._sessions:
                     log.debug("%s: a session with %d threads made (others: %s)", self.directory, threads, sorted(self._sessions))
                 self._sessions[threads] = session
